@@ -1,0 +1,1 @@
+"""PyTorch checkpoint -> ONNX graphs + manifest."""

@@ -1,0 +1,1 @@
+"""The reference runtime: onnxruntime + numpy + tokenizers + soundfile. Never imports torch."""

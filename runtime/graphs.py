@@ -1,0 +1,41 @@
+"""ONNX Runtime sessions for the graphs listed in a manifest, checked against it before loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from voxport import manifest as mf
+from voxport.errors import ArtifactError
+
+
+class Graphs:
+    """Lazily created sessions; a graph's files are hash-checked once, before its first load."""
+
+    def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0):
+        self.dir = Path(artifact_dir)
+        self.manifest = mf.load(self.dir)
+        self.rt = self.manifest["runtime"]
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.threads = threads
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        mf.check_files(self.dir, self.manifest, graphs=[])  # tokenizer and template files
+
+    def session(self, name: str) -> ort.InferenceSession:
+        if name not in self._sessions:
+            mf.check_files(self.dir, {"graphs": {name: self.manifest["graphs"].get(name, {"files": []})}})
+            path = mf.graph_path(self.dir, self.manifest, name)
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            if self.threads:
+                opts.intra_op_num_threads = self.threads
+            try:
+                self._sessions[name] = ort.InferenceSession(str(path), opts, providers=self.providers)
+            except Exception as e:
+                raise ArtifactError(f"{path}: onnxruntime could not load it ({str(e).splitlines()[0][:200]})") from None
+        return self._sessions[name]
+
+    def run(self, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session(name).run(None, feeds)

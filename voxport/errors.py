@@ -1,0 +1,25 @@
+"""Typed errors. Every user-facing failure is a VoxportError: one line, exit code 2."""
+
+
+class VoxportError(Exception):
+    """A problem with the user's input or artifacts; printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class CheckpointError(VoxportError):
+    """The model to export is missing, corrupt, or not a supported architecture."""
+
+
+class ArtifactError(VoxportError):
+    """An exported artifact directory is incomplete, damaged, or does not match its manifest."""
+
+
+class InputError(VoxportError):
+    """Text or audio given to the runtime is outside what the model accepts."""
+
+
+class ParityError(VoxportError):
+    """An ONNX graph disagrees with PyTorch beyond its tolerance."""
+
+    exit_code = 1
