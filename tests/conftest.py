@@ -1,0 +1,31 @@
+"""Shared fixtures: the tiny preset is exported once per session into a temporary directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("voxport-cache")
+    os.environ["VOXPORT_CACHE"] = str(root)  # presets are materialised here, not in ~/.cache
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, cache_root) -> Path:
+    from exporter.export import export
+
+    out = tmp_path_factory.mktemp("artifacts") / "tiny"
+    export("tiny", out, progress=lambda m: None, cache_root=cache_root)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(cache_root) -> Path:
+    from exporter.presets import materialize
+
+    return materialize("tiny", cache_root)

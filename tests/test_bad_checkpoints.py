@@ -1,0 +1,90 @@
+"""Bad checkpoints: one line naming the problem and the path, exit code 2, nothing written."""
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from voxport.cli import main
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _run_export(model, out, capsys):
+    code = main(["export", str(model), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1] if err else ""
+
+
+def test_not_a_directory(tmp_path, capsys):
+    code, err = _run_export(tmp_path / "nope", tmp_path / "out", capsys)
+    assert code == 2 and "not a directory" in err and str(tmp_path / "nope") in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_other_architecture(tmp_path, capsys):
+    d = tmp_path / "llama"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    code, err = _run_export(d, tmp_path / "out", capsys)
+    assert code == 2 and "unsupported architecture 'llama'" in err and "LlamaForCausalLM" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_config(tiny_checkpoint, tmp_path, capsys):
+    d = _copy(tiny_checkpoint, tmp_path / "ck")
+    (d / "config.json").write_text("{not json")
+    code, err = _run_export(d, tmp_path / "out", capsys)
+    assert code == 2 and "config.json is not valid JSON" in err
+
+
+def test_truncated_weights(tiny_checkpoint, tmp_path, capsys):
+    d = _copy(tiny_checkpoint, tmp_path / "ck")
+    w = d / "model.safetensors"
+    os.truncate(w, w.stat().st_size // 2)
+    code, err = _run_export(d, tmp_path / "out", capsys)
+    assert code == 2 and "corrupt or truncated safetensors" in err and str(w) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_weights_and_tokenizer(tiny_checkpoint, tmp_path, capsys):
+    d = _copy(tiny_checkpoint, tmp_path / "ck")
+    (d / "tokenizer.json").unlink()
+    code, err = _run_export(d, tmp_path / "out", capsys)
+    assert code == 2 and "missing tokenizer.json" in err
+    (d / "model.safetensors").unlink()
+    code, err = _run_export(d, tmp_path / "out", capsys)
+    assert code == 2 and "no *.safetensors" in err
+
+
+def test_hub_id_fails_fast_without_network(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: refused at once
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    t = time.time()
+    code, err = _run_export("sesame/csm-1b", tmp_path / "out", capsys)
+    assert code == 2 and "sesame/csm-1b: could not fetch from the Hugging Face hub" in err
+    assert time.time() - t < 60
+    assert not (tmp_path / "out").exists()
+
+
+def test_failure_half_way_leaves_no_directory(tiny_checkpoint, tmp_path, monkeypatch):
+    import exporter.export as ex
+
+    real, calls = ex.export_graph, []
+
+    def flaky(spec, root, device="cpu"):
+        calls.append(spec.name)
+        if len(calls) == 2:
+            raise RuntimeError("simulated failure half-way")
+        return real(spec, root, device)
+
+    monkeypatch.setattr(ex, "export_graph", flaky)
+    out = tmp_path / "arts" / "tiny"
+    with pytest.raises(RuntimeError, match="half-way"):
+        ex.export(str(tiny_checkpoint), out, progress=lambda m: None)
+    assert not out.exists() and list((tmp_path / "arts").iterdir()) == []

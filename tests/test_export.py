@@ -1,0 +1,53 @@
+"""Export of the tiny preset: the manifest is complete and describes the files exactly."""
+
+import json
+
+import onnx
+import onnxruntime as ort
+
+from voxport.fsutil import sha256_file
+
+GRAPHS = {"embed", "backbone", "depth", "mimi_decoder", "mimi_encoder"}
+
+
+def test_manifest_lists_every_graph_with_hash_and_io(tiny_dir):
+    m = json.loads((tiny_dir / "manifest.json").read_text())
+    assert set(m["graphs"]) == GRAPHS
+    for name, g in m["graphs"].items():
+        for f in g["files"]:
+            assert sha256_file(tiny_dir / f["path"]) == f["sha256"]
+            assert (tiny_dir / f["path"]).stat().st_size == f["bytes"]
+        sess = ort.InferenceSession(str(tiny_dir / g["files"][0]["path"]))
+        # declared names, order and symbolic axes are exactly the file's
+        assert [i.name for i in sess.get_inputs()] == [s["name"] for s in g["inputs"]]
+        assert [o.name for o in sess.get_outputs()] == [s["name"] for s in g["outputs"]]
+        for decl, real in zip(g["inputs"] + g["outputs"], list(sess.get_inputs()) + list(sess.get_outputs())):
+            assert list(real.shape) == decl["shape"], (name, decl["name"])
+        onnx.checker.check_model(str(tiny_dir / g["files"][0]["path"]))
+
+
+def test_manifest_runtime_facts(tiny_dir):
+    m = json.loads((tiny_dir / "manifest.json").read_text())
+    rt = m["runtime"]
+    assert rt["num_codebooks"] == 32 and rt["codebook_vocab"] == 2051
+    assert rt["sample_rate"] == 24000 and rt["frame_size"] == 1920 and rt["frame_rate"] == 12.5
+    assert m["source"] == {**m["source"], "kind": "preset", "name": "tiny"}
+    assert "<|AUDIO|>" in (tiny_dir / rt["chat_template_file"]).read_text()
+    kv = [s["name"] for s in m["graphs"]["backbone"]["inputs"] if s["name"].startswith("past_key_values")]
+    assert kv[:2] == ["past_key_values.0.key", "past_key_values.0.value"]
+    assert len(kv) == 2 * rt["backbone"]["layers"]
+
+
+def test_no_partial_directories_left(tiny_dir):
+    assert not [p for p in tiny_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_preset_is_deterministic(tiny_checkpoint, tmp_path):
+    from exporter.presets import PRESETS, build_model, build_tokenizer
+
+    a = build_model(PRESETS["tiny"], build_tokenizer(512)).state_dict()
+    from transformers import CsmForConditionalGeneration
+
+    b = CsmForConditionalGeneration.from_pretrained(tiny_checkpoint).state_dict()
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a)

@@ -1,0 +1,46 @@
+"""The parity harness on the tiny preset: every graph in tolerance, identical greedy codes."""
+
+import json
+
+from voxport.cli import main
+
+
+def test_parity_passes_and_writes_reports(tiny_dir, capsys):
+    assert main(["parity", str(tiny_dir), "--frames", "50"]) == 0
+    r = json.loads((tiny_dir / "parity.json").read_text())
+    assert r["ok"] and not r["failures"]
+    assert r["greedy"]["identical"] and r["greedy"]["frames_reference"] == 50
+    assert r["greedy"]["agreement_per_frame"] == [1.0] * 50
+    assert r["voice_prompt"]["identical"] and r["voice_prompt"]["context_frames"] > 0
+    assert r["sampling"]["reproducible"] and r["sampling"]["other_seed_differs"]
+    assert r["waveform"]["rel"] <= 1e-4 and r["waveform"]["samples"] == 50 * 1920
+    # every graph checked at several shapes, including an empty and a long past
+    cases = {(c["graph"], tuple(sorted(c["case"].items()))) for c in r["graphs"]}
+    assert {g for g, _ in cases} == {"embed", "backbone", "depth", "mimi_decoder", "mimi_encoder"}
+    assert any(g == "backbone" and dict(c)["past"] == 0 for g, c in cases)
+    assert any(g == "backbone" and dict(c)["past"] >= 300 for g, c in cases)
+    assert all(c["max_abs"] <= c["allowed"] for c in r["graphs"])
+    assert (tiny_dir / "parity.md").read_text().count("| yes |") == len(r["graphs"])
+    assert (tiny_dir / "parity.png").stat().st_size > 10_000
+    assert "parity PASS" in capsys.readouterr().out
+
+
+def test_parity_names_the_graph_that_fails(tiny_dir, tmp_path):
+    """A graph that computes something else must fail with graph, output, shape and distance."""
+    import torch
+    import onnxruntime as ort
+
+    from exporter.checkpoint import load, resolve
+    from exporter.families.csm import CsmFamily
+    from validation.graphs import GraphMismatch, check_graph
+
+    model, _ = load(resolve("tiny"))
+    spec = next(g for g in CsmFamily(model, {}).graphs() if g.name == "backbone")
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.01)  # the reference drifts 1% away from the exported graph
+    sess = ort.InferenceSession(str(tiny_dir / "onnx" / "backbone.onnx"))
+    checks = check_graph(spec, sess)
+    bad = [c for c in checks if not c.ok]
+    assert bad and {c.output for c in bad} == {"logits"}
+    msg = str(GraphMismatch(bad[0]))
+    assert "backbone.logits" in msg and "shape" in msg and "max |diff|" in msg

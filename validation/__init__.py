@@ -1,0 +1,1 @@
+"""Parity harness: every ONNX graph and the whole generation against the PyTorch reference."""

@@ -1,0 +1,73 @@
+"""`voxport parity DIR`: reload the PyTorch model named in the manifest and check everything."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from exporter import checkpoint
+from exporter.spec import family_for
+from runtime.csm import CsmRuntime
+from validation import e2e, report
+from validation.graphs import check_graph
+from voxport import manifest as mf
+from voxport.errors import ArtifactError
+
+
+def source_checkpoint(manifest: dict, cache_root: Path | None = None) -> checkpoint.Checkpoint:
+    src = manifest["source"]
+    ref = {"preset": src.get("name"), "dir": src.get("path"), "hub": src.get("id")}.get(src.get("kind"))
+    if not ref:
+        raise ArtifactError(f"manifest source {src} names no model to compare against")
+    return checkpoint.resolve(ref, cache_root)
+
+
+def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=print,
+        cache_root: Path | None = None) -> dict:
+    artifact_dir = Path(artifact_dir)
+    manifest = mf.load(artifact_dir)
+    mf.check_files(artifact_dir, manifest)
+    t0 = time.time()
+    ckpt = source_checkpoint(manifest, cache_root)
+    model, _ = checkpoint.load(ckpt, device)
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(ckpt.path)
+    family = family_for(model.config)(model, {})
+    rt = CsmRuntime(artifact_dir)
+
+    graph_rows = []
+    for spec in family.graphs():
+        progress(f"parity: graph {spec.name} ({len(spec.check_sizes)} shape cases)")
+        graph_rows += check_graph(spec, rt.graphs.session(spec.name), device)
+
+    progress(f"parity: greedy generation, {frames} frames, ONNX vs transformers.generate")
+    greedy, codes = e2e.greedy_case(rt, model, processor, frames, device)
+    progress("parity: waveform, ONNX Mimi decoder vs PyTorch on the generated codes")
+    wave = e2e.waveform_case(rt, model, codes, device)
+    progress("parity: voice prompt (context utterance through the Mimi encoder graph)")
+    voice = e2e.voice_prompt_case(rt, model, processor, max(10, frames // 2), device)
+    progress("parity: sampling reproducibility")
+    sampling = e2e.sampling_case(rt)
+
+    failures = [c.describe() for c in graph_rows if not c.ok]
+    if not greedy["identical"]:
+        failures.append(f"greedy generation: codes differ from transformers at frame {greedy['first_mismatch_frame']}"
+                        f" ({greedy['frames_onnx']} vs {greedy['frames_reference']} frames)")
+    if not wave["ok"]:
+        failures.append(f"waveform: relative error {wave['rel']:.3g} > {wave['allowed_rel']}")
+    if not voice["identical"]:
+        failures.append(f"voice prompt: codes differ from transformers at frame {voice['first_mismatch_frame']}")
+    if not (sampling["reproducible"] and sampling["other_seed_differs"]):
+        failures.append(f"sampling: not reproducible from the seed ({sampling})")
+    result = {
+        "artifact": str(artifact_dir), "source": manifest["source"], "device": device,
+        "reference_device": device, "onnx_providers": rt.graphs.providers, "seconds": round(time.time() - t0, 1),
+        "ok": not failures, "failures": failures,
+        "graphs": [c.__dict__ for c in graph_rows], "greedy": greedy, "waveform": wave,
+        "voice_prompt": voice, "sampling": sampling,
+    }
+    (artifact_dir / "parity.json").write_text(json.dumps(result, indent=2))
+    report.write(artifact_dir, result)
+    return result

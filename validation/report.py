@@ -1,0 +1,69 @@
+"""parity.md (tables) and parity.png (error per frame, per graph) beside parity.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write(artifact_dir: Path, r: dict) -> None:
+    lines = [f"# Parity: {r['artifact']}", "",
+             f"**Verdict: {'PASS' if r['ok'] else 'FAIL'}** - reference on `{r['device']}`, "
+             f"ONNX on {', '.join(r['onnx_providers'])}, {r['seconds']} s", ""]
+    if r["failures"]:
+        lines += ["## Failures", ""] + [f"- {f}" for f in r["failures"]] + [""]
+    lines += ["## Graphs (max |onnx - torch| per output; allowed = atol + rtol x max|torch|)", "",
+              "| graph | case | output | shape | max abs | relative | allowed | ok |", "|---|---|---|---|---|---|---|---|"]
+    for c in r["graphs"]:
+        case = ", ".join(f"{k}={v}" for k, v in c["case"].items())
+        lines.append(f"| {c['graph']} | {case} | {c['output']} | {c['shape']} | {c['max_abs']:.2e} | "
+                     f"{c['rel']:.2e} | {c['allowed']:.2e} | {'yes' if c['ok'] else '**NO**'} |")
+    g, v, w, s = r["greedy"], r["voice_prompt"], r["waveform"], r["sampling"]
+    lines += ["", "## Generation", "",
+              "| check | result |", "|---|---|",
+              f"| greedy codes, {g['frames_reference']} frames vs transformers.generate | "
+              f"{'identical' if g['identical'] else 'differ at frame %s' % g['first_mismatch_frame']} |",
+              f"| voice prompt ({v['context_frames']} context frames), {v['frames_reference']} frames | "
+              f"{'identical' if v['identical'] else 'differ at frame %s' % v['first_mismatch_frame']} |",
+              f"| waveform, {w['samples']} samples | max abs {w['max_abs']:.2e}, relative {w['rel']:.2e} "
+              f"(allowed {w['allowed_rel']:.0e}) |",
+              f"| sampling, seed reproducible | {s['reproducible']} (another seed differs: {s['other_seed_differs']}) |",
+              "", "![parity plot](parity.png)", ""]
+    (Path(artifact_dir) / "parity.md").write_text("\n".join(lines))
+    plot(Path(artifact_dir) / "parity.png", r)
+
+
+def plot(path: Path, r: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    ax.plot(r["greedy"]["agreement_per_frame"], label="greedy")
+    ax.plot(r["voice_prompt"]["agreement_per_frame"], label="voice prompt")
+    ax.set(title="code agreement per frame (ONNX vs transformers)", xlabel="frame", ylabel="fraction equal",
+           ylim=(-0.05, 1.05))
+    ax.legend()
+    ax = axes[1]
+    per_frame = [max(x, 1e-12) for x in r["waveform"]["max_abs_per_frame"]]
+    ax.semilogy(per_frame, marker=".")
+    ax.axhline(r["waveform"]["allowed_rel"] * r["waveform"]["scale"], color="r", ls="--", label="allowed")
+    ax.set(title="waveform max |diff| per 80 ms frame", xlabel="frame", ylabel="max abs diff")
+    ax.legend()
+    ax = axes[2]
+    worst: dict[str, tuple[float, float]] = {}
+    for c in r["graphs"]:
+        key = c["graph"]
+        rel, allowed_rel = c["rel"], (c["allowed"] / c["scale"] if c["scale"] else c["allowed"])
+        if key not in worst or rel > worst[key][0]:
+            worst[key] = (rel, allowed_rel)
+    names = list(worst)
+    ax.bar(names, [max(worst[n][0], 1e-12) for n in names], label="worst relative error")
+    ax.scatter(names, [max(worst[n][1], 1e-12) for n in names], color="r", marker="_", s=400, label="allowed")
+    ax.set_yscale("log")
+    ax.set(title="per graph: worst relative error", ylabel="max abs / max |torch|")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,108 @@
+"""`voxport` command line. Imports are lazy: `speak` must never load torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from voxport.errors import VoxportError
+
+
+def _export(a) -> int:
+    from exporter.export import export
+    from exporter.presets import PRESETS
+
+    out = Path(a.output) if a.output else Path("artifacts") / (a.model if a.model in PRESETS else Path(a.model).name)
+    export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(out)
+    return 0
+
+
+def _parity(a) -> int:
+    from validation.harness import run
+
+    r = run(Path(a.dir), device=a.device, frames=a.frames, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    g, w = r["greedy"], r["waveform"]
+    worst = max(r["graphs"], key=lambda c: c["rel"])
+    print(f"parity {'PASS' if r['ok'] else 'FAIL'}: {len(r['graphs'])} graph checks "
+          f"(worst relative error {worst['rel']:.2e} in {worst['graph']}.{worst['output']}), "
+          f"greedy codes {'identical' if g['identical'] else 'DIFFER'} over {g['frames_reference']} frames, "
+          f"voice prompt {'identical' if r['voice_prompt']['identical'] else 'DIFFERS'}, "
+          f"waveform relative error {w['rel']:.2e}; report: {Path(a.dir) / 'parity.md'}")
+    for f in r["failures"]:
+        print(f"  FAIL {f}", file=sys.stderr)
+    return 0 if r["ok"] else 1
+
+
+def _speak(a) -> int:
+    from runtime.audio import write_wav
+    from runtime.csm import CsmRuntime
+    from runtime.sampling import Sampling
+
+    rt = CsmRuntime(Path(a.dir))
+    sampling = Sampling() if a.greedy else Sampling(a.temperature, a.top_k)
+    context = []
+    if a.ref_audio or a.ref_text:
+        if not (a.ref_audio and a.ref_text):
+            raise VoxportError("--ref-audio and --ref-text go together: the reference audio and its transcript")
+        context.append(rt.reference(Path(a.ref_audio), a.ref_text, a.speaker))
+    res = rt.generate(a.text, speaker=a.speaker, context=context, max_frames=a.max_frames,
+                      sampling=sampling, seed=a.seed)
+    write_wav(Path(a.output), res.audio, rt.rt["sample_rate"])
+    if a.codes_out:
+        Path(a.codes_out).write_text(json.dumps(res.codes.tolist()))
+    s = res.stats
+    print(f"{a.output}: {s['frames']} frames, {s['audio_s']:.2f} s of audio in {s['generate_s'] + s['decode_s']:.2f} s",
+          file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="voxport", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="export a checkpoint (preset, local directory or hub id) to ONNX")
+    e.add_argument("model", help="preset (tiny, marvis-250m, csm-1b), checkpoint directory, or hub id")
+    e.add_argument("-o", "--output", help="artifact directory (default: artifacts/<name>)")
+    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    e.set_defaults(func=_export)
+
+    q = sub.add_parser("parity", help="check every graph and the generation against PyTorch")
+    q.add_argument("dir")
+    q.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device of the PyTorch reference")
+    q.add_argument("--frames", type=int, default=50, help="greedy frames compared end to end")
+    q.set_defaults(func=_parity)
+
+    s = sub.add_parser("speak", help="generate speech from the ONNX graphs alone (no torch)")
+    s.add_argument("dir")
+    s.add_argument("text")
+    s.add_argument("-o", "--output", default="out.wav")
+    s.add_argument("--greedy", action="store_true")
+    s.add_argument("--temperature", type=float, default=0.9)
+    s.add_argument("--top-k", type=int, default=50)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-frames", type=int, default=125, help="at 12.5 frames/s: 125 = 10 s")
+    s.add_argument("--speaker", type=int, default=0)
+    s.add_argument("--ref-audio", help="reference audio to clone the voice of (any common format)")
+    s.add_argument("--ref-text", help="transcript of --ref-audio")
+    s.add_argument("--codes-out", help="also write the generated codes as JSON")
+    s.set_defaults(func=_speak)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VoxportError as e:
+        print(f"voxport {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"voxport {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
