@@ -23,9 +23,12 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """max |onnx - torch| <= atol + rtol * max|torch| per output (the output's own scale)."""
+    """max |onnx - torch| <= atol + rtol * max|torch| per output (the output's own scale).
 
-    rtol: float = 1e-4
+    fp32 default 2e-5: measured worst 1.8e-6 (marvis-250m backbone), 4e-7 (tiny); 10x margin, and
+    5x tighter than the 1e-4 the project asks of fp32."""
+
+    rtol: float = 2e-5
     atol: float = 1e-6
     exact: bool = False  # integer outputs (codes) must match exactly
 

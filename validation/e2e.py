@@ -10,7 +10,7 @@ from runtime.sampling import Sampling
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 REF_TEXT = "She sells sea shells by the sea shore."
-WAVE_RTOL = 1e-4  # waveform: max |diff| <= WAVE_RTOL * max |torch waveform|
+WAVE_RTOL = 2e-5  # waveform: max |diff| <= WAVE_RTOL * max |torch waveform| (measured 1.4e-6 on marvis-250m)
 
 
 def reference_wave(sample_rate: int, seconds: float = 1.6) -> np.ndarray:

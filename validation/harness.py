@@ -23,6 +23,15 @@ def source_checkpoint(manifest: dict, cache_root: Path | None = None) -> checkpo
     return checkpoint.resolve(ref, cache_root)
 
 
+def onnx_providers(device: str) -> list[str]:
+    """The CUDA provider when the reference runs on a GPU and onnxruntime-gpu (extra `gpu`) is installed."""
+    import onnxruntime as ort
+
+    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=print,
         cache_root: Path | None = None) -> dict:
     artifact_dir = Path(artifact_dir)
@@ -35,7 +44,7 @@ def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=prin
 
     processor = AutoProcessor.from_pretrained(ckpt.path)
     family = family_for(model.config)(model, {})
-    rt = CsmRuntime(artifact_dir)
+    rt = CsmRuntime(artifact_dir, providers=onnx_providers(device))
 
     graph_rows = []
     for spec in family.graphs():
