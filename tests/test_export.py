@@ -51,3 +51,27 @@ def test_preset_is_deterministic(tiny_checkpoint, tmp_path):
     b = CsmForConditionalGeneration.from_pretrained(tiny_checkpoint).state_dict()
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_large_graphs_use_external_data(tiny_checkpoint, tmp_path, monkeypatch):
+    """Graphs over the threshold keep weights in <graph>.onnx.data (the 2 GB protobuf limit); the
+    file list carries both and onnxruntime loads them to the same result."""
+    import numpy as np
+    import torch
+
+    import exporter.export as ex
+    from exporter.checkpoint import Checkpoint, load
+    from exporter.families.csm import CsmFamily
+
+    model, _ = load(Checkpoint(tiny_checkpoint, {}))
+    spec = next(g for g in CsmFamily(model, {}).graphs() if g.name == "embed")
+    monkeypatch.setattr(ex, "EXTERNAL_DATA_BYTES", 0)
+    (tmp_path / "onnx").mkdir()
+    files = ex.export_graph(spec, tmp_path)
+    assert files == ["onnx/embed.onnx", "onnx/embed.onnx.data"]
+    assert (tmp_path / files[1]).stat().st_size > 10 * (tmp_path / files[0]).stat().st_size
+    args = spec.make_inputs({"batch": 2, "seq": 7})
+    got = ort.InferenceSession(str(tmp_path / files[0])).run(None, {"input_ids": args[0].numpy(),
+                                                                    "audio_codes": args[1].numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, spec.module(*args).numpy(), rtol=0, atol=1e-6)
