@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import json
 import logging
 import shutil
@@ -138,21 +140,17 @@ def _name_axes(model, spec: GraphSpec) -> None:
                 raise RuntimeError(f"{spec.name}.{vi.name}: exported axis {d.dim_value} != declared {want}")
 
 
-class _quiet_torch_onnx:
+@contextlib.contextmanager
+def _quiet_torch_onnx():
     """torch.onnx prints progress lines and warnings per graph; keep the CLI output ours."""
-
-    def __enter__(self):
-        self._level = logging.getLogger("torch.onnx").level
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-        import contextlib
-        import io
-        self._redirect = contextlib.redirect_stdout(io.StringIO())
-        self._redirect.__enter__()
-
-    def __exit__(self, *exc):
-        self._redirect.__exit__(*exc)
-        logging.getLogger("torch.onnx").setLevel(self._level)
-        return False
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _versions() -> dict:

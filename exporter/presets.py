@@ -133,8 +133,6 @@ def build_config(preset: Preset, tokenizer):
 
 def randomize_codec(codec) -> None:
     """A freshly initialised Mimi decodes everything to zero (embed_sum starts at 0): randomise it."""
-    import torch
-
     for module in codec.modules():
         if type(module).__name__ == "MimiEuclideanCodebook":
             module.embed_sum.data.normal_(0.0, 1.0)

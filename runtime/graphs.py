@@ -25,8 +25,8 @@ class Graphs:
 
     def session(self, name: str) -> ort.InferenceSession:
         if name not in self._sessions:
-            mf.check_files(self.dir, {"graphs": {name: self.manifest["graphs"].get(name, {"files": []})}})
             path = mf.graph_path(self.dir, self.manifest, name)
+            mf.check_files(self.dir, self.manifest, graphs=[name])
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             if self.threads:
