@@ -86,7 +86,7 @@ def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
         program = torch.onnx.export(
             spec.module, tuple(args), dynamo=True, verbose=False,
             input_names=[s.name for s in spec.inputs], output_names=[s.name for s in spec.outputs],
-            dynamic_shapes=_dynamic_shapes(spec),
+            dynamic_shapes=_dynamic_shapes(spec), optimize=spec.optimize,
         )
     external = n_bytes > EXTERNAL_DATA_BYTES
     path = root / rel

@@ -45,6 +45,9 @@ class GraphSpec:
     tolerance: dict[str, Tolerance] = field(default_factory=dict)  # per output; default Tolerance()
     # export-only patches of the reference model, restored on exit (None: export it as it is)
     export_context: Callable[[], AbstractContextManager] | None = None
+    # onnxscript's rewriter is quadratic on big unrolled graphs (minutes for the fused frame graph);
+    # such a graph skips it and is left to onnxruntime's own graph optimizations at load.
+    optimize: bool = True
 
     def exporting(self) -> AbstractContextManager:
         return self.export_context() if self.export_context else nullcontext()

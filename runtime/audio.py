@@ -39,3 +39,26 @@ def read_reference(path: Path, sample_rate: int, max_seconds: float) -> np.ndarr
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     sf.write(str(path), np.asarray(audio, dtype=np.float32).reshape(-1), sample_rate, subtype="PCM_16")
+
+
+class PcmSink:
+    """Where streamed audio goes: a WAV file written progressively (its header is brought up to date
+    after every chunk, so a reader sees the audio so far), or raw 16-bit little-endian mono PCM on a
+    binary stream (`-o -`: stdout)."""
+
+    def __init__(self, target, sample_rate: int):
+        self.raw = target if hasattr(target, "write") else None
+        self.wav = None if self.raw else sf.SoundFile(str(target), "w", sample_rate, 1, subtype="PCM_16")
+
+    def write(self, pcm: np.ndarray) -> None:
+        if self.raw is not None:  # BrokenPipeError propagates: the caller stops generating
+            pcm16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2")
+            self.raw.write(pcm16.tobytes())
+            self.raw.flush()
+        else:
+            self.wav.write(np.asarray(pcm, np.float32))
+            self.wav.flush()
+
+    def close(self) -> None:
+        if self.wav is not None:
+            self.wav.close()

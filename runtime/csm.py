@@ -11,7 +11,7 @@ import numpy as np
 from runtime.audio import read_reference
 from runtime.graphs import Graphs
 from runtime.prompt import PromptBuilder, Utterance
-from runtime.sampling import Sampling, choose
+from runtime.sampling import Sampling, choose, draw_noise
 from voxport.errors import InputError
 
 
@@ -51,9 +51,9 @@ class CsmRuntime:
         return Utterance(text, speaker, self.encode_audio(wave))
 
     # -- generation ------------------------------------------------------------------------------
-    def generate(self, text: str, speaker: int = 0, context: list[Utterance] | None = None,
-                 max_frames: int = 125, sampling: Sampling = Sampling(), seed: int = 0,
-                 decode: bool = True) -> Result:
+    def prepare(self, text: str, speaker: int, context: list[Utterance] | None, max_frames: int,
+                sampling: Sampling) -> tuple[np.ndarray, np.ndarray, int]:
+        """Checked prompt: (token ids [1, T], audio codes [1, T, K], frames that fit after it)."""
         rt = self.rt
         sampling.validate(rt["codebook_vocab"])
         if not text.strip():
@@ -65,7 +65,15 @@ class CsmRuntime:
         if n_prompt + 1 > limit:
             raise InputError(f"prompt is {n_prompt} tokens; this model's context is {limit} positions "
                              f"(text + context audio frames + generated frames); shorten the text or the reference")
-        max_frames = min(max_frames, limit - n_prompt)
+        return ids, audio_codes, min(max_frames, limit - n_prompt)
+
+    def generate(self, text: str, speaker: int = 0, context: list[Utterance] | None = None,
+                 max_frames: int = 125, sampling: Sampling = Sampling(), seed: int = 0,
+                 decode: bool = True) -> Result:
+        """The step-graph loop (33 runtime calls per frame): the debugging and parity path."""
+        rt = self.rt
+        ids, audio_codes, max_frames = self.prepare(text, speaker, context, max_frames, sampling)
+        n_prompt = ids.shape[1]
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
 
@@ -82,7 +90,8 @@ class CsmRuntime:
                 **_kv_feeds(past)})
             hidden, logits, past = out[0], out[1], out[2:]
             pos += seq
-            frame = self._frame(hidden[:, -1], logits[:, -1], sampling, rng)
+            noise = draw_noise(rng, rt["num_codebooks"], rt["codebook_vocab"])
+            frame = self._frame(hidden[:, -1], logits[:, -1], sampling, noise[0])
             frames.append(frame)
             t_first = t_first or time.perf_counter()
             # transformers stops when every codebook but the last is eos; the eos frame is kept
@@ -100,16 +109,17 @@ class CsmRuntime:
             "runtime_calls_per_frame": 2 + (rt["num_codebooks"] - 1),  # embed + backbone + depth steps
         })
 
-    def _frame(self, hidden: np.ndarray, logits: np.ndarray, sampling: Sampling, rng) -> np.ndarray:
-        """One audio frame of K codes: codebook 0 from the backbone, the rest from the depth decoder."""
-        c = choose(logits, sampling, rng)
+    def _frame(self, hidden: np.ndarray, logits: np.ndarray, sampling: Sampling, noise: np.ndarray) -> np.ndarray:
+        """One audio frame of K codes: codebook 0 from the backbone, the rest from the depth decoder;
+        codebook i draws with noise[i] (the fused graph's `noise` input, same arithmetic)."""
+        c = choose(logits, sampling, noise[0:1])
         codes = [c[0]]
         ids = np.array([[0, c[0]]], np.int64)  # position 0 is replaced by the backbone hidden state
         past = _empty_past(self.rt["depth"])
-        for _ in range(self.rt["num_codebooks"] - 1):
+        for i in range(1, self.rt["num_codebooks"]):
             out = self.graphs.run("depth", {"input_ids": ids, "backbone_last_hidden_state": hidden,
                                             **_kv_feeds(past)})
-            c = choose(out[0], sampling, rng)
+            c = choose(out[0], sampling, noise[i:i + 1])
             past = out[1:]
             codes.append(c[0])
             ids = c[:, None]

@@ -9,7 +9,7 @@ from pathlib import Path
 from exporter import checkpoint
 from exporter.spec import family_for
 from runtime.csm import CsmRuntime
-from validation import e2e, report
+from validation import e2e, report, streaming
 from validation.graphs import check_graph
 from voxport import manifest as mf
 from voxport.errors import ArtifactError
@@ -61,6 +61,14 @@ def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=prin
     voice = e2e.voice_prompt_case(rt, model, processor, max(10, frames // 2), device)
     progress("parity: sampling reproducibility")
     sampling = e2e.sampling_case(rt)
+    progress(f"parity: fused frame graph, {frames} greedy frames vs transformers and the step graphs")
+    fused = streaming.fused_greedy_case(rt, codes, frames)
+    progress("parity: fused frame graph sampling, same noise as PyTorch and the step graphs")
+    fused_sampling = streaming.fused_sampling_case(rt, model, family)
+    progress("parity: streaming Mimi decode (chunks of 1, 2, 3, 7 frames) vs batch decode")
+    stream = streaming.stream_decode_case(rt, model, device=device)
+    progress("parity: utterance joins in long text")
+    joins = streaming.join_case(rt)
 
     failures = [c.describe() for c in graph_rows if not c.ok]
     if not greedy["identical"]:
@@ -72,12 +80,23 @@ def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=prin
         failures.append(f"voice prompt: codes differ from transformers at frame {voice['first_mismatch_frame']}")
     if not (sampling["reproducible"] and sampling["other_seed_differs"]):
         failures.append(f"sampling: not reproducible from the seed ({sampling})")
+    if not (fused["identical"] and fused["identical_to_step_graphs"]):
+        failures.append(f"fused frame graph: greedy codes differ (from transformers at frame "
+                        f"{fused['first_mismatch_frame']}; equal to step graphs: {fused['identical_to_step_graphs']})")
+    if not (fused_sampling["fused_equals_torch"] and fused_sampling["fused_equals_step_graphs"]
+            and fused_sampling["other_seed_differs"]):
+        failures.append(f"fused frame graph sampling with the same noise: {fused_sampling}")
+    if not stream["ok"]:
+        failures.append(f"streaming decode: relative error {stream['worst_rel']:.3g} > {stream['allowed_rel']}")
+    if not joins["ok"]:
+        failures.append(f"utterance join: step {joins['join_step_max']} > largest step inside {joins['inside_step_max']}")
     result = {
         "artifact": str(artifact_dir), "source": manifest["source"], "device": device,
         "reference_device": device, "onnx_providers": rt.graphs.providers, "seconds": round(time.time() - t0, 1),
         "ok": not failures, "failures": failures,
         "graphs": [c.__dict__ for c in graph_rows], "greedy": greedy, "waveform": wave,
-        "voice_prompt": voice, "sampling": sampling,
+        "voice_prompt": voice, "sampling": sampling, "fused": fused, "fused_sampling": fused_sampling,
+        "stream_decode": stream, "joins": joins,
     }
     (artifact_dir / "parity.json").write_text(json.dumps(result, indent=2))
     report.write(artifact_dir, result)

@@ -27,9 +27,30 @@ def write(artifact_dir: Path, r: dict) -> None:
               f"| waveform, {w['samples']} samples | max abs {w['max_abs']:.2e}, relative {w['rel']:.2e} "
               f"(allowed relative {w['allowed_rel']:.0e}) |",
               f"| sampling, seed reproducible | {s['reproducible']} (another seed differs: {s['other_seed_differs']}) |",
-              "", "![parity plot](parity.png)", ""]
+              *_streaming_rows(r), "", "![parity plot](parity.png)", ""]
     (Path(artifact_dir) / "parity.md").write_text("\n".join(lines))
     plot(Path(artifact_dir) / "parity.png", r)
+
+
+def _streaming_rows(r: dict) -> list[str]:
+    f, fs, sd, j = r["fused"], r["fused_sampling"], r["stream_decode"], r["joins"]
+    chunks = ", ".join(f"{c}: {v['rel']:.1e}" for c, v in sd["chunks"].items())
+    return [
+        f"| fused frame graph, {f['frames_reference']} greedy frames | "
+        f"{'identical' if f['identical'] else 'differ at frame %s' % f['first_mismatch_frame']} to transformers; "
+        f"identical to step graphs: {f['identical_to_step_graphs']} |",
+        f"| fused sampling (T={fs['temperature']}, top-k {fs['top_k']}), {fs['frames']} frames, same noise | "
+        f"equals PyTorch: {fs['fused_equals_torch']}, equals step graphs: {fs['fused_equals_step_graphs']}, "
+        f"another seed differs: {fs['other_seed_differs']} |",
+        f"| streaming decode vs batch, {sd['frames']} frames, relative error per chunk size | {chunks} "
+        f"(allowed {sd['allowed_rel']:.0e}) |",
+        f"| {j['joins']} utterance joins: largest sample step at a join / inside / with codec reset | "
+        f"{_g(j['join_step_max'])} / {_g(j['inside_step_max'])} / {_g(j['reset_join_step_max'])} |",
+    ]
+
+
+def _g(x) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
 
 
 def plot(path: Path, r: dict) -> None:
@@ -47,8 +68,10 @@ def plot(path: Path, r: dict) -> None:
     ax.legend()
     ax = axes[1]
     per_frame = [max(x, 1e-12) for x in r["waveform"]["max_abs_per_frame"]]
-    ax.semilogy(per_frame, marker=".")
-    ax.axhline(r["waveform"]["allowed_rel"] * r["waveform"]["scale"], color="r", ls="--", label="allowed")
+    ax.semilogy(per_frame, marker=".", label="batch decode vs PyTorch")
+    for chunk, row in r["stream_decode"]["chunks"].items():
+        ax.semilogy([max(x, 1e-12) for x in row["max_abs_per_frame"]], lw=0.7, label=f"streaming, chunk {chunk}")
+    ax.axhline(r["waveform"]["allowed_rel"] * r["waveform"]["scale"], color="r", ls="--", label="allowed (batch)")
     ax.set(title="waveform max |diff| per 80 ms frame", xlabel="frame", ylabel="max abs diff")
     ax.legend()
     ax = axes[2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,6 @@ def _parity(a) -> int:
 
 
 def _speak(a) -> int:
-    from runtime.audio import write_wav
     from runtime.csm import CsmRuntime
     from runtime.sampling import Sampling
 
@@ -48,15 +48,59 @@ def _speak(a) -> int:
         if not (a.ref_audio and a.ref_text):
             raise VoxportError("--ref-audio and --ref-text go together: the reference audio and its transcript")
         context.append(rt.reference(Path(a.ref_audio), a.ref_text, a.speaker))
-    res = rt.generate(a.text, speaker=a.speaker, context=context, max_frames=a.max_frames,
-                      sampling=sampling, seed=a.seed)
-    write_wav(Path(a.output), res.audio, rt.rt["sample_rate"])
+    kw = dict(speaker=a.speaker, context=context, max_frames=a.max_frames, sampling=sampling, seed=a.seed)
+    if a.step_graphs:
+        codes, stats = _speak_steps(rt, a, kw)
+    else:
+        codes, stats = _speak_stream(rt, a, kw)
     if a.codes_out:
-        Path(a.codes_out).write_text(json.dumps(res.codes.tolist()))
-    s = res.stats
-    print(f"{a.output}: {s['frames']} frames, {s['audio_s']:.2f} s of audio in {s['generate_s'] + s['decode_s']:.2f} s",
+        Path(a.codes_out).write_text(json.dumps(codes.tolist()))
+    if a.stats_json:
+        Path(a.stats_json).write_text(json.dumps(stats, indent=2))
+    print(f"{a.output}: {stats['frames']} frames, {stats['audio_s']:.2f} s of audio in {stats['wall_s']:.2f} s"
+          + (f", first audio after {stats['first_audio_s'] * 1000:.0f} ms" if stats.get("first_audio_s") else ""),
           file=sys.stderr)
     return 0
+
+
+def _speak_steps(rt, a, kw):
+    """The step graphs (33 calls per frame), whole utterance: for debugging and comparison."""
+    from runtime.audio import write_wav
+
+    res = rt.generate(a.text, **kw)
+    if a.output == "-":
+        raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
+    write_wav(Path(a.output), res.audio, rt.rt["sample_rate"])
+    s = res.stats
+    return res.codes, {**s, "wall_s": s["generate_s"] + s["decode_s"], "first_audio_s": None}
+
+
+def _speak_stream(rt, a, kw):
+    """The fused frame graph: one call per frame; with --stream (or -o -) audio goes out per chunk."""
+    import numpy as np
+
+    from runtime.audio import PcmSink, write_wav
+    from runtime.stream import Speech
+
+    speech = Speech(rt, a.text, chunk_frames=a.chunk_frames, **kw)
+    to_stdout = a.output == "-"
+    chunks = iter(speech)
+    if not (a.stream or to_stdout):
+        pcm = [c for c in chunks]
+        write_wav(Path(a.output), np.concatenate(pcm) if pcm else np.zeros(0, np.float32), rt.rt["sample_rate"])
+    else:
+        sink = PcmSink(sys.stdout.buffer if to_stdout else Path(a.output), rt.rt["sample_rate"])
+        try:
+            for pcm in chunks:
+                sink.write(pcm)
+        except BrokenPipeError:
+            chunks.close()  # the listener went away: stop generating, no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            print("voxport speak: output closed by the reader; stopped", file=sys.stderr)
+        finally:
+            sink.close()
+    codes = np.stack(speech.codes) if speech.codes else np.zeros((0, rt.rt["num_codebooks"]), np.int64)
+    return codes, {**speech.stats, "utterance_texts": [u["text"] for u in speech.utterances]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,12 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("speak", help="generate speech from the ONNX graphs alone (no torch)")
     s.add_argument("dir")
     s.add_argument("text")
-    s.add_argument("-o", "--output", default="out.wav")
+    s.add_argument("-o", "--output", default="out.wav", help="WAV file, or - for raw 16-bit mono PCM on stdout")
+    s.add_argument("--stream", action="store_true", help="write audio as it is produced (the WAV grows per chunk)")
+    s.add_argument("--chunk-frames", type=int, default=1, help="frames per audio chunk when streaming (80 ms each)")
+    s.add_argument("--stats-json", help="write timing figures (first audio, real-time factor, stages) as JSON")
+    s.add_argument("--step-graphs", action="store_true",
+                   help="use the step graphs (33 calls per frame) instead of the fused frame graph")
     s.add_argument("--greedy", action="store_true")
     s.add_argument("--temperature", type=float, default=0.9)
     s.add_argument("--top-k", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--max-frames", type=int, default=125, help="at 12.5 frames/s: 125 = 10 s")
+    s.add_argument("--max-frames", type=int, default=125,
+                   help="per utterance, at 12.5 frames/s: 125 = 10 s (long text is split into utterances)")
     s.add_argument("--speaker", type=int, default=0)
     s.add_argument("--ref-audio", help="reference audio to clone the voice of (any common format)")
     s.add_argument("--ref-text", help="transcript of --ref-audio")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from exporter.families.csm import wrappers
+from exporter.families.csm.frame import FrameStep
+from exporter.families.csm.mimi_stream import MimiDecodeStream
 from exporter.spec import Family, GraphSpec, TensorSpec, Tolerance, register
 
 F32, I64 = "float32", "int64"
@@ -28,7 +30,8 @@ class CsmFamily(Family):
         return getattr(config, "model_type", None) == "csm"
 
     def graphs(self) -> list[GraphSpec]:
-        return [self._embed(), self._backbone(), self._depth(), self._mimi_decoder(), self._mimi_encoder()]
+        return [self._embed(), self._backbone(), self._depth(), self._frame(), self._mimi_decoder(),
+                self._mimi_decoder_stream(), self._mimi_encoder()]
 
     # -- graphs ---------------------------------------------------------------------------------
     def _embed(self) -> GraphSpec:
@@ -108,6 +111,63 @@ class CsmFamily(Family):
                          {"batch": 1, "seq": 1, "past": k - 2}, {"batch": 2, "seq": 1, "past": k // 2}],
         )
 
+    def _frame(self) -> GraphSpec:
+        """Batch 1 (one stream per session; batches go through the step graphs): a symbolic batch axis
+        through 31 unrolled depth steps tripled torch.export's time (230 s vs 71 s CPU, tiny)."""
+        cfg = self.model.config
+        n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
+        k, v = cfg.num_codebooks, cfg.vocab_size
+        backbone = self._backbone()
+
+        def one(specs):
+            return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
+
+        def make(s):
+            embeds, mask, pos, *past = backbone.make_inputs({**s, "batch": 1})
+            gen = torch.Generator().manual_seed(7 + s["past"])
+            noise = torch.rand(1, k, v, generator=gen)
+            return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]), noise, *past]
+
+        return GraphSpec(
+            "frame", FrameStep(self.model),
+            inputs=[*one(backbone.inputs[:3]), TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
+                    TensorSpec("noise", F32, (1, k, v)), *one(backbone.inputs[3:])],
+            outputs=[TensorSpec("codes", I64, (1, k)), TensorSpec("next_embeds", F32, (1, 1, h)),
+                     *one(_kv("present", n, kvh, hd, "past_seq"))],
+            make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
+            # greedy, sampling with top-k, and the whole vocabulary; prefill and steps
+            check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
+                         {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50},
+                         {"seq": 1, "past": 30, "temperature": 1.0, "top_k": v},
+                         {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50}],
+            tolerance={"codes": Tolerance(exact=True)}, optimize=False,
+        )
+
+    def _mimi_decoder_stream(self) -> GraphSpec:
+        cfg = self.model.config
+        k = cfg.num_codebooks
+        module = MimiDecodeStream(self.model)
+        states = module.stream.state_specs()
+
+        def make(s):
+            gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"] + s["offset"])
+            codes = torch.randint(0, cfg.vocab_size, (s["batch"], k, s["frames"]), generator=gen)
+            state = [torch.full((s["batch"],), s["offset"], dtype=torch.long) if st.dtype == I64
+                     else 0.5 * torch.randn(s["batch"], *st.shape, generator=gen) for st in states]
+            return [codes, *state]
+
+        return GraphSpec(
+            "mimi_decoder_stream", module,
+            inputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames")),
+                    *[TensorSpec(f"state_in.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
+            outputs=[TensorSpec("audio_values", F32, ("batch", 1, "samples")),
+                     *[TensorSpec(f"state_out.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
+            make_inputs=make, export_sizes={"batch": 2, "frames": 3, "offset": 4},
+            # arbitrary (random) state, before and after the transformer window wraps
+            check_sizes=[{"batch": 1, "frames": 1, "offset": 0}, {"batch": 1, "frames": 2, "offset": 7},
+                         {"batch": 3, "frames": 7, "offset": 400}, {"batch": 1, "frames": 1, "offset": 249}],
+        )
+
     def _mimi_decoder(self) -> GraphSpec:
         cfg = self.model.config
         k, fs = cfg.num_codebooks, self.frame_size
@@ -177,5 +237,9 @@ class CsmFamily(Family):
             "sample_rate": self.sample_rate,
             "frame_size": self.frame_size,
             "frame_rate": float(cfg.codec_config.frame_rate),
+            # the streaming codec's state: a runtime starts from zeros of these and feeds back each output
+            "codec_stream": {"graph": "mimi_decoder_stream", "initial": "zeros", "state": [
+                {"input": f"state_in.{st.name}", "output": f"state_out.{st.name}", "shape": list(st.shape),
+                 "dtype": st.dtype} for st in MimiDecodeStream(self.model).stream.state_specs()]},
             **self.tokenizer_files,
         }

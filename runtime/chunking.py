@@ -1,0 +1,43 @@
+"""Long text -> utterances at sentence boundaries (words only when one sentence is too long)."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from voxport.errors import InputError
+
+# a sentence ends at . ! ? … with any closing quotes/brackets before a space (so "3.14" stays
+# whole), or at the CJK full stops, which need no space
+_SENTENCE = re.compile(r".*?(?:[.!?…]+[\"'”’)\]]*(?=\s|$)|[。！？]+|$)", re.DOTALL)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+
+
+def plan_utterances(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """Greedily join consecutive sentences while `fits` holds; a sentence that does not fit alone
+    is cut between words. Raises InputError when a single word does not fit."""
+    pieces: list[str] = []
+    for sentence in split_sentences(text):
+        pieces += [sentence] if fits(sentence) else _split_words(sentence, fits)
+    out: list[str] = []
+    for p in pieces:
+        if out and fits(f"{out[-1]} {p}"):
+            out[-1] = f"{out[-1]} {p}"
+        else:
+            out.append(p)
+    return out
+
+
+def _split_words(sentence: str, fits: Callable[[str], bool]) -> list[str]:
+    out: list[str] = []
+    for word in sentence.split():
+        if not fits(word):
+            raise InputError(f"the word {word[:40]!r} alone does not fit in one utterance's context")
+        if out and fits(f"{out[-1]} {word}"):
+            out[-1] = f"{out[-1]} {word}"
+        else:
+            out.append(word)
+    return out
