@@ -16,10 +16,23 @@ def test_parity_passes_and_writes_reports(tiny_dir, capsys):
     assert r["waveform"]["rel"] <= 1e-4 and r["waveform"]["samples"] == 50 * 1920
     # every graph checked at several shapes, including an empty and a long past
     cases = {(c["graph"], tuple(sorted(c["case"].items()))) for c in r["graphs"]}
-    assert {g for g, _ in cases} == {"embed", "backbone", "depth", "mimi_decoder", "mimi_encoder"}
+    assert {g for g, _ in cases} == {"embed", "backbone", "depth", "frame", "mimi_decoder", "mimi_decoder_stream",
+                                     "mimi_encoder"}
     assert any(g == "backbone" and dict(c)["past"] == 0 for g, c in cases)
     assert any(g == "backbone" and dict(c)["past"] >= 300 for g, c in cases)
     assert all(c["max_abs"] <= c["allowed"] for c in r["graphs"])
+    # the fused frame graph: 50 greedy frames as transformers and the step graphs; sampling as PyTorch
+    assert r["fused"]["identical"] and r["fused"]["identical_to_step_graphs"] and r["fused"]["frames_onnx"] == 50
+    fs = r["fused_sampling"]
+    assert fs["fused_equals_torch"] and fs["fused_equals_step_graphs"] and fs["other_seed_differs"]
+    # streaming decode equals the batch decode across the 250-step window, in every chunk size
+    sd = r["stream_decode"]
+    assert sd["frames"] >= 300 and set(sd["chunks"]) == {"1", "2", "3", "7"}
+    assert all(c["rel"] <= 1e-4 for c in sd["chunks"].values()) and sd["ok"]
+    assert sd["chunks"]["7"]["calls"] == -(-sd["frames"] // 7)
+    # no click at utterance joins: the step across a join is no larger than inside an utterance
+    j = r["joins"]
+    assert j["joins"] >= 1 and j["join_step_max"] <= j["inside_step_max"] and j["ok"]
     assert (tiny_dir / "parity.md").read_text().count("| yes |") == len(r["graphs"])
     assert (tiny_dir / "parity.png").stat().st_size > 10_000
     assert "parity PASS" in capsys.readouterr().out

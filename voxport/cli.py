@@ -31,7 +31,9 @@ def _parity(a) -> int:
           f"(worst relative error {worst['rel']:.2e} in {worst['graph']}.{worst['output']}), "
           f"greedy codes {'identical' if g['identical'] else 'DIFFER'} over {g['frames_reference']} frames, "
           f"voice prompt {'identical' if r['voice_prompt']['identical'] else 'DIFFERS'}, "
-          f"waveform relative error {w['rel']:.2e}; report: {Path(a.dir) / 'parity.md'}")
+          f"waveform relative error {w['rel']:.2e}, fused frame graph "
+          f"{'identical' if r['fused']['identical'] and r['fused']['identical_to_step_graphs'] else 'DIFFERS'}, "
+          f"streaming decode relative error {r['stream_decode']['worst_rel']:.2e}; report: {Path(a.dir) / 'parity.md'}")
     for f in r["failures"]:
         print(f"  FAIL {f}", file=sys.stderr)
     return 0 if r["ok"] else 1
