@@ -52,7 +52,8 @@ class PcmSink:
 
     def write(self, pcm: np.ndarray) -> None:
         if self.raw is not None:  # BrokenPipeError propagates: the caller stops generating
-            pcm16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2")
+            # libsndfile's float -> PCM_16 scaling (x 32768, clipped), so stdout equals the WAV
+            pcm16 = np.clip(np.rint(np.asarray(pcm, np.float64) * 32768.0), -32768, 32767).astype("<i2")
             self.raw.write(pcm16.tobytes())
             self.raw.flush()
         else:

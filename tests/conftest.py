@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,11 @@ def tiny_dir(tmp_path_factory, cache_root) -> Path:
     from exporter.export import export
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    export("tiny", out, progress=lambda m: None, cache_root=cache_root)
+    prebuilt = os.environ.get("VOXPORT_TEST_TINY")  # developers: reuse an export of this tree's tiny preset
+    if prebuilt:
+        shutil.copytree(prebuilt, out)
+    else:
+        export("tiny", out, progress=lambda m: None, cache_root=cache_root)
     return out
 
 

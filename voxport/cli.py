@@ -84,6 +84,12 @@ def _speak_stream(rt, a, kw):
     from runtime.audio import PcmSink, write_wav
     from runtime.stream import Speech
 
+    import time
+
+    t = time.perf_counter()
+    for graph in ("embed", "frame", rt.rt["codec_stream"]["graph"]):  # hash check + session creation
+        rt.graphs.session(graph)
+    load_s = time.perf_counter() - t
     speech = Speech(rt, a.text, chunk_frames=a.chunk_frames, **kw)
     to_stdout = a.output == "-"
     chunks = iter(speech)
@@ -102,7 +108,8 @@ def _speak_stream(rt, a, kw):
         finally:
             sink.close()
     codes = np.stack(speech.codes) if speech.codes else np.zeros((0, rt.rt["num_codebooks"]), np.int64)
-    return codes, {**speech.stats, "utterance_texts": [u["text"] for u in speech.utterances]}
+    # first_audio_s counts from the start of generation; loading the graphs (once per process) is apart
+    return codes, {**speech.stats, "load_s": round(load_s, 4), "utterance_texts": [u["text"] for u in speech.utterances]}
 
 
 def build_parser() -> argparse.ArgumentParser:
