@@ -1,0 +1,125 @@
+"""The browser demo in a real Chromium (Debian's, driven by Playwright): token ids and generated codes
+equal the Python runtime's, audio streams, voice prompts, damaged artifacts are named on the page.
+
+The page's test hook (README): window.voxport.{ready, load, speak, tokenize, useVoice, last, lastError}
+and #stats[data-state]."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.web_helpers import FLAGS, CHROMIUM, SCREENSHOTS, Console, copy_artifact, require_browser, serving
+
+TEXTS = ["Hello, world!", "Numbers: 3.14, 42 and 1,000,000.", "Emoji 🎉🙂 and symbols #@%&*",
+         "Привет, мир. 你好，世界。 こんにちは", "  spaces   and\ttabs\nnewline ", "¿Qué tal? «Ça va» — ok…"]
+TEXT = "Hello from the browser."
+FRAMES = 16  # wasm; the WebGPU adapter here is a slow software one
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def site(tiny_dir):
+    with serving([tiny_dir]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_dir):
+    from runtime.csm import CsmRuntime
+
+    return CsmRuntime(tiny_dir)
+
+
+def open_page(browser, url, allowed=()):
+    """A fresh context per page: its own Cache Storage, so every test starts with an empty cache."""
+    ctx = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    console = Console(page, allowed)
+    page.goto(url)
+    page.evaluate("window.voxport.ready")
+    return ctx, page, console
+
+
+def wait_state(page, states, timeout=240_000):
+    sel = ",".join(f"#stats[data-state={s}]" for s in states)
+    page.wait_for_selector(sel, state="attached", timeout=timeout)
+    return page.get_attribute("#stats", "data-state")
+
+
+def load_via_ui(page, backend="wasm", threads="2", url=None):
+    page.select_option("#backend", backend)
+    page.fill("#threads", threads)
+    if url:
+        page.fill("#model-url", url)
+    page.click("#load")
+    return wait_state(page, ["ready", "error"])
+
+
+def speak_via_ui(page, text, frames):
+    page.fill("#text", text)
+    page.fill("#max-frames", str(frames))
+    page.click("#speak")
+    assert wait_state(page, ["done", "error"]) == "done", page.text_content("#error")
+    return page.evaluate("({codes: window.voxport.last.codes, promptIds: window.voxport.last.promptIds,"
+                         " stats: window.voxport.last.stats})")
+
+
+def test_page_speaks_the_python_codes_and_streams(browser, site, runtime):
+    ctx, page, console = open_page(browser, site)
+    assert page.locator("#model option").all_text_contents() == ["tiny"]
+    assert load_via_ui(page) == "ready", page.text_content("#error")
+    r = speak_via_ui(page, TEXT, FRAMES)
+    ref = runtime.generate(TEXT, max_frames=FRAMES)
+    assert np.array_equal(np.array(r["codes"]), ref.codes), "page codes differ from `voxport speak --greedy`"
+    s = r["stats"]
+    assert s["frames"] == FRAMES and s["backend"] == "wasm" and s["threads"] == 2
+    # streaming: the page heard its first audio before generation finished
+    assert 0 < s["first_audio_ms"] < s["generation_end_ms"], s
+    assert page.text_content("#s-frames") == str(FRAMES)
+    # Download gives what was spoken: the Python runtime's waveform as 16-bit PCM
+    with page.expect_download() as dl:
+        page.click("#download")
+    audio, sr = sf.read(io.BytesIO(open(dl.value.path(), "rb").read()), dtype="float32")
+    assert sr == 24000 and audio.shape == ref.audio.shape
+    assert np.abs(audio - np.clip(ref.audio, -1, 1)).max() < 2e-4
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "after-speaking.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    assert console.errors == []
+    ctx.close()
+
+
+def test_token_ids_equal_python(browser, site, runtime):
+    from runtime.prompt import Utterance
+
+    ctx, page, console = open_page(browser, site)
+    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
+    codes = np.arange(3 * 32).reshape(3, 32) % 2048  # a 3-frame voice prompt: <|AUDIO|> expansion
+    turns, expected = [], []
+    for text in TEXTS:
+        turns.append([{"text": text, "speaker": 1}])
+        expected.append(runtime.prompts.build([Utterance(text, 1)])[0][0].tolist())
+        turns.append([{"text": "ref", "speaker": 0, "codes": codes.tolist()}, {"text": text, "speaker": 0}])
+        expected.append(runtime.prompts.build([Utterance("ref", 0, codes), Utterance(text, 0)])[0][0].tolist())
+    got = page.evaluate("(turns) => window.voxport.tokenize(turns)", turns)
+    for text, g, e in zip([t for t in TEXTS for _ in (0, 1)], got, expected):
+        assert g == e, text
+    assert console.errors == []
+    ctx.close()
