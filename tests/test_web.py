@@ -123,3 +123,53 @@ def test_token_ids_equal_python(browser, site, runtime):
         assert g == e, text
     assert console.errors == []
     ctx.close()
+
+
+def _fill_url_and_load(page, url):
+    return load_via_ui(page, backend="wasm", threads="1", url=url)
+
+
+def test_damaged_and_missing_files_are_named_on_the_page(browser, tiny_dir, tmp_path):
+    damaged = copy_artifact(tiny_dir, tmp_path / "damaged")
+    data = bytearray((damaged / "onnx/depth.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different bytes
+    (damaged / "onnx/depth.onnx").write_bytes(bytes(data))
+    missing = copy_artifact(tiny_dir, tmp_path / "missing")
+    (missing / "onnx/mimi_decoder.onnx").unlink()
+    with serving([damaged, missing]) as url:
+        ctx, page, console = open_page(browser, url, allowed=("Failed to load resource",))
+        assert _fill_url_and_load(page, "/models/damaged/") == "error"
+        assert page.is_visible("#error")
+        assert page.text_content("#error") == "onnx/depth.onnx: damaged (sha256 differs from the manifest)"
+        assert _fill_url_and_load(page, "/models/missing/") == "error"
+        assert page.text_content("#error") == (
+            f"onnx/mimi_decoder.onnx: missing (HTTP 404 for {url}models/missing/onnx/mimi_decoder.onnx)")
+        assert page.is_disabled("#speak")
+        assert console.errors == []
+        ctx.close()
+
+
+def test_files_come_from_the_cache_and_a_changed_file_is_fetched_again(browser, tiny_dir, tmp_path):
+    art = copy_artifact(tiny_dir, tmp_path / "cached")
+    with serving([art]) as url:
+        ctx, page, console = open_page(browser, url)
+        fetched = []  # artifact files the page requested (the manifest is always fetched fresh)
+        page.on("request", lambda r: "/models/" in r.url and not r.url.endswith("manifest.json")
+                and fetched.append(r.url.rsplit("/models/cached/", 1)[1]))
+        assert _fill_url_and_load(page, "/models/cached/") == "ready"
+        assert "onnx/backbone.onnx" in fetched
+        fetched.clear()
+        assert _fill_url_and_load(page, "/models/cached/") == "ready"
+        assert fetched == []  # every graph and tokenizer file came from Cache Storage
+        # a new version of one file (manifest updated): only that file crosses the network again
+        tpl = art / "chat_template.jinja"
+        tpl.write_text(tpl.read_text() + "{# a new revision #}\n")
+        manifest = json.loads((art / "manifest.json").read_text())
+        from voxport.manifest import file_entry
+        manifest["files"] = [file_entry(art, e["path"]) for e in manifest["files"]]
+        (art / "manifest.json").write_text(json.dumps(manifest))
+        fetched.clear()
+        assert _fill_url_and_load(page, "/models/cached/") == "ready"
+        assert fetched == ["chat_template.jinja"]
+        assert console.errors == []
+        ctx.close()
