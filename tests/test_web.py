@@ -173,3 +173,18 @@ def test_files_come_from_the_cache_and_a_changed_file_is_fetched_again(browser, 
         assert fetched == ["chat_template.jinja"]
         assert console.errors == []
         ctx.close()
+
+
+def test_webgpu_gives_the_same_codes(browser, site, runtime):
+    """WebGPU on Chromium's software adapter (SwiftShader): slow, so a few frames prove the loop
+    (KV kept on the GPU between steps) gives the wasm / Python codes."""
+    frames = 3
+    ctx, page, console = open_page(browser, site)
+    if not page.evaluate("window.voxport.backend.webgpu"):
+        pytest.skip("no WebGPU adapter in this Chromium")
+    assert load_via_ui(page, backend="webgpu") == "ready", page.text_content("#error")
+    r = speak_via_ui(page, TEXT, frames)
+    assert r["stats"]["backend"] == "webgpu"
+    assert np.array_equal(np.array(r["codes"]), runtime.generate(TEXT, max_frames=frames, decode=False).codes)
+    assert console.errors == []
+    ctx.close()

@@ -23,6 +23,7 @@ async function createSession(m, name, dtype, files, backend) {
   const options = {
     executionProviders: [backend],
     graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,  // errors only: ORT's node-placement warnings reach the console as errors
     externalData: external.map((f) => ({ path: f.path.split('/').pop(), data: f.data })),
   };
   // KV stays on the GPU between steps on WebGPU; logits and hidden states come back to the CPU
