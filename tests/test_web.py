@@ -188,3 +188,54 @@ def test_webgpu_gives_the_same_codes(browser, site, runtime):
     assert np.array_equal(np.array(r["codes"]), runtime.generate(TEXT, max_frames=frames, decode=False).codes)
     assert console.errors == []
     ctx.close()
+
+
+def _tone(seconds, amp=0.3, rate=24000):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * 180 * t) + amp / 2 * np.sin(2 * np.pi * 470 * t)).astype(np.float32)
+
+
+def test_voice_prompt_from_a_file_gives_the_python_codes(browser, site, runtime, tmp_path):
+    frames, ref_text = 10, "A short reference."
+    path = tmp_path / "voice.wav"
+    sf.write(path, _tone(1.3), 24000, subtype="PCM_16")  # at the codec rate: no resampler in the way
+    ctx, page, console = open_page(browser, site)
+    assert load_via_ui(page) == "ready"
+    page.set_input_files("#voice-file", str(path))
+    page.wait_for_function("window.voxport.voiceCodes")
+    page.fill("#voice-text", ref_text)
+    ref = runtime.reference(path, ref_text, 0)
+    assert np.array_equal(np.array(page.evaluate("window.voxport.voiceCodes")), ref.codes)
+    assert "voice.wav, 17 frames" in page.text_content("#voice-status")
+    r = speak_via_ui(page, TEXT, frames)
+    expected = runtime.generate(TEXT, context=[ref], max_frames=frames, decode=False)
+    assert r["stats"]["prompt_tokens"] == expected.prompt_tokens
+    assert np.array_equal(np.array(r["codes"]), expected.codes)
+    assert console.errors == []
+    ctx.close()
+
+
+def test_bad_voice_prompts_are_explained_on_the_page(browser, site, tmp_path):
+    cases = {
+        "short.wav": (_tone(0.3), "short.wav: voice prompt is 0.30 s; at least 0.5 s is needed"),
+        "silent.wav": (np.zeros(24000, np.float32), "silent.wav: voice prompt is silent (RMS below 0.0001)"),
+        "long.wav": (_tone(21.0), "long.wav: voice prompt is 21.0 s; at most 20.5 s fits this model's "
+                                  "context with room to speak"),
+        "notes.wav": (None, "notes.wav: unsupported or damaged audio; the browser could not decode it "
+                            "(try WAV or MP3)"),
+    }
+    ctx, page, console = open_page(browser, site)
+    assert load_via_ui(page, threads="1") == "ready"
+    for name, (audio, message) in cases.items():
+        path = tmp_path / name
+        if audio is None:
+            path.write_text("these are not audio samples\n")
+        else:
+            sf.write(path, audio, 24000, subtype="PCM_16")
+        page.set_input_files("#voice-file", str(path))
+        page.wait_for_function("(m) => document.querySelector('#error').textContent === m", arg=message)
+        assert page.is_visible("#error")
+        assert page.evaluate("window.voxport.voiceCodes") is None
+        page.set_input_files("#voice-file", [])
+    assert console.errors == []
+    ctx.close()

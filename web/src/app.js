@@ -2,7 +2,8 @@
 // prompt, live readouts. Everything model-side happens in the worker (client.js -> worker.js).
 //
 // Test and automation hook: window.voxport = {ready, backend, load(opts), speak(opts), tokenize(turns),
-// last, lastError}; #stats carries data-state (idle|loading|ready|speaking|done|error).
+// useVoice(bytes, name), voiceCodes, last, lastError}; #stats has data-state
+// (idle|loading|ready|speaking|done|error).
 import { ModelClient } from './client.js';
 import { Player, wavBlob } from './audio.js';
 import { precisions } from './manifest.js';
@@ -178,11 +179,13 @@ async function useVoice(bytes, name) {
     const samples = await prepareVoice(bytes, name, rt.sample_rate, rt.max_positions / 2 / rt.frame_rate);
     $('voice-status').textContent = `Encoding ${name} ...`;
     const codes = await client.call('encode', { samples }, [samples.buffer]);
+    hook.voiceCodes = codes;
     state.voice = { codes, name, get text() { return $('voice-text').value; } };
     $('voice-status').textContent = `Voice prompt: ${name}, ${codes.length} frames. Give its transcript above.`;
     return codes;
   } catch (e) {
     state.voice = null;
+    hook.voiceCodes = null;
     $('voice-status').textContent = 'No voice prompt: the model\'s default voice.';
     showError(e.message);
     throw e;
