@@ -239,3 +239,32 @@ def test_bad_voice_prompts_are_explained_on_the_page(browser, site, tmp_path):
         page.set_input_files("#voice-file", [])
     assert console.errors == []
     ctx.close()
+
+
+def test_keyboard_alone_speaks_and_stops_at_phone_width(browser, site, runtime):
+    ctx, page, console = open_page(browser, site)
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing wider than a phone
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, textarea, button')]
+        .filter((e) => !(e.labels?.length || e.textContent.trim() || e.getAttribute('aria-label'))).map((e) => e.id)""")
+    assert unlabelled == []
+    assert load_via_ui(page, threads="1") == "ready"
+    page.fill("#max-frames", "300")
+    page.focus("#text")
+    order = []
+    for _ in range(5):  # text -> max frames -> temperature -> top-k -> seed -> Speak
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["max-frames", "temperature", "top-k", "seed", "speak"]
+    page.keyboard.press("Enter")
+    page.wait_for_function("Number(document.querySelector('#s-frames').textContent) >= 3")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "stop"
+    page.keyboard.press("Enter")
+    assert wait_state(page, ["done", "error"]) == "done"
+    last = page.evaluate("({codes: window.voxport.last.codes, stopped: window.voxport.last.stopped})")
+    n = len(last["codes"])
+    assert last["stopped"] and 3 <= n < 300
+    assert np.array_equal(np.array(last["codes"]), runtime.generate(TEXT, max_frames=n, decode=False).codes)
+    assert console.errors == []
+    ctx.close()

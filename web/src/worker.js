@@ -18,6 +18,14 @@ let stopRequested = false;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
 
+// session.run on wasm settles as microtasks, so a busy loop never lets a 'stop' message in; one
+// macrotask turn per frame does (MessageChannel: no 4 ms timer clamp)
+const yieldToEvents = () => new Promise((resolve) => {
+  const ch = new MessageChannel();
+  ch.port1.onmessage = () => resolve();
+  ch.port2.postMessage(null);
+});
+
 async function createSession(m, name, dtype, files, backend) {
   const [main, ...external] = files;
   const options = {
@@ -136,6 +144,7 @@ async function speak(req) {
     tFirstFrame ??= performance.now() - t0;
     post({ type: 'frame', id: req.id, n: frames.length, ms: performance.now() - t0 });
     await emit(false);
+    await yieldToEvents();
   }
   const generateMs = performance.now() - t0;
   await emit(true);
