@@ -6,7 +6,7 @@ import * as ort from '../node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
 import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError } from './manifest.js';
 import { fetchJson, fetchVerified } from './loader.js';
 import { PromptBuilder } from './tokenize.js';
-import { audibleFrames, decode, generateFrames, PrefixStreamer } from './generate.js';
+import { audibleFrames, generateFrames, PrefixStreamer } from './generate.js';
 import { seededRng } from './sampling.js';
 
 ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
@@ -42,11 +42,18 @@ async function createSession(m, name, dtype, files, backend) {
   try {
     return await ort.InferenceSession.create(main.data, options);
   } catch (e) {
-    throw new ArtifactError(`${main.path}: onnxruntime-web could not load it (${String(e.message || e).slice(0, 200)})`);
+    const why = String(e.message || e);
+    // wasm32 has a 4 GB heap: a large fp32 model does not fit (marvis-250m fp32: bad_alloc)
+    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision (q4) or WebGPU' : '';
+    throw new ArtifactError(`${main.path}: onnxruntime-web could not load it (${why.slice(0, 200)})${hint}`);
   }
 }
 
 async function load({ url, dtype, backend, threads }) {
+  if (model) {  // one model at a time: free the previous one's sessions (and GPU buffers) first
+    await Promise.all(Object.values(model.sessions).map((s) => s.release()));
+    model = null;
+  }
   const base = new URL(url, self.location.href);
   const manifest = checkManifest(await fetchJson(new URL('manifest.json', base)), base.href);
   const rt = manifest.runtime;
@@ -165,7 +172,6 @@ const handlers = {
   tokenize: async ({ turns }) => turns.map((t) => model.prompts.build(t).ids),
   encode,
   speak,
-  decode: async ({ frames }) => decode(model.g, audibleFrames(frames, model.g.rt)),
 };
 
 self.onmessage = async ({ data: req }) => {
