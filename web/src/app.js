@@ -10,7 +10,9 @@ import { precisions } from './manifest.js';
 import { prepareVoice, record } from './voice.js';
 
 const $ = (id) => document.getElementById(id);
-const client = new ModelClient();
+// a fresh worker per load: onnxruntime-web fixes its wasm thread count at first use, and the old
+// model's memory goes with the old worker
+let client = new ModelClient();
 const state = { manifest: null, info: null, backend: null, voice: null, chunks: [], recorder: null };
 const hook = { last: null, lastError: null };
 window.voxport = hook;
@@ -93,6 +95,8 @@ async function load(opts = {}) {
   const backend = opts.backend ?? chosenBackend();
   const dtype = opts.dtype ?? ($('precision').value || 'fp32');
   const threads = Number(opts.threads ?? $('threads').value) || 1;
+  client.close();
+  client = new ModelClient();
   let onProgress = null;
   client.on('progress', (e) => {
     if (e.files) onProgress = progressView(e.files, e.total);

@@ -29,4 +29,11 @@ export class ModelClient {
   }
 
   stop() { this.worker.postMessage({ type: 'stop' }); }
+
+  /** End the worker; requests still running are rejected, not left hanging. */
+  close() {
+    this.worker.terminate();
+    for (const p of this.pending.values()) p.reject(new Error('cancelled: another model is being loaded'));
+    this.pending.clear();
+  }
 }

@@ -1,7 +1,7 @@
 // The model side of the page, in a Web Worker so the page stays responsive: loads and checks the
 // artifact files, creates onnxruntime-web sessions, builds prompts, runs generation and decoding.
-// Messages in: load, tokenize, encode, speak, stop. Out: progress, loaded, tokens, encoded, audio,
-// frame, done, error (each answer carries the request's id).
+// Messages in: load, tokenize, encode, speak, stop. Out: progress, audio, frame (streamed events) and
+// result or error (the answer to a request, carrying its id).
 import * as ort from '../node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
 import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError } from './manifest.js';
 import { fetchJson, fetchVerified } from './loader.js';
@@ -13,7 +13,7 @@ ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import
 ort.env.logLevel = 'error';
 
 const GRAPHS = ['embed', 'backbone', 'depth', 'mimi_decoder'];
-let model = null;  // {g, prompts, manifest, info}
+let model = null;  // {g, prompts, manifest, base, dtype, backend, sessions, encoderFiles}
 let stopRequested = false;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
