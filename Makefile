@@ -4,7 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: export test install clean
+CHROMIUM := /usr/bin/chromium
+# npm ci writes node_modules/.package-lock.json: newer than the lock file means node_modules is current
+WEB_STAMP := web/node_modules/.package-lock.json
+PORT ?= 8000
+
+.PHONY: export test install web demo clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +21,29 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# The page's JS dependencies (onnxruntime-web, tokenizer, template engine), from the committed lock file.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web: $(WEB_STAMP)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+
 # Export the embedded default (the tiny preset) and prove it against PyTorch.
 export: $(STAMP)
 	$(BIN)/voxport export tiny -o artifacts/tiny
 	$(BIN)/voxport parity artifacts/tiny
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# The browser demo on http://127.0.0.1:$(PORT)/ (exports the tiny preset first if needed).
+demo: $(STAMP) $(WEB_STAMP)
+	test -f artifacts/tiny/manifest.json || $(BIN)/voxport export tiny -o artifacts/tiny
+	$(BIN)/voxport serve artifacts/tiny --port $(PORT)
 
 clean:
 	rm -rf artifacts $(VENV)

@@ -112,6 +112,13 @@ def _speak_stream(rt, a, kw):
     return codes, {**speech.stats, "load_s": round(load_s, 4), "utterance_texts": [u["text"] for u in speech.utterances]}
 
 
+def _serve(a) -> int:
+    from voxport.serve import serve
+
+    serve([Path(d) for d in a.dirs], port=a.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voxport", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ref-text", help="transcript of --ref-audio")
     s.add_argument("--codes-out", help="also write the generated codes as JSON")
     s.set_defaults(func=_speak)
+
+    v = sub.add_parser("serve", help="serve the browser demo and artifact directories on 127.0.0.1")
+    v.add_argument("dirs", nargs="*", metavar="DIR", help="artifact directories (default: every one under ./artifacts)")
+    v.add_argument("--port", type=int, default=8000)
+    v.set_defaults(func=_serve)
     return p
 
 

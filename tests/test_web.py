@@ -1,0 +1,270 @@
+"""The browser demo in a real Chromium (Debian's, driven by Playwright): token ids and generated codes
+equal the Python runtime's, audio streams, voice prompts, damaged artifacts are named on the page.
+
+The page's test hook (README): window.voxport.{ready, load, speak, tokenize, useVoice, last, lastError}
+and #stats[data-state]."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.web_helpers import FLAGS, CHROMIUM, SCREENSHOTS, Console, copy_artifact, require_browser, serving
+
+TEXTS = ["Hello, world!", "Numbers: 3.14, 42 and 1,000,000.", "Emoji 🎉🙂 and symbols #@%&*",
+         "Привет, мир. 你好，世界。 こんにちは", "  spaces   and\ttabs\nnewline ", "¿Qué tal? «Ça va» — ok…"]
+TEXT = "Hello from the browser."
+FRAMES = 16  # wasm; the WebGPU adapter here is a slow software one
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def site(tiny_dir):
+    with serving([tiny_dir]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_dir):
+    from runtime.csm import CsmRuntime
+
+    return CsmRuntime(tiny_dir)
+
+
+def open_page(browser, url, allowed=()):
+    """A fresh context per page: its own Cache Storage, so every test starts with an empty cache."""
+    ctx = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    console = Console(page, allowed)
+    page.goto(url)
+    page.evaluate("window.voxport.ready")
+    return ctx, page, console
+
+
+def wait_state(page, states, timeout=240_000):
+    sel = ",".join(f"#stats[data-state={s}]" for s in states)
+    page.wait_for_selector(sel, state="attached", timeout=timeout)
+    return page.get_attribute("#stats", "data-state")
+
+
+def load_via_ui(page, backend="wasm", threads="2", url=None):
+    page.select_option("#backend", backend)
+    page.fill("#threads", threads)
+    if url:
+        page.fill("#model-url", url)
+    page.click("#load")
+    return wait_state(page, ["ready", "error"])
+
+
+def speak_via_ui(page, text, frames):
+    page.fill("#text", text)
+    page.fill("#max-frames", str(frames))
+    page.click("#speak")
+    assert wait_state(page, ["done", "error"]) == "done", page.text_content("#error")
+    return page.evaluate("({codes: window.voxport.last.codes, promptIds: window.voxport.last.promptIds,"
+                         " stats: window.voxport.last.stats})")
+
+
+def test_page_speaks_the_python_codes_and_streams(browser, site, runtime):
+    ctx, page, console = open_page(browser, site)
+    assert page.locator("#model option").all_text_contents() == ["tiny"]
+    assert load_via_ui(page) == "ready", page.text_content("#error")
+    r = speak_via_ui(page, TEXT, FRAMES)
+    ref = runtime.generate(TEXT, max_frames=FRAMES)
+    assert np.array_equal(np.array(r["codes"]), ref.codes), "page codes differ from `voxport speak --greedy`"
+    s = r["stats"]
+    assert s["frames"] == FRAMES and s["backend"] == "wasm" and s["threads"] == 2
+    # streaming: the page heard its first audio before generation finished
+    assert 0 < s["first_audio_ms"] < s["generation_end_ms"], s
+    assert page.text_content("#s-frames") == str(FRAMES)
+    # Download gives what was spoken: the Python runtime's waveform as 16-bit PCM
+    with page.expect_download() as dl:
+        page.click("#download")
+    audio, sr = sf.read(io.BytesIO(open(dl.value.path(), "rb").read()), dtype="float32")
+    assert sr == 24000 and audio.shape == ref.audio.shape
+    assert np.abs(audio - np.clip(ref.audio, -1, 1)).max() < 2e-4
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "after-speaking.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    assert console.errors == []
+    ctx.close()
+
+
+def test_token_ids_equal_python(browser, site, runtime):
+    from runtime.prompt import Utterance
+
+    ctx, page, console = open_page(browser, site)
+    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
+    codes = np.arange(3 * 32).reshape(3, 32) % 2048  # a 3-frame voice prompt: <|AUDIO|> expansion
+    turns, expected = [], []
+    for text in TEXTS:
+        turns.append([{"text": text, "speaker": 1}])
+        expected.append(runtime.prompts.build([Utterance(text, 1)])[0][0].tolist())
+        turns.append([{"text": "ref", "speaker": 0, "codes": codes.tolist()}, {"text": text, "speaker": 0}])
+        expected.append(runtime.prompts.build([Utterance("ref", 0, codes), Utterance(text, 0)])[0][0].tolist())
+    got = page.evaluate("(turns) => window.voxport.tokenize(turns)", turns)
+    for text, g, e in zip([t for t in TEXTS for _ in (0, 1)], got, expected):
+        assert g == e, text
+    assert console.errors == []
+    ctx.close()
+
+
+def _fill_url_and_load(page, url):
+    return load_via_ui(page, backend="wasm", threads="1", url=url)
+
+
+def test_damaged_and_missing_files_are_named_on_the_page(browser, tiny_dir, tmp_path):
+    damaged = copy_artifact(tiny_dir, tmp_path / "damaged")
+    data = bytearray((damaged / "onnx/depth.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different bytes
+    (damaged / "onnx/depth.onnx").write_bytes(bytes(data))
+    missing = copy_artifact(tiny_dir, tmp_path / "missing")
+    (missing / "onnx/mimi_decoder.onnx").unlink()
+    with serving([damaged, missing]) as url:
+        ctx, page, console = open_page(browser, url, allowed=("Failed to load resource",))
+        assert _fill_url_and_load(page, "/models/damaged/") == "error"
+        assert page.is_visible("#error")
+        assert page.text_content("#error") == "onnx/depth.onnx: damaged (sha256 differs from the manifest)"
+        assert _fill_url_and_load(page, "/models/missing/") == "error"
+        assert page.text_content("#error") == (
+            f"onnx/mimi_decoder.onnx: missing (HTTP 404 for {url}models/missing/onnx/mimi_decoder.onnx)")
+        assert page.is_disabled("#speak")
+        assert console.errors == []
+        ctx.close()
+
+
+def test_files_come_from_the_cache_and_a_changed_file_is_fetched_again(browser, tiny_dir, tmp_path):
+    art = copy_artifact(tiny_dir, tmp_path / "cached")
+    with serving([art]) as url:
+        ctx, page, console = open_page(browser, url)
+        fetched = []  # artifact files the page requested (the manifest is always fetched fresh)
+        page.on("request", lambda r: "/models/" in r.url and not r.url.endswith("manifest.json")
+                and fetched.append(r.url.rsplit("/models/cached/", 1)[1]))
+        assert _fill_url_and_load(page, "/models/cached/") == "ready"
+        assert "onnx/backbone.onnx" in fetched
+        fetched.clear()
+        assert _fill_url_and_load(page, "/models/cached/") == "ready"
+        assert fetched == []  # every graph and tokenizer file came from Cache Storage
+        # a new version of one file (manifest updated): only that file crosses the network again
+        tpl = art / "chat_template.jinja"
+        tpl.write_text(tpl.read_text() + "{# a new revision #}\n")
+        manifest = json.loads((art / "manifest.json").read_text())
+        from voxport.manifest import file_entry
+        manifest["files"] = [file_entry(art, e["path"]) for e in manifest["files"]]
+        (art / "manifest.json").write_text(json.dumps(manifest))
+        fetched.clear()
+        assert _fill_url_and_load(page, "/models/cached/") == "ready"
+        assert fetched == ["chat_template.jinja"]
+        assert console.errors == []
+        ctx.close()
+
+
+def test_webgpu_gives_the_same_codes(browser, site, runtime):
+    """WebGPU on Chromium's software adapter (SwiftShader): slow, so a few frames prove the loop
+    (KV kept on the GPU between steps) gives the wasm / Python codes."""
+    frames = 3
+    ctx, page, console = open_page(browser, site)
+    if not page.evaluate("window.voxport.backend.webgpu"):
+        pytest.skip("no WebGPU adapter in this Chromium")
+    assert load_via_ui(page, backend="webgpu") == "ready", page.text_content("#error")
+    r = speak_via_ui(page, TEXT, frames)
+    assert r["stats"]["backend"] == "webgpu"
+    assert np.array_equal(np.array(r["codes"]), runtime.generate(TEXT, max_frames=frames, decode=False).codes)
+    assert console.errors == []
+    ctx.close()
+
+
+def _tone(seconds, amp=0.3, rate=24000):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * 180 * t) + amp / 2 * np.sin(2 * np.pi * 470 * t)).astype(np.float32)
+
+
+def test_voice_prompt_from_a_file_gives_the_python_codes(browser, site, runtime, tmp_path):
+    frames, ref_text = 10, "A short reference."
+    path = tmp_path / "voice.wav"
+    sf.write(path, _tone(1.3), 24000, subtype="PCM_16")  # at the codec rate: no resampler in the way
+    ctx, page, console = open_page(browser, site)
+    assert load_via_ui(page) == "ready"
+    page.set_input_files("#voice-file", str(path))
+    page.wait_for_function("window.voxport.voiceCodes")
+    page.fill("#voice-text", ref_text)
+    ref = runtime.reference(path, ref_text, 0)
+    assert np.array_equal(np.array(page.evaluate("window.voxport.voiceCodes")), ref.codes)
+    assert "voice.wav, 17 frames" in page.text_content("#voice-status")
+    r = speak_via_ui(page, TEXT, frames)
+    expected = runtime.generate(TEXT, context=[ref], max_frames=frames, decode=False)
+    assert r["stats"]["prompt_tokens"] == expected.prompt_tokens
+    assert np.array_equal(np.array(r["codes"]), expected.codes)
+    assert console.errors == []
+    ctx.close()
+
+
+def test_bad_voice_prompts_are_explained_on_the_page(browser, site, tmp_path):
+    cases = {
+        "short.wav": (_tone(0.3), "short.wav: voice prompt is 0.30 s; at least 0.5 s is needed"),
+        "silent.wav": (np.zeros(24000, np.float32), "silent.wav: voice prompt is silent (RMS below 0.0001)"),
+        "long.wav": (_tone(21.0), "long.wav: voice prompt is 21.0 s; at most 20.5 s fits this model's "
+                                  "context with room to speak"),
+        "notes.wav": (None, "notes.wav: unsupported or damaged audio; the browser could not decode it "
+                            "(try WAV or MP3)"),
+    }
+    ctx, page, console = open_page(browser, site)
+    assert load_via_ui(page, threads="1") == "ready"
+    for name, (audio, message) in cases.items():
+        path = tmp_path / name
+        if audio is None:
+            path.write_text("these are not audio samples\n")
+        else:
+            sf.write(path, audio, 24000, subtype="PCM_16")
+        page.set_input_files("#voice-file", str(path))
+        page.wait_for_function("(m) => document.querySelector('#error').textContent === m", arg=message)
+        assert page.is_visible("#error")
+        assert page.evaluate("window.voxport.voiceCodes") is None
+        page.set_input_files("#voice-file", [])
+    assert console.errors == []
+    ctx.close()
+
+
+def test_keyboard_alone_speaks_and_stops_at_phone_width(browser, site, runtime):
+    ctx, page, console = open_page(browser, site)
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing wider than a phone
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, textarea, button')]
+        .filter((e) => !(e.labels?.length || e.textContent.trim() || e.getAttribute('aria-label'))).map((e) => e.id)""")
+    assert unlabelled == []
+    assert load_via_ui(page, threads="1") == "ready"
+    page.fill("#max-frames", "300")
+    page.focus("#text")
+    order = []
+    for _ in range(5):  # text -> max frames -> temperature -> top-k -> seed -> Speak
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    assert order == ["max-frames", "temperature", "top-k", "seed", "speak"]
+    page.keyboard.press("Enter")
+    page.wait_for_function("Number(document.querySelector('#s-frames').textContent) >= 3")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "stop"
+    page.keyboard.press("Enter")
+    assert wait_state(page, ["done", "error"]) == "done"
+    last = page.evaluate("({codes: window.voxport.last.codes, stopped: window.voxport.last.stopped})")
+    n = len(last["codes"])
+    assert last["stopped"] and 3 <= n < 300
+    assert np.array_equal(np.array(last["codes"]), runtime.generate(TEXT, max_frames=n, decode=False).codes)
+    assert console.errors == []
+    ctx.close()

@@ -1,0 +1,50 @@
+// The artifact contract as the page reads it. This is the one module that knows the manifest's
+// layout: when graphs gain precision variants (graphs[name].variants[dtype].files), only
+// `precisions` and `graphFiles` change.
+
+export const FORMAT_VERSION = 1;
+export const DEFAULT_DTYPE = 'fp32';
+
+export class ArtifactError extends Error {
+  constructor(message) { super(message); this.name = 'ArtifactError'; }
+}
+
+export function checkManifest(m, url) {
+  if (!m || typeof m !== 'object' || !m.graphs || !m.runtime) {
+    throw new ArtifactError(`${url}: not a voxport manifest`);
+  }
+  if (m.format_version !== FORMAT_VERSION) {
+    throw new ArtifactError(`${url}: format_version ${m.format_version}, this page reads ${FORMAT_VERSION}`);
+  }
+  return m;
+}
+
+// dtype -> files of every graph; format 1 has one precision per graph: fp32.
+function variantsOf(graph) {
+  return graph.variants ?? { [DEFAULT_DTYPE]: { files: graph.files } };
+}
+
+/** Precisions every graph of the model is available in (the page's precision choices). */
+export function precisions(m, names = Object.keys(m.graphs)) {
+  const sets = names.map((n) => new Set(Object.keys(variantsOf(m.graphs[n]))));
+  return [...sets[0]].filter((d) => sets.every((s) => s.has(d)));
+}
+
+/** graph name + dtype -> file entries [{path, sha256, bytes}]; entry 0 is the .onnx, the rest external data. */
+export function graphFiles(m, name, dtype = DEFAULT_DTYPE) {
+  const g = m.graphs[name];
+  if (!g) throw new ArtifactError(`manifest has no graph '${name}'`);
+  const v = variantsOf(g)[dtype];
+  if (!v) throw new ArtifactError(`graph '${name}' has no ${dtype} variant`);
+  return v.files;
+}
+
+/** Output names of a graph, in the manifest's order. */
+export function outputNames(m, name) {
+  return m.graphs[name].outputs.map((o) => o.name);
+}
+
+/** Tokenizer, chat template and special tokens: the files every precision shares. */
+export function sharedFiles(m) {
+  return m.files ?? [];
+}

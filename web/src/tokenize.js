@@ -1,0 +1,69 @@
+// Text -> prompt token ids with the checkpoint's own tokenizer.json and chat template, exactly as
+// runtime/prompt.py (and transformers' CsmProcessor) build them. @huggingface/tokenizers and
+// @huggingface/jinja are the tokenizer and template engines of transformers.js, used directly.
+import { Tokenizer } from '../node_modules/@huggingface/tokenizers/dist/tokenizers.mjs';
+import { Environment, Template } from '../node_modules/@huggingface/jinja/dist/index.js';
+
+export const AUDIO_TOKEN = '<|AUDIO|>';
+
+// CSM's template checks `message['role'].isdigit()`, a Python str method @huggingface/jinja 0.5.11
+// lacks. Its value classes are not exported; reach them through Environment.set and add the
+// method to every string value (Python: non-empty and every character a decimal digit).
+function addStringIsdigit() {
+  const env = new Environment();
+  const StringValue = env.set('s', '').constructor;
+  const BooleanValue = env.set('b', true).constructor;
+  const FunctionValue = env.set('f', () => 0).constructor;
+  const base = Object.getOwnPropertyDescriptor(StringValue.prototype, 'builtins');
+  if (!base?.get || base.get.patched) return;
+  const get = function () {
+    const m = base.get.call(this);
+    if (!m.has('isdigit')) m.set('isdigit', new FunctionValue(() => new BooleanValue(/^\p{Nd}+$/u.test(this.value))));
+    return m;
+  };
+  get.patched = true;
+  Object.defineProperty(StringValue.prototype, 'builtins', { ...base, get });
+}
+addStringIsdigit();
+
+export class PromptBuilder {
+  /** files: {tokenizer: object, template: string, special: object}; rt: manifest.runtime */
+  constructor(files, rt) {
+    this.rt = rt;
+    this.tokenizer = new Tokenizer(files.tokenizer, {});
+    this.template = new Template(files.template);  // trim_blocks + lstrip_blocks, as Python's
+    this.special = files.special;
+  }
+
+  /** turns: [{text, speaker, codes?: number[][] (frames x K)}] -> the rendered prompt string */
+  render(turns) {
+    const messages = turns.map((u) => ({
+      role: String(u.speaker),
+      content: [{ type: 'text', text: u.text }, ...(u.codes ? [{ type: 'audio' }] : [])],
+    }));
+    // @huggingface/jinja provides raise_exception itself
+    const text = this.template.render({ messages, add_generation_prompt: false, ...this.special });
+    // one audio token per codec frame, in order (as CsmProcessor expands them)
+    const parts = text.split(AUDIO_TOKEN);
+    const frames = turns.filter((u) => u.codes).map((u) => u.codes.length);
+    if (parts.length - 1 !== frames.length) {
+      throw new Error(`chat template produced ${parts.length - 1} audio slots for ${frames.length} audio clips`);
+    }
+    return parts[0] + frames.map((n, i) => AUDIO_TOKEN.repeat(n) + parts[i + 1]).join('');
+  }
+
+  /** -> {ids: number[], codes: number[][] (one K-vector per position)} for the embed graph */
+  build(turns) {
+    const ids = this.tokenizer.encode(this.render(turns), { add_special_tokens: false }).ids;
+    const { num_codebooks: k, audio_token_id, audio_eos_token_id, codebook_eos_token_id } = this.rt;
+    const clips = turns.filter((u) => u.codes).flatMap((u) => u.codes);
+    let next = 0;
+    const codes = ids.map((id) => {
+      if (id === audio_token_id && next < clips.length) return clips[next++];
+      // the audio-eos position carries an all-eos frame (transformers embeds it the same way)
+      if (id === audio_eos_token_id) return new Array(k).fill(codebook_eos_token_id);
+      return new Array(k).fill(0);
+    });
+    return { ids, codes };
+  }
+}

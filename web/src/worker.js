@@ -1,0 +1,186 @@
+// The model side of the page, in a Web Worker so the page stays responsive: loads and checks the
+// artifact files, creates onnxruntime-web sessions, builds prompts, runs generation and decoding.
+// Messages in: load, tokenize, encode, speak, stop. Out: progress, audio, frame (streamed events) and
+// result or error (the answer to a request, carrying its id).
+import * as ort from '../node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
+import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError } from './manifest.js';
+import { fetchJson, fetchVerified } from './loader.js';
+import { PromptBuilder } from './tokenize.js';
+import { audibleFrames, generateFrames, PrefixStreamer } from './generate.js';
+import { seededRng } from './sampling.js';
+
+ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
+ort.env.logLevel = 'error';
+
+const GRAPHS = ['embed', 'backbone', 'depth', 'mimi_decoder'];
+let model = null;  // {g, prompts, manifest, base, dtype, backend, sessions, encoderFiles}
+let stopRequested = false;
+
+const post = (msg, transfer = []) => self.postMessage(msg, transfer);
+
+// session.run on wasm settles as microtasks, so a busy loop never lets a 'stop' message in; one
+// macrotask turn per frame does (MessageChannel: no 4 ms timer clamp)
+const yieldToEvents = () => new Promise((resolve) => {
+  const ch = new MessageChannel();
+  ch.port1.onmessage = () => resolve();
+  ch.port2.postMessage(null);
+});
+
+async function createSession(m, name, dtype, files, backend) {
+  const [main, ...external] = files;
+  const options = {
+    executionProviders: [backend],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,  // errors only: ORT's node-placement warnings reach the console as errors
+    externalData: external.map((f) => ({ path: f.path.split('/').pop(), data: f.data })),
+  };
+  // KV stays on the GPU between steps on WebGPU; logits and hidden states come back to the CPU
+  if (backend === 'webgpu') {
+    options.preferredOutputLocation = Object.fromEntries(outputNames(m, name)
+      .map((o) => [o, o.startsWith('present.') ? 'gpu-buffer' : 'cpu']));
+  }
+  try {
+    return await ort.InferenceSession.create(main.data, options);
+  } catch (e) {
+    const why = String(e.message || e);
+    // wasm32 has a 4 GB heap: a large fp32 model does not fit (marvis-250m fp32: bad_alloc)
+    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision (q4) or WebGPU' : '';
+    throw new ArtifactError(`${main.path}: onnxruntime-web could not load it (${why.slice(0, 200)})${hint}`);
+  }
+}
+
+async function load({ url, dtype, backend, threads }) {
+  if (model) {  // one model at a time: free the previous one's sessions (and GPU buffers) first
+    await Promise.all(Object.values(model.sessions).map((s) => s.release()));
+    model = null;
+  }
+  const base = new URL(url, self.location.href);
+  const manifest = checkManifest(await fetchJson(new URL('manifest.json', base)), base.href);
+  const rt = manifest.runtime;
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? threads : 1;
+  const plan = [...sharedFiles(manifest).map((e) => ({ e })),
+    ...GRAPHS.flatMap((name) => graphFiles(manifest, name, dtype).map((e) => ({ e, name })))];
+  const total = plan.reduce((a, p) => a + p.e.bytes, 0);
+  const loaded = new Map();
+  post({ type: 'progress', files: plan.map((p) => ({ path: p.e.path, bytes: p.e.bytes })), total });
+  // fetch sequentially: progress stays readable and memory peaks at one file in flight
+  for (const p of plan) {
+    p.data = await fetchVerified(base, p.e, (n, cached) => {
+      loaded.set(p.e.path, n);
+      post({ type: 'progress', path: p.e.path, loaded: n, cached,
+        totalLoaded: [...loaded.values()].reduce((a, b) => a + b, 0), total });
+    });
+  }
+  const text = (path) => new TextDecoder().decode(plan.find((p) => p.e.path === path).data);
+  const prompts = new PromptBuilder({
+    tokenizer: JSON.parse(text(rt.tokenizer_file)), template: text(rt.chat_template_file),
+    special: JSON.parse(text(rt.special_tokens_file)),
+  }, rt);
+  const sessions = {};
+  for (const name of GRAPHS) {  // one after another: WebGPU refuses parallel session creation
+    const files = plan.filter((p) => p.name === name).map((p) => ({ path: p.e.path, data: p.data }));
+    sessions[name] = await createSession(manifest, name, dtype, files, backend);
+  }
+  const encoderFiles = manifest.graphs.mimi_encoder ? graphFiles(manifest, 'mimi_encoder', dtype) : null;
+  const g = {
+    ort, rt, timings: {},
+    // per graph: [calls, ms], for the stats readout and the benchmark
+    run: async (name, feeds) => {
+      const t = performance.now();
+      const out = await sessions[name].run(feeds);
+      const s = (g.timings[name] ??= [0, 0]);
+      s[0] += 1; s[1] += performance.now() - t;
+      return out;
+    },
+  };
+  model = { g, prompts, manifest, base, dtype, backend, sessions, encoderFiles };
+  return { backend, dtype, threads: ort.env.wasm.numThreads, rt, source: manifest.source,
+    bytes: total, graphs: Object.keys(manifest.graphs) };
+}
+
+/** mono 24 kHz samples -> codes [frames][K] with the Mimi encoder (loaded on first use). */
+async function encode({ samples }) {
+  if (!model.encoderFiles) throw new ArtifactError('this artifact has no mimi_encoder graph; voice prompts need it');
+  if (!model.sessions.mimi_encoder) {
+    const files = [];
+    for (const e of model.encoderFiles) files.push({ path: e.path, data: await fetchVerified(model.base, e) });
+    model.sessions.mimi_encoder = await createSession(model.manifest, 'mimi_encoder', model.dtype, files, model.backend);
+  }
+  const out = await model.sessions.mimi_encoder.run({
+    input_values: new ort.Tensor('float32', samples, [1, 1, samples.length]) });
+  const t = Object.values(out)[0];  // [1, K, frames] int64
+  const [, k, n] = t.dims;
+  return Array.from({ length: n }, (_, f) => Array.from({ length: k }, (_, j) => Number(t.data[j * n + f])));
+}
+
+function promptFor({ text, speaker = 0, context = [] }) {
+  if (!text.trim()) throw new Error('text is empty');
+  const prompt = model.prompts.build([...context, { text, speaker }]);
+  const limit = model.g.rt.max_positions;
+  if (prompt.ids.length + 1 > limit) {
+    throw new Error(`prompt is ${prompt.ids.length} tokens; this model's context is ${limit} positions ` +
+      '(text + voice prompt frames + generated frames); shorten the text or the voice prompt');
+  }
+  return prompt;
+}
+
+async function speak(req) {
+  const { g } = model;
+  const rt = g.rt;
+  const prompt = promptFor(req);
+  const maxFrames = Math.min(req.maxFrames ?? 125, rt.max_positions - prompt.ids.length);
+  const rng = seededRng(req.seed ?? 0);
+  stopRequested = false;
+  const streamer = new PrefixStreamer(g);
+  g.timings = {};
+  const frames = [];
+  const t0 = performance.now();
+  let tFirstFrame = null, decodeMs = 0, samples = 0;
+  const emit = async (final) => {
+    const t = performance.now();
+    const audio = await streamer.push(audibleFrames(frames, rt), final);
+    decodeMs += performance.now() - t;
+    if (audio.length) {
+      samples += audio.length;
+      post({ type: 'audio', id: req.id, samples: audio, at: performance.now() - t0 }, [audio.buffer]);
+    }
+  };
+  for await (const frame of generateFrames(g, prompt, {
+    maxFrames, sampling: req.sampling ?? {}, rng, shouldStop: () => stopRequested })) {
+    frames.push(frame);
+    tFirstFrame ??= performance.now() - t0;
+    post({ type: 'frame', id: req.id, n: frames.length, ms: performance.now() - t0 });
+    await emit(false);
+    await yieldToEvents();
+  }
+  const generateMs = performance.now() - t0;
+  await emit(true);
+  const totalMs = performance.now() - t0;
+  const audioS = samples / rt.sample_rate;
+  return {
+    codes: frames, promptIds: prompt.ids, stopped: stopRequested,
+    stats: { frames: frames.length, prompt_tokens: prompt.ids.length, first_frame_ms: tFirstFrame,
+      generate_ms: generateMs, decode_ms: decodeMs, total_ms: totalMs, audio_s: audioS,
+      ms_per_frame: generateMs / frames.length, rtf: audioS ? totalMs / 1000 / audioS : null,
+      backend: model.backend, dtype: model.dtype, threads: ort.env.wasm.numThreads,
+      graph_ms: Object.fromEntries(Object.entries(g.timings).map(([k, [n, ms]]) => [k, { calls: n, ms }])) },
+  };
+}
+
+const handlers = {
+  load,
+  tokenize: async ({ turns }) => turns.map((t) => model.prompts.build(t).ids),
+  encode,
+  speak,
+};
+
+self.onmessage = async ({ data: req }) => {
+  if (req.type === 'stop') { stopRequested = true; return; }
+  try {
+    if (req.type !== 'load' && !model) throw new Error('no model loaded');
+    const result = await handlers[req.type](req);
+    post({ type: 'result', id: req.id, result });
+  } catch (e) {
+    post({ type: 'error', id: req.id, message: String(e.message || e), kind: e.name });
+  }
+};
