@@ -6,6 +6,7 @@ import numpy as np
 
 from runtime.codec_stream import CodecStream
 from runtime.csm import CsmRuntime
+from runtime.prompt import Utterance
 from runtime.sampling import Sampling, draw_noise
 from runtime.stream import Speech
 from validation.e2e import TEXT, compare_codes
@@ -92,7 +93,7 @@ def join_case(rt: CsmRuntime, frames_per_utterance: int = 8) -> dict:
     """Long text in consecutive utterances, one Mimi stream throughout. The step across each join
     (|x[j] - x[j-1]|) must be no larger than the largest step inside the utterances; restarting the
     codec at the join instead is measured beside it."""
-    speech = Speech(rt, LONG_TEXT, max_frames=frames_per_utterance, chunk_frames=3)
+    speech = Speech(rt, long_text(rt, frames_per_utterance), max_frames=frames_per_utterance, chunk_frames=3)
     wave = np.concatenate(list(speech))
     fs = rt.rt["frame_size"]
     joins, offset = [], 0
@@ -107,6 +108,14 @@ def join_case(rt: CsmRuntime, frames_per_utterance: int = 8) -> dict:
             "join_step_max": max(at_join) if at_join else None, "inside_step_max": float(inside.max()),
             "inside_step_p99": float(np.percentile(inside, 99)), "reset_join_step_max": reset,
             "ok": bool(at_join) and max(at_join) <= float(inside.max())}
+
+
+def long_text(rt: CsmRuntime, frames: int) -> str:
+    """LONG_TEXT repeated until it no longer fits one utterance of this model's context."""
+    text = LONG_TEXT
+    while rt.prompts.build([Utterance(text)])[0].shape[1] + frames <= rt.rt["max_positions"]:
+        text = f"{text} {LONG_TEXT}"
+    return text
 
 
 def _reset_jumps(rt: CsmRuntime, speech: Speech) -> float | None:
