@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from exporter.families.csm import wrappers
+from exporter.families.csm.precision import CSM_PRECISION
 from exporter.spec import Family, GraphSpec, TensorSpec, Tolerance, register
 
 F32, I64 = "float32", "int64"
@@ -22,6 +23,7 @@ def _rand_past(gen, n_layers, batch, kv_heads, past, head_dim) -> list[torch.Ten
 @register
 class CsmFamily(Family):
     name = "csm"
+    precision = CSM_PRECISION
 
     @classmethod
     def matches(cls, config) -> bool:

@@ -1,0 +1,50 @@
+"""Precision variants as data: names, file suffixes, fidelity thresholds, and the per-graph policy.
+
+Torch-free and onnx-free. Names and file suffixes live in voxport/dtypes.py (the runtime reads them).
+
+A family declares, per graph, a `GraphPrecision` (`Family.precision_policy`); a graph that declares
+nothing gets `GraphPrecision()`: every MatMul with a constant weight quantized, embeddings left as
+they are, nothing kept in fp32 inside fp16. Quantization is a pass over the exported fp32 files, so a
+graph a family adds later gets all variants without any change here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voxport.dtypes import DTYPES, SUFFIX, file_stem, parse as parse_dtypes  # noqa: F401  (re-exported)
+
+
+@dataclass(frozen=True)
+class GraphPrecision:
+    """How one graph is made in each variant.
+
+    fp16_keep_fp32: module-path prefixes (torch name scopes, e.g. "codec.decoder_transformer") whose
+        nodes stay fp32 inside the fp16 and q4f16 files (casts are inserted at the borders).
+    quantize_embeddings: also quantize Gather tables (q8: 8-bit DequantizeLinear+Gather; q4:
+        GatherBlockQuantized, an onnxruntime contrib op: CPU, WebGPU; not every runtime has it).
+    exclude_nodes_like: substrings of node names never quantized (keeps a sensitive MatMul fp32).
+    unsupported: dtype -> why this graph cannot take it. That variant then reuses the graph's fp32
+        file, and the manifest records the precision actually used and the reason.
+    """
+
+    fp16_keep_fp32: tuple[str, ...] = ()
+    quantize_embeddings: bool = False
+    exclude_nodes_like: tuple[str, ...] = ()
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+# Fidelity gates, in one place. SNR (dB) of every float output of every graph against fp32 PyTorch,
+# worst over the graph's check cases: 10*log10(sum ref^2 / sum (ref - got)^2). Random weights give flat
+# logits, so top-1 agreement is reported but the gate is SNR. Set from measurement (docs/design.md).
+SNR_MIN_DB = {"fp32": 90.0, "fp16": 40.0, "q8": 15.0, "q4": 10.0, "q4f16": 10.0}
+# per graph overrides: (graph, dtype) -> dB, where a graph is structurally more sensitive
+SNR_MIN_DB_GRAPH: dict[tuple[str, str], float] = {}
+
+
+# integer outputs (codes): fraction equal to PyTorch, worst case
+CODE_AGREEMENT_MIN = {"fp32": 1.0, "fp16": 0.8, "q8": 0.8, "q4": 0.8, "q4f16": 0.8}
+
+
+def snr_threshold(graph: str, dtype: str) -> float:
+    return SNR_MIN_DB_GRAPH.get((graph, dtype), SNR_MIN_DB[dtype])
