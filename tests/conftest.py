@@ -20,7 +20,12 @@ def tiny_dir(tmp_path_factory, cache_root) -> Path:
     from exporter.export import export
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    export("tiny", out, progress=lambda m: None, cache_root=cache_root)
+    if os.environ.get("VOXPORT_TEST_TINY_DIR"):  # development: reuse an export (copied; tests write into it)
+        import shutil
+
+        shutil.copytree(os.environ["VOXPORT_TEST_TINY_DIR"], out)
+        return out
+    export("tiny", out, progress=lambda m: None, cache_root=cache_root)  # all five precision variants
     return out
 
 
