@@ -128,8 +128,11 @@ def _toposort(graph) -> None:
     graph.node.extend(ordered)
 
 
-def _excluded(model, policy: GraphPrecision) -> list[str]:
-    return [n.name for n in model.graph.node if any(s in n.name for s in policy.exclude_nodes_like)]
+def _excluded(model, policy: GraphPrecision, gather_rank: int | None = None) -> list[str]:
+    """Nodes the policy names, plus (gather_rank) Gathers whose constant table has another rank."""
+    ranks = {t.name: len(t.dims) for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if any(s in n.name for s in policy.exclude_nodes_like)
+            or (gather_rank and n.op_type == "Gather" and ranks.get(n.input[0], gather_rank) != gather_rank)]
 
 
 def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
@@ -155,8 +158,12 @@ def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.Mo
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     ops = ("MatMul", "Gather") if policy.quantize_embeddings else ("MatMul",)
+    # Only 2-D tables (embeddings) become GatherBlockQuantized: on a 3-D table (CSM's stacked codebook
+    # heads [31, Hd, V]) onnxruntime 1.31's CPU kernel made the depth step ~2x slower than fp32
+    # (marvis-250m: 155 vs 81 ms; tiny: 10.7 vs 0.6 ms), whichever axis is blocked.
     q = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, op_types_to_quantize=ops,
-                             quant_axes=(("MatMul", 0), ("Gather", 1)), nodes_to_exclude=_excluded(model, policy))
+                             quant_axes=(("MatMul", 0), ("Gather", 1)),
+                             nodes_to_exclude=_excluded(model, policy, gather_rank=2))
     with _quiet():
         q.process()
     out = q.model.model

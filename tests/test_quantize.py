@@ -42,10 +42,11 @@ def test_sizes_shrink_with_precision(tiny_dir):
     m = mf.load(tiny_dir)
     size = {d: mf.variant_bytes(m, d) for d in DTYPES}
     assert size["fp32"] > 1.6 * size["fp16"] and size["fp16"] > size["q8"] > size["q4"] > size["q4f16"]
-    # the codebook heads and embedding tables are quantized as Gathers: depth and embed shrink ~6x at q4
-    for g in ("depth", "embed"):
-        fp32, q4 = (m["graphs"][g]["variants"][d]["files"][0]["bytes"] for d in ("fp32", "q4"))
-        assert q4 < fp32 / 5, (g, fp32, q4)
+    # embedding tables are 4-bit GatherBlockQuantized: embed shrinks ~6x at q4; depth keeps its
+    # [31, Hd, V] codebook heads fp32 at q4 (speed, exporter/quantize.py) and shrinks ~2x
+    b = {(g, d): m["graphs"][g]["variants"][d]["files"][0]["bytes"] for g in ("embed", "depth") for d in DTYPES}
+    assert b[("embed", "q4")] < b[("embed", "fp32")] / 5
+    assert b[("depth", "q4")] < b[("depth", "fp32")] / 1.8 and b[("depth", "q8")] < b[("depth", "fp32")] / 3
 
 
 def test_mixed_precision_follows_the_policy(tiny_dir):
