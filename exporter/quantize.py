@@ -59,6 +59,10 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
         model, n = quantize_q4(model, policy)
         info = {"weights": "int4 (block 32, symmetric) MatMul" + ("/Gather" if policy.quantize_embeddings else "")
                 + " weights", "activations": "fp32", "quantized_nodes": n}
+        consts = {t.name for t in model.graph.initializer}
+        tables = sorted({x.input[0] for x in model.graph.node if x.op_type == "Gather" and x.input[0] in consts})
+        if policy.quantize_embeddings and tables:  # e.g. CSM's 3-D codebook heads (see quantize_q4)
+            info["unquantized_tables"] = tables
         if dtype == "q4f16" and n:
             model, kept = to_fp16(model, policy)
             info.update(activations="fp16", kept_fp32=kept)

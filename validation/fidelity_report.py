@@ -46,7 +46,8 @@ def _precision(p: dict) -> str:
     if "reason" in p:
         return "fp32 (cannot take it)"
     kept = f", fp32: {', '.join(p['kept_fp32'])}" if p.get("kept_fp32") else ""
-    return f"{p.get('weights', p['dtype'])}{kept}"
+    tables = f", tables not quantized: {', '.join(p['unquantized_tables'])}" if p.get("unquantized_tables") else ""
+    return f"{p.get('weights', p['dtype'])}{kept}{tables}"
 
 
 def plot(path: Path, r: dict) -> None:
