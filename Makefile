@@ -32,10 +32,12 @@ web: $(WEB_STAMP)
 $(CHROMIUM):
 	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
-# Export the embedded default (the tiny preset) and prove it against PyTorch.
+# Export the embedded default (the tiny preset) in all five precisions, verify the set, and prove it
+# against PyTorch: fp32 exactly (parity.md), the other variants by their fidelity gates (fidelity.md).
 export: $(STAMP)
-	$(BIN)/voxport export tiny -o artifacts/tiny
-	$(BIN)/voxport parity artifacts/tiny
+	$(BIN)/voxport export tiny -o artifacts/tiny --dtypes all
+	$(BIN)/voxport verify artifacts/tiny
+	$(BIN)/voxport parity artifacts/tiny --dtypes all
 
 test: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q

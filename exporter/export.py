@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import io
 import json
@@ -15,15 +16,20 @@ from pathlib import Path
 from voxport import __version__
 from voxport.errors import CheckpointError
 from voxport.fsutil import atomic_dir
-from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry
+from voxport import dtypes as dt
+from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, variant_bytes
 from exporter import checkpoint
 from exporter.spec import Family, GraphSpec, family_for
 
 EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to <graph>.onnx_data (protobuf's 2 GB limit)
 
 
-def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None) -> Path:
+def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None,
+           dtypes: str | list[str] | None = None) -> Path:
+    """Export every graph of the model's family in fp32, then make each requested precision variant
+    (default: all of voxport.dtypes.DTYPES) from the fp32 files, after the PyTorch model is freed."""
     t0 = time.time()
+    dtypes = dt.parse(dtypes)  # an unknown name fails here, before minutes of export
     ckpt = checkpoint.resolve(model, cache_root)
     progress(f"loading {ckpt.path}")
     ref, tokenizer = checkpoint.load(ckpt, device)
@@ -35,32 +41,59 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
         tok_files = _copy_tokenizer(ckpt.path, tmp, tokenizer)
         family: Family = fam_cls(ref, tok_files)
         (tmp / "onnx").mkdir()
-        graphs = {}
+        graphs, policies = {}, {}
         specs = family.graphs()
         for i, spec in enumerate(specs, 1):
             t = time.time()
             progress(f"[{i}/{len(specs)}] exporting {spec.name} ...")
             files = export_graph(spec, tmp, device)
+            entries = [file_entry(tmp, f) for f in files]
             graphs[spec.name] = {
-                "files": [file_entry(tmp, f) for f in files],
                 "inputs": [s.as_json() for s in spec.inputs],
                 "outputs": [s.as_json() for s in spec.outputs],
+                "variants": {"fp32": {"files": entries, "precision": {"dtype": "fp32"}}},
             }
-            progress(f"[{i}/{len(specs)}] {spec.name}: {sum(g['bytes'] for g in graphs[spec.name]['files']) / 1e6:.1f} MB "
+            policies[spec.name] = family.precision_policy(spec.name)
+            progress(f"[{i}/{len(specs)}] {spec.name}: {sum(e['bytes'] for e in entries) / 1e6:.1f} MB "
                      f"in {time.time() - t:.1f} s")
+        source = {**ckpt.source, "model_type": ref.config.model_type,
+                  "parameters": sum(p.numel() for p in ref.parameters())}
+        runtime, family_name = family.runtime_config(), family.name
+        # quantization works on the files alone: free the PyTorch model first (csm-1b: 6 GB)
+        del specs, family, ref, spec
+        gc.collect()
+        _make_variants(tmp, graphs, policies, dtypes[1:], progress)
         manifest = {
             "format_version": FORMAT_VERSION,
             "toolchain": {"voxport": __version__, **_versions()},
-            "source": {**ckpt.source, "model_type": ref.config.model_type,
-                       "parameters": sum(p.numel() for p in ref.parameters())},
-            "family": family.name,
-            "runtime": family.runtime_config(),
+            "source": source,
+            "family": family_name,
+            "runtime": runtime,
             "files": [file_entry(tmp, f) for f in tok_files.values()],
+            "dtypes": dtypes,
             "graphs": graphs,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     progress(f"wrote {out} in {time.time() - t0:.1f} s")
     return out
+
+
+def _make_variants(root: Path, graphs: dict, policies: dict, dtypes: list[str], progress) -> None:
+    """Each graph's fp16/q8/q4/q4f16 files from its fp32 file, named with the transformers.js suffixes.
+    A graph that cannot take a dtype (its policy says why), or has nothing to quantize, reuses its fp32
+    files in that variant; the manifest records the precision actually used and the reason."""
+    from exporter.quantize import make_variant
+
+    for dtype in dtypes:
+        t = time.time()
+        for name, g in graphs.items():
+            fp32 = g["variants"]["fp32"]
+            src = root / fp32["files"][0]["path"]
+            files, precision = make_variant(src, src.with_name(dt.file_stem(name, dtype) + ".onnx"),
+                                            dtype, policies[name])
+            entries = [file_entry(root, str(f.relative_to(root))) for f in files] or fp32["files"]
+            g["variants"][dtype] = {"files": entries, "precision": precision}
+        progress(f"[{dtype}] {variant_bytes({'graphs': graphs}, dtype) / 1e6:.1f} MB in {time.time() - t:.1f} s")
 
 
 def _copy_tokenizer(src: Path, dst: Path, tokenizer) -> dict[str, str]:
@@ -94,11 +127,30 @@ def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
     del program
     model = onnx.load(str(path), load_external_data=False)
     _name_axes(model, spec)
-    onnx.save(model, str(path))
     files = [rel]
     if external:
-        files += sorted(f"onnx/{p.name}" for p in path.parent.glob(f"{path.name}*data"))
+        files.append(_rename_external_data(model, path))
+    onnx.save(model, str(path))
     return files
+
+
+def _rename_external_data(model, path: Path) -> str:
+    """torch writes <graph>.onnx.data; transformers.js and optimum expect <graph>.onnx_data. Rename the
+    file and the location recorded in each tensor (no weight is loaded)."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    new = path.with_name(path.name + "_data")
+    olds = set()
+    for t in _get_all_tensors(model):
+        if uses_external_data(t):
+            for kv in t.external_data:
+                if kv.key == "location":
+                    olds.add(kv.value)
+                    kv.value = new.name
+    if len(olds) != 1:
+        raise RuntimeError(f"{path}: expected one external data file, the exporter wrote {sorted(olds)}")
+    (path.parent / olds.pop()).rename(new)
+    return f"onnx/{new.name}"
 
 
 def _dynamic_shapes(spec: GraphSpec):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable
 
+from exporter.precision import GraphPrecision
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -60,6 +62,9 @@ class Family:
     """A model family: which checkpoints it claims, its graphs, and what a runtime needs to know."""
 
     name: str = ""
+    # per graph: how its fp16/q8/q4/q4f16 variants are made (exporter/precision.py); a graph not
+    # listed gets GraphPrecision(): MatMul weights quantized, everything else as exported
+    precision: dict[str, GraphPrecision] = {}
 
     @classmethod
     def matches(cls, config) -> bool:
@@ -71,6 +76,9 @@ class Family:
 
     def graphs(self) -> list[GraphSpec]:
         raise NotImplementedError
+
+    def precision_policy(self, graph: str) -> GraphPrecision:
+        return self.precision.get(graph, GraphPrecision())
 
     def runtime_config(self) -> dict:
         """Everything a runtime needs besides the graphs (ids, sizes, template), stored in the manifest."""

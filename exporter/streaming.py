@@ -98,14 +98,17 @@ class StreamingSequential(StreamingModule):
     def __init__(self, children: dict[str, StreamingModule]):
         super().__init__()
         self.names = list(children)
-        self.mods = nn.ModuleList(children.values())
+        # keyed by name, so exported nodes carry it in their scope ("...decoder_transformer...", which
+        # precision policies match on)
+        self.mods = nn.ModuleDict({n.replace(".", "_"): m for n, m in children.items()})
 
     def state_specs(self):
-        return [s._replace(name=f"{name}.{s.name}") for name, m in zip(self.names, self.mods) for s in m.state_specs()]
+        return [s._replace(name=f"{name}.{s.name}") for name, m in zip(self.names, self.mods.values())
+                for s in m.state_specs()]
 
     def forward(self, x, state):
         new, i = [], 0
-        for m in self.mods:
+        for m in self.mods.values():
             n = len(m.state_specs())
             x, s = m(x, state[i:i + n])
             new += s

@@ -33,8 +33,9 @@ def _kv_feeds(past: list[np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class CsmRuntime:
-    def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0):
-        self.graphs = Graphs(artifact_dir, providers, threads)
+    def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
+                 dtype: str = "fp32"):
+        self.graphs = Graphs(artifact_dir, providers, threads, dtype)
         self.rt = self.graphs.rt
         self.prompts = PromptBuilder(artifact_dir, self.rt)
 

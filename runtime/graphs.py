@@ -12,11 +12,16 @@ from voxport.errors import ArtifactError
 
 
 class Graphs:
-    """Lazily created sessions; a graph's files are hash-checked once, before its first load."""
+    """Lazily created sessions of one precision variant (`dtype`: fp32, fp16, q8, q4, q4f16); a
+    graph's files are hash-checked once, before its first load."""
 
-    def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
+                 dtype: str = "fp32"):
         self.dir = Path(artifact_dir)
         self.manifest = mf.load(self.dir)
+        self.dtype = dtype
+        for name in self.manifest["graphs"]:  # unknown or absent dtype: a specific error now, not mid-speech
+            mf.variant(self.manifest, name, dtype, self.dir)
         self.rt = self.manifest["runtime"]
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
@@ -25,8 +30,8 @@ class Graphs:
 
     def session(self, name: str) -> ort.InferenceSession:
         if name not in self._sessions:
-            path = mf.graph_path(self.dir, self.manifest, name)
-            mf.check_files(self.dir, self.manifest, graphs=[name])
+            path = mf.graph_path(self.dir, self.manifest, name, self.dtype)
+            mf.check_files(self.dir, self.manifest, graphs=[name], dtype=self.dtype)
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             if self.threads:

@@ -21,11 +21,11 @@ def tiny_dir(tmp_path_factory, cache_root) -> Path:
     from exporter.export import export
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    prebuilt = os.environ.get("VOXPORT_TEST_TINY")  # developers: reuse an export of this tree's tiny preset
-    if prebuilt:
-        shutil.copytree(prebuilt, out)
-    else:
-        export("tiny", out, progress=lambda m: None, cache_root=cache_root)
+    if os.environ.get("VOXPORT_TEST_TINY_DIR"):  # development: reuse an export (copied; tests write into it)
+
+        shutil.copytree(os.environ["VOXPORT_TEST_TINY_DIR"], out)
+        return out
+    export("tiny", out, progress=lambda m: None, cache_root=cache_root)  # all five precision variants
     return out
 
 

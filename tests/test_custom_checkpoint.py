@@ -26,6 +26,7 @@ def test_16_codebook_checkpoint_exports_and_passes_parity(tmp_path, cache_root, 
     assert m["source"]["kind"] == "dir" and m["source"]["path"] == str(ckpt.resolve())
     assert m["runtime"]["num_codebooks"] == 16 and m["runtime"]["backbone"]["layers"] == 3
     assert m["graphs"]["mimi_decoder"]["inputs"][0]["shape"] == ["batch", 16, "frames"]
+    assert main(["verify", str(out)]) == 0  # all five precision variants of a 16-codebook model
 
     r = run(out, frames=50, progress=lambda s: None)
     assert r["ok"], r["failures"]

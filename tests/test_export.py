@@ -14,16 +14,17 @@ def test_manifest_lists_every_graph_with_hash_and_io(tiny_dir):
     m = json.loads((tiny_dir / "manifest.json").read_text())
     assert set(m["graphs"]) == GRAPHS
     for name, g in m["graphs"].items():
-        for f in g["files"]:
+        fp32 = g["variants"]["fp32"]["files"]
+        for f in fp32:
             assert sha256_file(tiny_dir / f["path"]) == f["sha256"]
             assert (tiny_dir / f["path"]).stat().st_size == f["bytes"]
-        sess = ort.InferenceSession(str(tiny_dir / g["files"][0]["path"]))
+        sess = ort.InferenceSession(str(tiny_dir / fp32[0]["path"]))
         # declared names, order and symbolic axes are exactly the file's
         assert [i.name for i in sess.get_inputs()] == [s["name"] for s in g["inputs"]]
         assert [o.name for o in sess.get_outputs()] == [s["name"] for s in g["outputs"]]
         for decl, real in zip(g["inputs"] + g["outputs"], list(sess.get_inputs()) + list(sess.get_outputs())):
             assert list(real.shape) == decl["shape"], (name, decl["name"])
-        onnx.checker.check_model(str(tiny_dir / g["files"][0]["path"]))
+        onnx.checker.check_model(str(tiny_dir / fp32[0]["path"]))
 
 
 def test_manifest_runtime_facts(tiny_dir):
@@ -54,7 +55,7 @@ def test_preset_is_deterministic(tiny_checkpoint, tmp_path):
 
 
 def test_large_graphs_use_external_data(tiny_checkpoint, tmp_path, monkeypatch):
-    """Graphs over the threshold keep weights in <graph>.onnx.data (the 2 GB protobuf limit); the
+    """Graphs over the threshold keep weights in <graph>.onnx_data (the 2 GB protobuf limit); the
     file list carries both and onnxruntime loads them to the same result."""
     import numpy as np
     import torch
@@ -68,7 +69,8 @@ def test_large_graphs_use_external_data(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(ex, "EXTERNAL_DATA_BYTES", 0)
     (tmp_path / "onnx").mkdir()
     files = ex.export_graph(spec, tmp_path)
-    assert files == ["onnx/embed.onnx", "onnx/embed.onnx.data"]
+    assert files == ["onnx/embed.onnx", "onnx/embed.onnx_data"]
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["embed.onnx", "embed.onnx_data"]
     assert (tmp_path / files[1]).stat().st_size > 10 * (tmp_path / files[0]).stat().st_size
     args = spec.make_inputs({"batch": 2, "seq": 7})
     got = ort.InferenceSession(str(tmp_path / files[0])).run(None, {"input_ids": args[0].numpy(),

@@ -16,15 +16,41 @@ def _export(a) -> int:
     from exporter.presets import PRESETS
 
     out = Path(a.output) if a.output else Path("artifacts") / (a.model if a.model in PRESETS else Path(a.model).name)
-    export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes)
     print(out)
+    return 0
+
+
+def _verify(a) -> int:
+    from voxport import dtypes as dt
+    from voxport.verify import verify
+
+    wanted = [dt.check(d.strip()) for d in a.dtypes.split(",")] if a.dtypes else None
+    problems = verify(Path(a.dir), wanted)
+    if problems:
+        print(f"voxport verify: {a.dir}: {len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    print(f"verify OK: {a.dir}")
     return 0
 
 
 def _parity(a) -> int:
     from validation.harness import run
 
-    r = run(Path(a.dir), device=a.device, frames=a.frames, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    progress = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    fidelity_ok = True
+    if a.dtypes != "fp32":  # the variants' gates first (every variant hash-checked before torch loads)
+        from validation.fidelity import run as fidelity
+
+        f = fidelity(Path(a.dir), a.dtypes, device=a.device, frames=min(a.frames, 20), progress=progress)
+        print(f"fidelity {'PASS' if f['ok'] else 'FAIL'} for {', '.join(f['dtypes'])}: worst SNR margin "
+              f"{f['worst']}; report: {Path(a.dir) / 'fidelity.md'}")
+        for line in f["failures"]:
+            print(f"  FAIL {line}", file=sys.stderr)
+        fidelity_ok = f["ok"]
+    r = run(Path(a.dir), device=a.device, frames=a.frames, progress=progress)
     g, w = r["greedy"], r["waveform"]
     worst = max(r["graphs"], key=lambda c: c["rel"])
     print(f"parity {'PASS' if r['ok'] else 'FAIL'}: {len(r['graphs'])} graph checks "
@@ -36,14 +62,14 @@ def _parity(a) -> int:
           f"streaming decode relative error {r['stream_decode']['worst_rel']:.2e}; report: {Path(a.dir) / 'parity.md'}")
     for f in r["failures"]:
         print(f"  FAIL {f}", file=sys.stderr)
-    return 0 if r["ok"] else 1
+    return 0 if r["ok"] and fidelity_ok else 1
 
 
 def _speak(a) -> int:
     from runtime.csm import CsmRuntime
     from runtime.sampling import Sampling
 
-    rt = CsmRuntime(Path(a.dir))
+    rt = CsmRuntime(Path(a.dir), dtype=a.dtype)
     sampling = Sampling() if a.greedy else Sampling(a.temperature, a.top_k)
     context = []
     if a.ref_audio or a.ref_text:
@@ -127,12 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="preset (tiny, marvis-250m, csm-1b), checkpoint directory, or hub id")
     e.add_argument("-o", "--output", help="artifact directory (default: artifacts/<name>)")
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    e.add_argument("--dtypes", default="all", help="comma list of fp32,fp16,q8,q4,q4f16 (default: all)")
     e.set_defaults(func=_export)
+
+    v = sub.add_parser("verify", help="check an artifact set against its manifest (hashes, ONNX checker, loads, I/O)")
+    v.add_argument("dir")
+    v.add_argument("--dtypes", help="only these variants (default: every variant in the manifest)")
+    v.set_defaults(func=_verify)
 
     q = sub.add_parser("parity", help="check every graph and the generation against PyTorch")
     q.add_argument("dir")
     q.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device of the PyTorch reference")
     q.add_argument("--frames", type=int, default=50, help="greedy frames compared end to end")
+    q.add_argument("--dtypes", default="fp32", help="fp32 (default: exact parity), or a comma list / 'all': "
+                   "also the fidelity gates of those variants (SNR vs fp32 PyTorch, code agreement)")
     q.set_defaults(func=_parity)
 
     s = sub.add_parser("speak", help="generate speech from the ONNX graphs alone (no torch)")
@@ -154,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ref-audio", help="reference audio to clone the voice of (any common format)")
     s.add_argument("--ref-text", help="transcript of --ref-audio")
     s.add_argument("--codes-out", help="also write the generated codes as JSON")
+    s.add_argument("--dtype", default="fp32", help="precision variant: fp32, fp16, q8, q4, q4f16")
     s.set_defaults(func=_speak)
 
     v = sub.add_parser("serve", help="serve the browser demo and artifact directories on 127.0.0.1")

@@ -23,3 +23,7 @@ class ParityError(VoxportError):
     """An ONNX graph disagrees with PyTorch beyond its tolerance."""
 
     exit_code = 1
+
+
+class DtypeError(VoxportError):
+    """An unknown precision name, or a variant an artifact set was not exported with."""

@@ -7,6 +7,7 @@ import torch
 from exporter.families.csm import wrappers
 from exporter.families.csm.frame import FrameStep
 from exporter.families.csm.mimi_stream import MimiDecodeStream
+from exporter.families.csm.precision import CSM_PRECISION
 from exporter.spec import Family, GraphSpec, TensorSpec, Tolerance, register
 
 F32, I64 = "float32", "int64"
@@ -24,6 +25,7 @@ def _rand_past(gen, n_layers, batch, kv_heads, past, head_dim) -> list[torch.Ten
 @register
 class CsmFamily(Family):
     name = "csm"
+    precision = CSM_PRECISION
 
     @classmethod
     def matches(cls, config) -> bool:

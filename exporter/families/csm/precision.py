@@ -1,0 +1,24 @@
+"""CSM / Marvis: how each graph is made in the fp16 / q8 / q4 / q4f16 variants (measured; docs/design.md).
+
+A graph not named here (`frame`: its 31 codebook heads are MatMuls, so 4-bit) gets GraphPrecision(): every MatMul
+with a constant weight quantized, Gathers left fp32, nothing held in fp32 inside fp16.
+"""
+
+from exporter.precision import GraphPrecision
+
+ENCODER_REASON = ("its output is discrete codes (an argmin over codebook distances): on the tiny preset "
+                  "q8 flips 42% of the codes at one check case, fp16 12%, q4 9%; it runs once per voice prompt, not per frame")
+
+CSM_PRECISION = {
+    # the text and audio embedding tables are most of this graph (marvis: 75 M + 100 M parameters)
+    "embed": GraphPrecision(quantize_embeddings=True),
+    # its codebook embedding table (2-D) 4-bit; the 31 codebook heads are one [31, Hd, V] table read
+    # with a Gather: 8-bit in q8, but fp32 in q4 (GatherBlockQuantized on 3-D tables is ~2x slower per
+    # step than fp32, exporter/quantize.py); the lead's `frame` graph has them as 31 MatMuls (4-bit)
+    "depth": GraphPrecision(quantize_embeddings=True),
+    # Mimi's decoder transformer has a large residual stream (public reports: |x| ~ 27 in fp16);
+    # kept fp32 inside the fp16 codec
+    "mimi_decoder": GraphPrecision(fp16_keep_fp32=("decoder_transformer",)),
+    "mimi_decoder_stream": GraphPrecision(fp16_keep_fp32=("decoder_transformer",)),
+    "mimi_encoder": GraphPrecision(unsupported={d: ENCODER_REASON for d in ("fp16", "q8", "q4", "q4f16")}),
+}

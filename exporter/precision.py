@@ -1,0 +1,53 @@
+"""Precision variants as data: names, file suffixes, fidelity thresholds, and the per-graph policy.
+
+Torch-free and onnx-free. Names and file suffixes live in voxport/dtypes.py (the runtime reads them).
+
+A family declares, per graph, a `GraphPrecision` (`Family.precision_policy`); a graph that declares
+nothing gets `GraphPrecision()`: every MatMul with a constant weight quantized, embeddings left as
+they are, nothing kept in fp32 inside fp16. Quantization is a pass over the exported fp32 files, so a
+graph a family adds later gets all variants without any change here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voxport.dtypes import DTYPES, SUFFIX, file_stem, parse as parse_dtypes  # noqa: F401  (re-exported)
+
+
+@dataclass(frozen=True)
+class GraphPrecision:
+    """How one graph is made in each variant.
+
+    fp16_keep_fp32: module-path prefixes (torch name scopes, e.g. "codec.decoder_transformer") whose
+        nodes stay fp32 inside the fp16 and q4f16 files (casts are inserted at the borders).
+    quantize_embeddings: also quantize Gather tables (q8: 8-bit DequantizeLinear+Gather; q4:
+        GatherBlockQuantized, an onnxruntime contrib op: CPU, WebGPU; not every runtime has it).
+    exclude_nodes_like: substrings of node names never quantized (keeps a sensitive MatMul fp32).
+    unsupported: dtype -> why this graph cannot take it. That variant then reuses the graph's fp32
+        file, and the manifest records the precision actually used and the reason.
+    """
+
+    fp16_keep_fp32: tuple[str, ...] = ()
+    quantize_embeddings: bool = False
+    exclude_nodes_like: tuple[str, ...] = ()
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+# Fidelity gates, in one place. SNR (dB) of every float output of every graph against fp32 PyTorch,
+# worst over the graph's check cases: 10*log10(sum ref^2 / sum (ref - got)^2). Random weights give flat
+# logits, so top-1 agreement is reported but the gate is SNR. Set below the worst measured on the
+# full-size marvis-250m and on tiny (docs/design.md): fp32 116 dB, fp16 48.5 (backbone logits),
+# q8 21.9 (backbone; depth 8.1, below), q4 and q4f16 9.5 (depth logits; backbone 9.9).
+SNR_MIN_DB = {"fp32": 90.0, "fp16": 40.0, "q8": 15.0, "q4": 7.0, "q4f16": 7.0}
+# per graph overrides: (graph, dtype) -> dB. q8's dynamic per-tensor activation quantization hurts the
+# depth decoder's first call, where the projected backbone state and a code embedding share one tensor
+# at different scales (marvis-250m: 8.1 dB, worse than q4's weight-only 9.5).
+SNR_MIN_DB_GRAPH: dict[tuple[str, str], float] = {("depth", "q8"): 6.0}
+# integer outputs (the frame graph's codes): exact in fp32; in the other variants reported, not gated,
+# since random weights give near-flat logits whose argmax flips say little (NOTES.md section 4)
+CODE_AGREEMENT_MIN = {"fp32": 1.0, "fp16": 0.0, "q8": 0.0, "q4": 0.0, "q4f16": 0.0}
+
+
+def snr_threshold(graph: str, dtype: str) -> float:
+    return SNR_MIN_DB_GRAPH.get((graph, dtype), SNR_MIN_DB[dtype])

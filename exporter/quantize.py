@@ -1,0 +1,188 @@
+"""Post-export pass: one fp32 ONNX graph -> its fp16 / q8 / q4 / q4f16 files, with onnxruntime's own tools.
+
+- fp16:  onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True): graph inputs
+         and outputs keep their declared dtypes (KV caches, noise, state stay fp32), weights and
+         activations inside are fp16; nodes under `fp16_keep_fp32` module scopes stay fp32.
+- q8:    quantize_dynamic (int8 weights, per-tensor activations quantized at run time) on MatMul
+         (and Gather when the policy quantizes embeddings).
+- q4:    MatMulNBitsQuantizer, 4 bits, block 32, symmetric (weight-only, fp32 activations); Gather
+         -> GatherBlockQuantized when the policy quantizes embeddings.
+- q4f16: q4, then fp16 (MatMulNBits takes fp16 scales and activations).
+A graph with nothing the pass changes (no float MatMul weight) reuses the fp32 file: no duplicate.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from exporter.precision import GraphPrecision
+
+EXTERNAL_DATA_BYTES = 1 << 30  # over this, weights go to <file>.onnx_data (protobuf's 2 GB limit)
+
+
+def save(model: onnx.ModelProto, path: Path) -> list[Path]:
+    """Write `model` as path (+ path_data when large). Returns the files written."""
+    path = Path(path)
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    if size > EXTERNAL_DATA_BYTES:
+        data = path.with_name(path.name + "_data")  # model.onnx -> model.onnx_data
+        if data.exists():
+            data.unlink()
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)
+        return [path, data]
+    onnx.save_model(model, str(path))
+    return [path]
+
+
+def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tuple[list[Path], dict]:
+    """Write the `dtype` variant of the fp32 graph `src` to `dst`. Returns (files, precision), where
+    precision says what the file holds: {"weights": ..., "activations": ..., "kept_fp32": [...]}."""
+    if dtype in policy.unsupported:
+        return [], {"dtype": "fp32", "reason": policy.unsupported[dtype]}
+    model = onnx.load(str(src))
+    if dtype == "fp16":
+        model, kept = to_fp16(model, policy)
+        info = {"weights": "fp16", "activations": "fp16", "kept_fp32": kept}
+    elif dtype == "q8":
+        model, n = quantize_q8(model, policy)
+        info = {"weights": "int8 MatMul" + ("/Gather" if policy.quantize_embeddings else "") + " weights",
+                "activations": "fp32 (quantized to uint8 at run time in MatMulInteger)", "quantized_nodes": n}
+    elif dtype in ("q4", "q4f16"):
+        model, n = quantize_q4(model, policy)
+        info = {"weights": "int4 (block 32, symmetric) MatMul" + ("/Gather" if policy.quantize_embeddings else "")
+                + " weights", "activations": "fp32", "quantized_nodes": n}
+        consts = {t.name for t in model.graph.initializer}
+        tables = sorted({x.input[0] for x in model.graph.node if x.op_type == "Gather" and x.input[0] in consts})
+        if policy.quantize_embeddings and tables:  # e.g. CSM's 3-D codebook heads (see quantize_q4)
+            info["unquantized_tables"] = tables
+        if dtype == "q4f16" and n:
+            model, kept = to_fp16(model, policy)
+            info.update(activations="fp16", kept_fp32=kept)
+    else:
+        raise ValueError(dtype)
+    if dtype != "fp16" and not info["quantized_nodes"]:
+        return [], {"dtype": "fp32", "reason": "no MatMul/Gather with a constant float weight to quantize"}
+    return save(model, dst), {"dtype": dtype, **info}
+
+
+def _in_module(node, modules: tuple[str, ...]) -> bool:
+    """Whether the dynamo exporter recorded `node` as inside a module whose attribute path contains one
+    of `modules` as whole components ("decoder_transformer" matches "codec.decoder.decoder_transformer")."""
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            scopes = [f".{s}." for s in ast.literal_eval(p.value)]
+            return any(f".{m}." in s for m in modules for s in scopes)
+    return False
+
+
+def to_fp16(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, list[str]]:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    block = [n.name for n in model.graph.node if policy.fp16_keep_fp32 and _in_module(n, policy.fp16_keep_fp32)]
+    with _quiet():
+        # disable_shape_infer: shape inference is slow on big graphs and not needed with keep_io_types
+        out = convert_float_to_float16(model, keep_io_types=True, node_block_list=block, disable_shape_infer=True)
+    _dedupe_casts(out.graph)
+    _toposort(out.graph)  # the converter appends the input casts last; the ONNX checker wants order
+    return out, ([f"{m} ({len(block)} nodes)" for m in policy.fp16_keep_fp32] if block else [])
+
+
+def _dedupe_casts(graph) -> None:
+    """With node_block_list the converter inserts one Cast per (tensor, blocked consumer), all named
+    <tensor>_cast_to_fp32: the same Cast repeated, which breaks SSA. Keep the first of each."""
+    seen, keep = {}, []
+    for n in graph.node:
+        key = tuple(n.output)
+        if n.op_type == "Cast" and key in seen:
+            first = seen[key]
+            if list(first.input) != list(n.input) or first.attribute != n.attribute:
+                raise RuntimeError(f"fp16 conversion wrote two different nodes producing {key}")
+            continue
+        seen[key] = n
+        keep.append(n)
+    graph.ClearField("node")
+    graph.node.extend(keep)
+
+
+def _toposort(graph) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (stable otherwise)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):  # a cycle or an outer-scope input: keep the remaining order
+            ordered += rest
+            break
+        pending = rest
+    graph.ClearField("node")
+    graph.node.extend(ordered)
+
+
+def _excluded(model, policy: GraphPrecision, gather_rank: int | None = None) -> list[str]:
+    """Nodes the policy names, plus (gather_rank) Gathers whose constant table has another rank."""
+    ranks = {t.name: len(t.dims) for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if any(s in n.name for s in policy.exclude_nodes_like)
+            or (gather_rank and n.op_type == "Gather" and ranks.get(n.input[0], gather_rank) != gather_rank)]
+
+
+def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    ops = ["MatMul"] + (["Gather"] if policy.quantize_embeddings else [])
+    exclude = _excluded(model, policy)
+    with tempfile.TemporaryDirectory(prefix="voxport-q8-") as tmp, _quiet():
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        large = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
+        onnx.save_model(model, str(src), save_as_external_data=large, location="in.onnx_data")
+        del model
+        # QInt8 weights: symmetric, what the CPU and WebGPU int8 kernels expect; per-tensor scales
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
+                         nodes_to_exclude=exclude, use_external_data_format=large,
+                         extra_options={"MatMulConstBOnly": True})
+        out = onnx.load(str(dst))
+    n = sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "DequantizeLinear") for n in out.graph.node)
+    return out, n
+
+
+def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    ops = ("MatMul", "Gather") if policy.quantize_embeddings else ("MatMul",)
+    # Only 2-D tables (embeddings) become GatherBlockQuantized: on a 3-D table (CSM's stacked codebook
+    # heads [31, Hd, V]) onnxruntime 1.31's CPU kernel made the depth step ~2x slower than fp32
+    # (marvis-250m: 155 vs 81 ms; tiny: 10.7 vs 0.6 ms), whichever axis is blocked.
+    q = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, op_types_to_quantize=ops,
+                             quant_axes=(("MatMul", 0), ("Gather", 1)),
+                             nodes_to_exclude=_excluded(model, policy, gather_rank=2))
+    with _quiet():
+        q.process()
+    out = q.model.model
+    n = sum(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in out.graph.node)
+    return out, n
+
+
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime's quantizers log per node at INFO/WARNING; keep the CLI output ours."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            yield
+    finally:
+        root.setLevel(level)

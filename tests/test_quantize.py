@@ -1,0 +1,143 @@
+"""Precision variants of the tiny preset: names, sizes, mixed precision as declared, and fidelity gates
+(SNR of every output of every graph against fp32 PyTorch) passing with the figures to prove it."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from exporter.precision import SNR_MIN_DB, GraphPrecision
+from runtime.csm import CsmRuntime
+from voxport import manifest as mf
+from voxport.cli import main
+
+DTYPES = ["fp32", "fp16", "q8", "q4", "q4f16"]
+SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "q4": "_q4", "q4f16": "_q4f16"}
+
+
+@pytest.fixture(scope="module")
+def fidelity(tiny_dir):
+    from validation.fidelity import run
+
+    return run(tiny_dir, "all", frames=8, progress=lambda m: None)
+
+
+def test_variants_follow_the_transformers_js_names(tiny_dir):
+    m = mf.load(tiny_dir)
+    assert m["dtypes"] == DTYPES
+    for name, g in m["graphs"].items():
+        assert list(g["variants"]) == DTYPES
+        for d, v in g["variants"].items():
+            p = v["precision"]
+            if "reason" in p:  # declared unable to take it: the fp32 file, and why
+                assert name == "mimi_encoder" and v["files"] == g["variants"]["fp32"]["files"]
+                assert p["dtype"] == "fp32" and "codes" in p["reason"]
+            else:
+                assert v["files"][0]["path"] == f"onnx/{name}{SUFFIX[d]}.onnx" and p["dtype"] == d
+
+
+def test_sizes_shrink_with_precision(tiny_dir):
+    m = mf.load(tiny_dir)
+    size = {d: mf.variant_bytes(m, d) for d in DTYPES}
+    assert size["fp32"] > 1.6 * size["fp16"] and size["fp16"] > size["q4"] > size["q4f16"]
+    assert size["fp16"] > size["q8"] > size["q4f16"]  # q4 keeps depth's codebook heads fp32 (q8: int8)
+    # embedding tables are 4-bit GatherBlockQuantized: embed shrinks ~6x at q4; depth keeps its
+    # [31, Hd, V] codebook heads fp32 at q4 (speed, exporter/quantize.py) and shrinks ~2x
+    b = {(g, d): m["graphs"][g]["variants"][d]["files"][0]["bytes"] for g in ("embed", "depth") for d in DTYPES}
+    assert b[("embed", "q4")] < b[("embed", "fp32")] / 5
+    assert b[("depth", "q4")] < b[("depth", "fp32")] / 1.8 and b[("depth", "q8")] < b[("depth", "fp32")] / 3
+
+
+def test_mixed_precision_follows_the_policy(tiny_dir):
+    """fp16 Mimi decoder keeps its transformer fp32 (its MatMuls read fp32 weights); I/O stay as declared."""
+    model = onnx.load(str(tiny_dir / "onnx/mimi_decoder_fp16.onnx"))
+    init = {t.name: t.data_type for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def weight_type(name):  # through the Casts the converter puts at the fp32 island's border
+        while name not in init and name in producer and producer[name].op_type == "Cast":
+            name = producer[name].input[0]
+        return init.get(name)
+
+    matmul_w = [weight_type(n.input[1]) for n in model.graph.node if n.op_type == "MatMul"]
+    assert len(matmul_w) >= 8 and set(matmul_w) - {None} == {onnx.TensorProto.FLOAT}
+    conv_w = [init[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    assert conv_w and set(conv_w) == {onnx.TensorProto.FLOAT16}  # the rest of the codec is fp16
+    q4 = onnx.load(str(tiny_dir / "onnx/depth_q4.onnx"))
+    ops = {n.op_type for n in q4.graph.node}
+    consts = {t.name for t in q4.graph.initializer}
+    assert {"MatMulNBits", "GatherBlockQuantized"} <= ops  # linears and the codebook embedding table
+    heads = mf.load(tiny_dir)["graphs"]["depth"]["variants"]["q4"]["precision"]["unquantized_tables"]
+    assert heads == ["heads"]  # 3-D codebook heads stay fp32 (speed, exporter/quantize.py)
+    assert not [n for n in q4.graph.node if n.op_type == "MatMul" and n.input[1] in consts]  # no fp32 weight left
+    for d in ("fp16", "q4f16"):  # keep_io_types: KV caches and hidden states stay float32 at the border
+        sess = ort.InferenceSession(str(tiny_dir / f"onnx/backbone{SUFFIX[d]}.onnx"))
+        assert {i.type for i in sess.get_inputs() + sess.get_outputs()} == {"tensor(float)", "tensor(int64)"}
+
+
+def test_undeclared_graph_gets_the_default_policy(tiny_checkpoint):
+    from exporter.checkpoint import Checkpoint, load
+    from exporter.families.csm import CsmFamily
+
+    fam = CsmFamily(load(Checkpoint(tiny_checkpoint, {}))[0], {})
+    assert fam.precision_policy("frame") == GraphPrecision()
+    assert fam.precision_policy("depth").quantize_embeddings
+
+
+def test_fidelity_gates_pass_with_margin(fidelity, tiny_dir):
+    assert fidelity["ok"], fidelity["failures"]
+    rows = fidelity["summary"]
+    graphs = {"embed", "backbone", "depth", "mimi_decoder", "mimi_encoder"}
+    assert {(r["graph"], r["dtype"]) for r in rows} == {(g, d) for g in graphs for d in DTYPES}
+    snr = {(r["graph"], r["output"], r["dtype"]): r["value"] for r in rows if r["metric"] == "snr_db"}
+    # measured on tiny (fidelity.md): fp32 >= 120 dB, fp16 >= 55, q8 >= 16, q4 >= 12
+    assert min(v for (g, o, d), v in snr.items() if d == "fp32") > 110
+    assert min(v for (g, o, d), v in snr.items() if d == "fp16") > SNR_MIN_DB["fp16"]
+    for d in DTYPES:
+        assert all(v >= SNR_MIN_DB[d] for (g, o, dd), v in snr.items() if dd == d)
+    # fp16 near-lossless, and each coarser precision loses more on the transformer graphs
+    for g, o in (("backbone", "logits"), ("depth", "logits"), ("embed", "inputs_embeds")):
+        assert snr[(g, o, "fp32")] > snr[(g, o, "fp16")] > snr[(g, o, "q8")] > snr[(g, o, "q4")], (g, o)
+    codes = [r for r in rows if r["graph"] == "mimi_encoder"]
+    assert all(r["metric"] == "agreement" and r["value"] == 1.0 for r in codes)  # kept fp32: exact
+
+
+def test_fidelity_report_shows_figures_beside_gates(fidelity, tiny_dir):
+    md = (tiny_dir / "fidelity.md").read_text()
+    q4 = next(r for r in fidelity["summary"] if (r["graph"], r["output"], r["dtype"]) == ("backbone", "logits", "q4"))
+    assert f"| backbone | logits | q4 | snr_db | {q4['value']:.4g} | >= {SNR_MIN_DB['q4']} | yes |" in md
+    assert "reported, not gated" in md
+    assert (tiny_dir / "fidelity.png").stat().st_size > 10_000
+    saved = json.loads((tiny_dir / "fidelity.json").read_text())
+    assert saved["sizes"]["q4"] < saved["sizes"]["fp32"]
+    a = fidelity["agreement"]
+    assert a["fp32"]["mean"] == 1.0 and a["fp32"]["frames_before_first_difference"] == [8, 8, 8]
+    assert len(a["q4"]["per_codebook"]) == 32 and 0.0 <= a["q4"]["mean"] <= 1.0
+
+
+def test_every_variant_speaks(tiny_dir, tmp_path, capsys):
+    for d in DTYPES:
+        res = CsmRuntime(tiny_dir, dtype=d).generate("Hello there.", max_frames=3)
+        assert res.codes.shape == (3, 32) and np.abs(res.audio).max() > 1e-4, d
+    assert main(["speak", str(tiny_dir), "Hi.", "-o", str(tmp_path / "q4.wav"), "--dtype", "q4",
+                 "--greedy", "--max-frames", "3"]) == 0
+    assert (tmp_path / "q4.wav").stat().st_size > 3 * 1920 * 2
+
+
+def test_large_variants_use_onnx_data(tiny_dir, tmp_path, monkeypatch):
+    import exporter.quantize as q
+
+    monkeypatch.setattr(q, "EXTERNAL_DATA_BYTES", 0)
+    from exporter.families.csm.precision import CSM_PRECISION
+
+    files, p = q.make_variant(tiny_dir / "onnx/depth.onnx", tmp_path / "depth_q4.onnx", "q4", CSM_PRECISION["depth"])
+    assert [f.name for f in files] == ["depth_q4.onnx", "depth_q4.onnx_data"] and p["dtype"] == "q4"
+    onnx.checker.check_model(str(files[0]))
+    ids, h = np.array([[5, 9]]), np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)
+    feeds = {"input_ids": ids, "backbone_last_hidden_state": h}
+    sess = ort.InferenceSession(str(files[0]))
+    feeds.update({i.name: np.zeros([1, i.shape[1], 0, i.shape[3]], np.float32) for i in sess.get_inputs()[2:]})
+    ref = ort.InferenceSession(str(tiny_dir / "onnx/depth_q4.onnx")).run(None, feeds)[0]
+    np.testing.assert_array_equal(sess.run(None, feeds)[0], ref)
