@@ -99,7 +99,8 @@ class FrameStep(nn.Module):
         forward: that is @torch.no_grad(), and each such region becomes a submodule torch.export
         splits out and recompiles (31 of them made the trace take minutes)."""
         rope = self.depth.rotary_emb
-        pos = torch.arange(start, start + n, device=x.device, dtype=torch.float32)
+        # positions are known when tracing: a constant, not a float Range (no fp16 Range kernel)
+        pos = torch.tensor([float(p) for p in range(start, start + n)], device=x.device)
         freqs = pos[None, :, None] * rope.inv_freq.to(torch.float32)[None, None, :]
         emb = torch.cat([freqs, freqs], dim=-1)
         return (emb.cos() * rope.attention_scaling).to(x.dtype), (emb.sin() * rope.attention_scaling).to(x.dtype)
