@@ -110,10 +110,10 @@ def test_tampered_artifact_is_refused(tiny_dir, tmp_path, capsys):
 
     bad = tmp_path / "bad"
     shutil.copytree(tiny_dir, bad)
-    graph = bad / "onnx" / "depth.onnx"
+    graph = bad / "onnx" / "frame.onnx"  # speak's per-frame graph
     data = bytearray(graph.read_bytes())
     data[len(data) // 2] ^= 0xFF
     graph.write_bytes(bytes(data))
     assert main(["speak", str(bad), "hi", "-o", str(tmp_path / "x.wav"), "--greedy", "--max-frames", "2"]) == 2
     err = capsys.readouterr().err
-    assert "onnx/depth.onnx: sha256 differs from the manifest" in err and not (tmp_path / "x.wav").exists()
+    assert "onnx/frame.onnx: sha256 differs from the manifest" in err and not (tmp_path / "x.wav").exists()

@@ -2,7 +2,7 @@
 // layout: when graphs gain precision variants (graphs[name].variants[dtype].files), only
 // `precisions` and `graphFiles` change.
 
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 export const DEFAULT_DTYPE = 'fp32';
 
 export class ArtifactError extends Error {
