@@ -76,13 +76,13 @@ def first_audio(rt: CsmRuntime, repeats: int = 3) -> float:
     return statistics.median(out)
 
 
-def profile_frame(artifact_dir: Path, frames: int, threads: int) -> list[tuple[str, float]]:
+def profile_frame(artifact_dir: Path, frames: int, threads: int, dtype: str) -> list[tuple[str, float]]:
     import onnxruntime as ort
 
     from voxport.manifest import graph_path
 
-    rt = CsmRuntime(artifact_dir, threads=threads)
-    path = graph_path(artifact_dir, rt.graphs.manifest, "frame")
+    rt = CsmRuntime(artifact_dir, threads=threads, dtype=dtype)
+    path = graph_path(artifact_dir, rt.graphs.manifest, "frame", dtype=dtype)
     opts = ort.SessionOptions()
     opts.enable_profiling = True
     opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "frame")
@@ -106,15 +106,16 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--dtype", default="fp32", help="precision variant of every graph (fp32, fp16, q8, q4, q4f16)")
     a = ap.parse_args()
-    rt = CsmRuntime(a.dir, threads=a.threads)
+    rt = CsmRuntime(a.dir, threads=a.threads, dtype=a.dtype)
     for g in ("embed", "backbone", "depth", "frame", "mimi_decoder_stream"):
         rt.graphs.session(g)
     fused_times(rt, 3)  # warm-up
     step = step_loop_times(rt, a.frames)[1:]
     fused, codec = fused_times(rt, a.frames)
     fused = fused[1:]
-    r = {"artifact": str(a.dir), "frames": a.frames, "threads": a.threads or "default",
+    r = {"artifact": str(a.dir), "dtype": a.dtype, "frames": a.frames, "threads": a.threads or "default",
          "step_loop_ms_per_frame": round(1000 * statistics.median(step), 2),
          "fused_ms_per_frame": round(1000 * statistics.median(fused), 2),
          "fused_spread_ms": [round(1000 * min(fused), 2), round(1000 * max(fused), 2)],
@@ -122,7 +123,7 @@ def main() -> None:
          "codec_stream_ms_per_frame": round(1000 * statistics.median(codec), 2),
          "rtf_fused_plus_codec": round((statistics.median(fused) + statistics.median(codec)) / 0.08, 3),
          "first_audio_ms_10_words": round(1000 * first_audio(rt), 1),
-         "frame_graph_time_by_op": profile_frame(a.dir, min(a.frames, 10), a.threads)}
+         "frame_graph_time_by_op": profile_frame(a.dir, min(a.frames, 10), a.threads, a.dtype)}
     print(json.dumps(r, indent=2))
     if a.json:
         a.json.write_text(json.dumps(r, indent=2))
