@@ -156,11 +156,16 @@ def _rename_external_data(model, path: Path) -> str:
 
 
 def _fold_constants(model) -> None:
-    """The cheap part of the optimizer for graphs that skip it: fold constant subgraphs, above all the
-    Transpose on every Linear weight, so MatMuls take initializers (the quantizers need that: without
-    it q4 took 31 of the frame graph's 511 weight MatMuls). No size limit: weights are the point."""
+    """The cheap parts of the optimizer for graphs that skip it. Common subexpressions first: each of
+    the 31 unrolled depth steps has its own Transpose of the same Linear weight, and folding those
+    one by one wrote 31 copies (marvis-250m frame: 9.5 GB instead of 2). Then fold constant
+    subgraphs, so MatMuls take initializers (the quantizers need that: without it q4 took 31 of the
+    frame graph's 511 weight MatMuls). No size limit: weights are the point. Tiny frame graph:
+    14,014 nodes -> 5,614, in about a second."""
+    from onnx_ir.passes.common import CommonSubexpressionEliminationPass
     from onnxscript.optimizer import _constant_folding, remove_unused_nodes
 
+    CommonSubexpressionEliminationPass()(model)
     _constant_folding.fold_constants(model, input_size_limit=1 << 40, output_size_limit=1 << 40)
     remove_unused_nodes(model)
 

@@ -26,12 +26,16 @@ class GraphPrecision:
     exclude_nodes_like: substrings of node names never quantized (keeps a sensitive MatMul fp32).
     unsupported: dtype -> why this graph cannot take it. That variant then reuses the graph's fp32
         file, and the manifest records the precision actually used and the reason.
+    sampled_outputs: outputs that follow from a discrete choice inside the graph (codes, and the
+        embedding of those codes): one flipped argmax changes them wholesale, so below fp32 their
+        figure is reported, not gated (random weights give near-flat logits).
     """
 
     fp16_keep_fp32: tuple[str, ...] = ()
     quantize_embeddings: bool = False
     exclude_nodes_like: tuple[str, ...] = ()
     unsupported: dict[str, str] = field(default_factory=dict)
+    sampled_outputs: tuple[str, ...] = ()
 
 
 # Fidelity gates, in one place. SNR (dB) of every float output of every graph against fp32 PyTorch,

@@ -82,16 +82,22 @@ def test_undeclared_graph_gets_the_default_policy(tiny_checkpoint):
     from exporter.families.csm import CsmFamily
 
     fam = CsmFamily(load(Checkpoint(tiny_checkpoint, {}))[0], {})
-    assert fam.precision_policy("frame") == GraphPrecision()
+    assert fam.precision_policy("a_graph_added_later") == GraphPrecision()
     assert fam.precision_policy("depth").quantize_embeddings
 
 
 def test_fidelity_gates_pass_with_margin(fidelity, tiny_dir):
     assert fidelity["ok"], fidelity["failures"]
     rows = fidelity["summary"]
-    graphs = {"embed", "backbone", "depth", "mimi_decoder", "mimi_encoder"}
+    graphs = {"embed", "backbone", "depth", "frame", "mimi_decoder", "mimi_decoder_stream", "mimi_encoder"}
     assert {(r["graph"], r["dtype"]) for r in rows} == {(g, d) for g in graphs for d in DTYPES}
-    snr = {(r["graph"], r["output"], r["dtype"]): r["value"] for r in rows if r["metric"] == "snr_db"}
+    # the frame graph's sampled outputs (codes, next_embeds) are gated in fp32 only: one flipped argmax
+    # on random near-flat logits changes them wholesale
+    sampled = [r for r in rows if r["graph"] == "frame" and r["output"] in ("codes", "next_embeds")]
+    assert all((r["threshold"] is None) == (r["dtype"] != "fp32") for r in sampled)
+    assert all(r["value"] >= 110 for r in sampled if r["dtype"] == "fp32" and r["metric"] == "snr_db")
+    snr = {(r["graph"], r["output"], r["dtype"]): r["value"] for r in rows
+           if r["metric"] == "snr_db" and r["threshold"] is not None}
     # measured on tiny (fidelity.md): fp32 >= 120 dB, fp16 >= 55, q8 >= 16, q4 >= 12
     assert min(v for (g, o, d), v in snr.items() if d == "fp32") > 110
     assert min(v for (g, o, d), v in snr.items() if d == "fp16") > SNR_MIN_DB["fp16"]

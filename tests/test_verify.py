@@ -12,7 +12,7 @@ from voxport.errors import ArtifactError, DtypeError
 from voxport.verify import verify
 
 DTYPES = ["fp32", "fp16", "q8", "q4", "q4f16"]
-DAMAGED = "onnx/backbone_q4.onnx"
+DAMAGED = "onnx/frame_q4.onnx"  # the graph speak runs per frame
 
 
 @pytest.fixture
@@ -48,8 +48,8 @@ def _assert_refused(d, capsys, expect: str, dtype="q4"):
     assert main(["verify", str(d)]) == 2
     assert expect in capsys.readouterr().err
     with pytest.raises(ArtifactError, match=expect):
-        Graphs(d, dtype=dtype).session("backbone")
-    Graphs(d, dtype="fp32").session("backbone")  # the other variants are untouched and still load
+        Graphs(d, dtype=dtype).session("frame")
+    Graphs(d, dtype="fp32").session("frame")  # the other variants are untouched and still load
     assert main(["speak", str(d), "Hi.", "-o", str(d / "x.wav"), "--dtype", dtype, "--max-frames", "2"]) == 2
     err = capsys.readouterr().err
     assert DAMAGED in err and expect in err

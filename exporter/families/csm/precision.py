@@ -21,7 +21,7 @@ CSM_PRECISION = {
     "mimi_decoder": GraphPrecision(fp16_keep_fp32=("decoder_transformer",)),
     # the fused frame graph: its 31 codebook heads are plain MatMuls (4-bit in q4), and it holds the
     # backbone's audio embedding and the depth decoder's code embedding tables (2-D Gathers)
-    "frame": GraphPrecision(quantize_embeddings=True),
+    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds")),
     "mimi_decoder_stream": GraphPrecision(fp16_keep_fp32=("decoder_transformer",)),
     "mimi_encoder": GraphPrecision(unsupported={d: ENCODER_REASON for d in ("fp16", "q8", "q4", "q4f16")}),
 }
