@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.precision import CODE_AGREEMENT_MIN, snr_threshold
+from validation.graphs import reference_cases
 from voxport import dtypes as dt
 from voxport import manifest as mf
 from voxport.errors import ArtifactError
@@ -43,16 +44,9 @@ def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
 def score_graph(spec, sessions: dict, device: str = "cpu", ungated: tuple[str, ...] = ()) -> list[dict]:
     """One row per (output, dtype, case): the SNR (float outputs) or agreement (integer outputs).
     Outputs in `ungated` (sampled codes and what follows from them) are gated in fp32 only."""
-    import torch
-
     rows = []
     names = [s.name for s in spec.outputs]
-    for case in spec.check_sizes:
-        args = spec.make_inputs(case)
-        with torch.no_grad():
-            ref = spec.module(*[a.to(device) for a in args])
-        ref = [r.detach().cpu().numpy() for r in ((ref,) if isinstance(ref, torch.Tensor) else ref)]
-        feeds = {s.name: a.numpy() for s, a in zip(spec.inputs, args)}
+    for case, feeds, ref in reference_cases(spec, device):
         for dtype, sess in sessions.items():
             got = sess.run(names, feeds)
             for name, r, g in zip(names, ref, got):

@@ -32,19 +32,24 @@ class GraphMismatch(AssertionError):
         self.check = check
 
 
-def check_graph(spec: GraphSpec, session, device: str = "cpu") -> list[OutputCheck]:
+def reference_cases(spec: GraphSpec, device: str = "cpu"):
+    """Per check case: (case, onnxruntime feeds, PyTorch outputs as numpy), in output order."""
     import torch
 
-    results = []
-    out_names = [s.name for s in spec.outputs]
     for case in spec.check_sizes:
         args = spec.make_inputs(case)
         with torch.no_grad():
             ref = spec.module(*[a.to(device) for a in args])
-        ref = (ref,) if isinstance(ref, torch.Tensor) else ref
-        got = session.run(out_names, {s.name: a.numpy() for s, a in zip(spec.inputs, args)})
+        ref = [r.detach().cpu().numpy() for r in ((ref,) if isinstance(ref, torch.Tensor) else ref)]
+        yield case, {s.name: a.numpy() for s, a in zip(spec.inputs, args)}, ref
+
+
+def check_graph(spec: GraphSpec, session, device: str = "cpu") -> list[OutputCheck]:
+    results = []
+    out_names = [s.name for s in spec.outputs]
+    for case, feeds, ref in reference_cases(spec, device):
+        got = session.run(out_names, feeds)
         for name, r, g in zip(out_names, ref, got):
-            r = r.detach().cpu().numpy()
             tol = spec.tolerance_for(name)
             if r.shape != g.shape:
                 results.append(OutputCheck(spec.name, case, name, list(g.shape), float("inf"), 0, float("inf"), 0, False))
