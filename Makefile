@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 WEB_STAMP := web/node_modules/.package-lock.json
 PORT ?= 8000
 
-.PHONY: export test install web demo clean
+.PHONY: export test install web demo bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ export: $(STAMP)
 
 test: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# voxport vs PyTorch side by side (bench/results/<date>-<machine>.{json,md,png}); exports the presets
+# into artifacts/ when missing. The full run (tiny + marvis-250m, all precisions, browser) takes about
+# an hour on 2 cores; bench-quick (tiny, fp32 and q4, no browser) under 2 minutes.
+BENCH_PRESETS ?= tiny marvis-250m
+bench: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
+	$(BIN)/voxport bench $(foreach p,$(BENCH_PRESETS),--preset $(p))
+
+bench-quick: $(STAMP)
+	$(BIN)/voxport bench --quick --preset tiny
 
 # The browser demo on http://127.0.0.1:$(PORT)/ (exports the tiny preset first if needed).
 demo: $(STAMP) $(WEB_STAMP)

@@ -80,7 +80,7 @@ class CsmRuntime:
 
         embeds = self.graphs.run("embed", {"input_ids": ids, "audio_codes": audio_codes})[0]
         past = _empty_past(rt["backbone"])
-        frames, pos, t_first = [], 0, None
+        frames, pos, t_first, marks = [], 0, None, [t0]
         audio_in = np.full((1, 1), rt["audio_token_id"], np.int64)
         while True:
             seq = embeds.shape[1]
@@ -94,7 +94,8 @@ class CsmRuntime:
             noise = draw_noise(rng, rt["num_codebooks"], rt["codebook_vocab"])
             frame = self._frame(hidden[:, -1], logits[:, -1], sampling, noise[0])
             frames.append(frame)
-            t_first = t_first or time.perf_counter()
+            marks.append(time.perf_counter())
+            t_first = t_first or marks[-1]
             # transformers stops when every codebook but the last is eos; the eos frame is kept
             if np.all(frame[:-1] == rt["codebook_eos_token_id"]) or len(frames) >= max_frames:
                 break
@@ -108,6 +109,8 @@ class CsmRuntime:
             "first_frame_s": t_first - t0, "generate_s": t_gen - t0, "decode_s": t_end - t_gen,
             "audio_s": 0.0 if audio is None else audio.shape[0] / rt["sample_rate"],
             "runtime_calls_per_frame": 2 + (rt["num_codebooks"] - 1),  # embed + backbone + depth steps
+            # wall time of each frame (the first includes the prompt's prefill), for benchmarks
+            "frame_s": [b - a for a, b in zip(marks, marks[1:])],
         })
 
     def _frame(self, hidden: np.ndarray, logits: np.ndarray, sampling: Sampling, noise: np.ndarray) -> np.ndarray:

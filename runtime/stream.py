@@ -33,6 +33,8 @@ class Speech:
     codes: list[np.ndarray] = field(default_factory=list)  # every generated frame, eos frames included
     utterances: list[dict] = field(default_factory=list)  # per utterance: text, first frame, frames
     stats: dict = field(default_factory=dict)
+    # wall time of every frame call (the first of an utterance includes its prompt) and codec call
+    timings: dict = field(default_factory=lambda: {"frame_s": [], "codec_s": []})
 
     def __iter__(self):
         if self.chunk_frames < 1:
@@ -52,7 +54,8 @@ class Speech:
             nonlocal samples, first_audio
             t = time.perf_counter()
             pcm = codec.decode(np.stack(pending))
-            timer["codec_s"] += time.perf_counter() - t
+            self.timings["codec_s"].append(time.perf_counter() - t)
+            timer["codec_s"] += self.timings["codec_s"][-1]
             samples += pcm.shape[0]
             first_audio = first_audio or time.perf_counter() - t0
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
@@ -123,8 +126,8 @@ class Speech:
                 "noise": draw_noise(rng, rt["num_codebooks"], rt["codebook_vocab"]), **_kv_feeds(past)})
             calls["frame"] += 1
             codes, embeds, past, pos = out[0][0], out[1], out[2:], pos + seq
-            now = time.perf_counter()
-            timer["prefill_s" if n == 0 else "frames_s"] += now - t
+            self.timings["frame_s"].append(time.perf_counter() - t)
+            timer["prefill_s" if n == 0 else "frames_s"] += self.timings["frame_s"][-1]
             yield codes
             t = time.perf_counter()
 

@@ -145,6 +145,20 @@ def _serve(a) -> int:
     return 0
 
 
+def _bench(a) -> int:
+    from bench.suite import RESULTS, run
+
+    from voxport import dtypes as dt
+
+    dtypes = dt.parse(a.dtypes) if a.dtypes else None  # fp32 is always measured: the ratios need it
+    path = run(a.preset or ["tiny"], dtypes=dtypes, quick=a.quick, frames=a.frames, threads=a.threads,
+               device=a.device, browser=not a.no_browser, artifacts=Path(a.artifacts) if a.artifacts else None,
+               out_dir=Path(a.out) if a.out else RESULTS)
+    print(path)
+    print(path.with_suffix(".md"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voxport", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--codes-out", help="also write the generated codes as JSON")
     s.add_argument("--dtype", default="fp32", help="precision variant: fp32, fp16, q8, q4, q4f16")
     s.set_defaults(func=_speak)
+
+    b = sub.add_parser("bench", help="voxport vs PyTorch side by side: per-frame time, RTF, first audio, memory")
+    b.add_argument("--preset", action="append", choices=["tiny", "marvis-250m", "csm-1b"],
+                   help="repeatable (default: tiny); exported to artifacts/<preset> when missing")
+    b.add_argument("--artifacts", help="use this artifact directory for the (single) preset")
+    b.add_argument("--quick", action="store_true", help="fp32 and q4, fewer frames, no browser (< 2 min on tiny)")
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    b.add_argument("--dtypes", help="comma list (default: all five; --quick: fp32,q4)")
+    b.add_argument("--frames", type=int, help="frames per timed generation (default 24; --quick 10)")
+    b.add_argument("--threads", type=int, default=0, help="threads for PyTorch and onnxruntime (default: all cores)")
+    b.add_argument("--no-browser", action="store_true", help="skip the headless-Chromium runs")
+    b.add_argument("--out", help="results directory (default: bench/results)")
+    b.set_defaults(func=_bench)
 
     v = sub.add_parser("serve", help="serve the browser demo and artifact directories on 127.0.0.1")
     v.add_argument("dirs", nargs="*", metavar="DIR", help="artifact directories (default: every one under ./artifacts)")

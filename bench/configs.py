@@ -1,0 +1,31 @@
+"""What one benchmark run measures: the prompt, frame counts, and the configurations in the order
+they run. Kept apart so the reference, the runners and the report agree on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TEN_WORDS = "The old lighthouse keeper watched the storm roll in tonight."  # first audio is timed on this
+FULL_FRAMES, QUICK_FRAMES = 24, 10  # frames per timed generation; the prefill frame is reported apart
+FIRST_AUDIO_REPEATS = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: str  # "pytorch" (transformers generate), "steps" (33 graph calls a frame), "fused" (1 call)
+    dtype: str  # weights precision; the reference is always fp32
+
+    @property
+    def label(self) -> str:
+        return "pytorch eager fp32" if self.engine == "pytorch" else f"voxport {self.engine} {self.dtype}"
+
+
+def configs(dtypes: list[str], quick: bool) -> list[Config]:
+    """The reference first; then per precision the fused graph and (fp32 always, others unless
+    --quick) the step loop, so the fusion gain is visible at every precision."""
+    out = [Config("pytorch", "fp32")]
+    for d in dtypes:
+        out.append(Config("fused", d))
+        if d == "fp32" or not quick:
+            out.append(Config("steps", d))
+    return out

@@ -1,0 +1,114 @@
+"""A result file as people read it: one Markdown table per preset, and two plots per result
+(per-frame time per configuration with its spread and roofline; where the time of a frame goes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLUMNS = ["configuration", "ms/frame (median)", "p10-p90", "x PyTorch", "RTF", "first audio ms",
+           "codec ms/frame", "peak RSS MB", "calls/frame", "codes = PyTorch", "x roofline"]
+
+
+def _cells(r: dict) -> list[str]:
+    if "error" in r:
+        return [r["label"], f"error: {r['error']}"] + [""] * (len(COLUMNS) - 2)
+    m, same = r["ms_per_frame"], r.get("codes_vs_pytorch")
+    codes = "" if same is None else ("identical" if same["identical"] else
+                                     f"{same['frames_equal']}/{r['frames']} frames")
+    return [r["label"], f"{m['median']:.1f}", f"{m['p10']:.0f}-{m['p90']:.0f}", str(r.get("speedup_vs_pytorch", "1.00")),
+            f"{r['rtf']:.2f}", f"{r['first_audio_ms']:.0f}", f"{r['codec_ms_per_frame']:.1f}", str(r["peak_rss_mb"]),
+            str(r["calls_per_frame"] or "-"), codes, str(r.get("x_roofline", "-"))]
+
+
+def markdown(result: dict, stem: str) -> str:
+    mach, s = result["machine"], result["settings"]
+    lines = [f"# voxport bench, {result['date']}", "",
+             f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gb']} GB, GPU: {mach['gpu'] or 'none'}; "
+             f"load average before {mach['load_average']}, after {mach.get('load_average_after')}. "
+             f"Libraries: {', '.join(f'{k} {v}' for k, v in mach['libraries'].items())}.", "",
+             f"Settings: device {s['device']}, {s['threads']} threads, {s['frames']} frames per generation "
+             f"(the prefill frame is reported apart), greedy, quick={s['quick']}. Measured read bandwidth "
+             f"{result['bandwidth_gbs']} GB/s (weights streamed through a matrix-vector product).", ""]
+    for p in result["presets"]:
+        lines += [f"## {p['preset']}", "", f"Artifacts: `{p['artifact']}`. One frame is {p['frame_ms']:.0f} ms of audio; "
+                  "RTF = (median frame time + codec time per frame) / frame duration.", "",
+                  "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(_cells(r)) + " |" for r in p["results"]]
+        lines += ["", "Roofline (weights one fused frame reads / measured bandwidth):", ""]
+        lines += [f"- {d}: {v['bytes_read_per_frame'] / 1e6:.0f} MB read per frame ({v['bytes_stored'] / 1e6:.0f} MB "
+                  f"stored) -> at least {v['floor_ms']:.1f} ms/frame" for d, v in p["roofline"].items()]
+        for d, why in p.get("skipped_dtypes", {}).items():
+            lines.append(f"- {d}: skipped ({why})")
+        lines += ["", *_browser_lines(p.get("browser")), ""]
+        lines += [f"![per-frame time]({Path(stem).name}-{p['preset']}-frame.png)",
+                  f"![where the time goes]({Path(stem).name}-{p['preset']}-stages.png)", ""]
+    return "\n".join(lines)
+
+
+def _browser_lines(rows) -> list[str]:
+    if rows is None:
+        return []
+    if isinstance(rows, dict):
+        return [f"Browser: skipped ({rows.get('skipped')})."]
+    if not rows:
+        return ["Browser: no rows."]
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
+    return ["Browser (headless Chromium):", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
+            *["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]]
+
+
+def plots(result: dict, stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    for p in result["presets"]:
+        rows = [r for r in p["results"] if "error" not in r]
+        if not rows:
+            continue
+        labels = [r["label"].replace("voxport ", "") for r in rows]
+        med = [r["ms_per_frame"]["median"] for r in rows]
+        lo = [m - r["ms_per_frame"]["p10"] for m, r in zip(med, rows)]
+        hi = [r["ms_per_frame"]["p90"] - m for m, r in zip(med, rows)]
+        fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
+        y = range(len(rows))
+        ax.barh(y, med, xerr=[lo, hi], color=["#888" if r["engine"] == "pytorch" else "#3a7" for r in rows])
+        for i, r in enumerate(rows):
+            if "roofline_ms" in r:
+                ax.plot([r["roofline_ms"]] * 2, [i - 0.4, i + 0.4], color="k", lw=2)
+        ax.axvline(p["frame_ms"], color="r", ls="--", label=f"real time ({p['frame_ms']:.0f} ms of audio)")
+        ax.set_yticks(list(y), labels)
+        ax.invert_yaxis()
+        ax.set_xlabel("ms per frame (median, p10-p90); black tick: memory-bandwidth floor")
+        ax.set_title(f"{p['preset']}: per-frame time")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        out.append(stem.parent / f"{stem.name}-{p['preset']}-frame.png")
+        fig.savefig(out[-1], dpi=110)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
+        gen = med
+        codec = [r["codec_ms_per_frame"] for r in rows]
+        ax.barh(y, gen, label="generation (per frame)", color="#3a7")
+        ax.barh(y, codec, left=gen, label="Mimi decode (per frame)", color="#e93")
+        for i, r in enumerate(rows):
+            ax.text(gen[i] + codec[i], i, f"  first audio {r['first_audio_ms']:.0f} ms", va="center", fontsize=8)
+        ax.axvline(p["frame_ms"], color="r", ls="--", label="real time")
+        ax.set_yticks(list(y), labels)
+        ax.invert_yaxis()
+        ax.set_xlabel("ms per 80 ms frame")
+        ax.set_title(f"{p['preset']}: where the time of a frame goes")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        out.append(stem.parent / f"{stem.name}-{p['preset']}-stages.png")
+        fig.savefig(out[-1], dpi=110)
+        plt.close(fig)
+    return out
+
+
+def write(result: dict, stem: Path) -> None:
+    stem.with_suffix(".md").write_text(markdown(result, str(stem)))
+    plots(result, stem)
