@@ -8,11 +8,13 @@ from dataclasses import dataclass
 TEN_WORDS = "The old lighthouse keeper watched the storm roll in tonight."  # first audio is timed on this
 FULL_FRAMES, QUICK_FRAMES = 24, 10  # frames per timed generation; the prefill frame is reported apart
 FIRST_AUDIO_REPEATS = 3
+PROFILE_FRAMES = 6  # the per-operator profile of each fused graph (full runs only)
 
 
 @dataclass(frozen=True)
 class Config:
-    engine: str  # "pytorch" (transformers generate), "steps" (33 graph calls a frame), "fused" (1 call)
+    engine: str  # "pytorch" (transformers generate), "steps" (33 graph calls a frame), "fused" (1 call),
+    # "profile" (the fused graph under onnxruntime's profiler; not a timing)
     dtype: str  # weights precision; the reference is always fp32
 
     @property

@@ -67,11 +67,34 @@ def steps(artifact_dir: Path, dtype: str, frames: int, threads: int, device: str
             "calls_per_frame": res.stats["runtime_calls_per_frame"]}
 
 
+def profile(artifact_dir: Path, dtype: str, frames: int, threads: int, device: str) -> dict:
+    """Where a fused frame's time goes: onnxruntime's per-node profile summed per operator type over
+    the frames after the prefill (a separate run: profiling slows the frames it records)."""
+    import json
+    import tempfile
+    from collections import Counter
+
+    from runtime.stream import Speech
+
+    rt, _ = _runtime(artifact_dir, dtype, threads, device, [])
+    rt.graphs.profile_dir = Path(tempfile.mkdtemp(prefix="voxport-profile-"))
+    list(Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=frames))
+    events = json.loads(Path(rt.graphs.session("frame").end_profiling()).read_text())
+    runs = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    by_op: Counter = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and len(runs) > 1 and e["ts"] >= runs[1]:
+            by_op[e["args"].get("op_name", "?")] += e["dur"]
+    total = sum(by_op.values()) or 1
+    return {"frames": len(runs) - 1, "kernel_ms_per_frame": total / 1e3 / max(1, len(runs) - 1),
+            "share_by_op": {op: round(us / total, 4) for op, us in by_op.most_common(10)}}
+
+
 def pytorch(artifact_dir: Path, dtype: str, frames: int, threads: int, device: str) -> dict:
     return {**reference.run(artifact_dir, frames, threads, device), "calls_per_frame": None}
 
 
-RUNNERS = {"pytorch": pytorch, "fused": fused, "steps": steps}
+RUNNERS = {"pytorch": pytorch, "fused": fused, "steps": steps, "profile": profile}
 
 
 def peak_rss_mb() -> float:

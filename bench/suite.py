@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bench import machine, roofline
-from bench.configs import FULL_FRAMES, QUICK_FRAMES, Config, configs
+from bench.configs import FULL_FRAMES, PROFILE_FRAMES, QUICK_FRAMES, Config, configs
 from bench.runners import measure
 from voxport import manifest as mf
 from voxport.dtypes import DTYPES
@@ -99,6 +99,9 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
             ref = raw
         floor = floors.get(cfg.dtype, {}).get("floor_ms") if cfg.engine != "pytorch" else None
         rows.append(summarize(cfg, raw, frame_ms, None if cfg.engine == "pytorch" else ref, floor))
+        if cfg.engine == "fused" and not quick and "error" not in raw:
+            progress(f"bench: {preset}: onnxruntime profile of the fused {cfg.dtype} frame graph")
+            rows[-1]["profile"] = measure(Config("profile", cfg.dtype), art, PROFILE_FRAMES, threads, device)
         progress(f"bench:   {_brief(rows[-1])}")
     out = {"preset": preset, "artifact": str(art), "frame_ms": frame_ms, "roofline": floors, "results": rows,
            "skipped_dtypes": {d: "not in the artifact's manifest" for d in missing}}

@@ -16,7 +16,7 @@ class Graphs:
     graph's files are hash-checked once, before its first load."""
 
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
-                 dtype: str = "fp32"):
+                 dtype: str = "fp32", profile_dir: Path | None = None):
         self.dir = Path(artifact_dir)
         self.manifest = mf.load(self.dir)
         self.dtype = dtype
@@ -25,6 +25,7 @@ class Graphs:
         self.rt = self.manifest["runtime"]
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
+        self.profile_dir = profile_dir  # benchmarks: onnxruntime's per-node profile of every session
         self._sessions: dict[str, ort.InferenceSession] = {}
         mf.check_files(self.dir, self.manifest, graphs=[])  # tokenizer and template files
 
@@ -36,6 +37,9 @@ class Graphs:
             opts.log_severity_level = 3
             if self.threads:
                 opts.intra_op_num_threads = self.threads
+            if self.profile_dir:
+                opts.enable_profiling = True
+                opts.profile_file_prefix = str(Path(self.profile_dir) / name)
             try:
                 self._sessions[name] = ort.InferenceSession(str(path), opts, providers=self.providers)
             except Exception as e:
