@@ -21,8 +21,8 @@ class GraphPrecision:
 
     fp16_keep_fp32: module-path prefixes (torch name scopes, e.g. "codec.decoder_transformer") whose
         nodes stay fp32 inside the fp16 and q4f16 files (casts are inserted at the borders).
-    quantize_embeddings: also quantize Gather tables (q8: 8-bit DequantizeLinear+Gather; q4:
-        GatherBlockQuantized, an onnxruntime contrib op: CPU, WebGPU; not every runtime has it).
+    quantize_embeddings: also quantize Gather tables, 8-bit (Gather + DequantizeLinear) in q8 and q4
+        alike (GatherBlockQuantized, 4-bit, has no kernel in onnxruntime-web's wasm).
     exclude_nodes_like: substrings of node names never quantized (keeps a sensitive MatMul fp32).
     unsupported: dtype -> why this graph cannot take it. That variant then reuses the graph's fp32
         file, and the manifest records the precision actually used and the reason.

@@ -5,8 +5,10 @@
          activations inside are fp16; nodes under `fp16_keep_fp32` module scopes stay fp32.
 - q8:    quantize_dynamic (int8 weights, per-tensor activations quantized at run time) on MatMul
          (and Gather when the policy quantizes embeddings).
-- q4:    MatMulNBitsQuantizer, 4 bits, block 32, symmetric; Gather -> GatherBlockQuantized when the
-         policy quantizes embeddings. accuracy_level 4: where the kernel has it (onnxruntime's CPU
+- q4:    MatMulNBitsQuantizer, 4 bits, block 32, symmetric; when the policy quantizes embeddings,
+         Gather tables take q8's int8 form (Gather + DequantizeLinear), not GatherBlockQuantized:
+         onnxruntime-web's wasm has no GatherBlockQuantized kernel, and a q4 variant that the page's
+         wasm fallback cannot load is no edge variant. accuracy_level 4: where the kernel has it (onnxruntime's CPU
          MLAS with AVX2/AVX512-VNNI) activations are quantized to int8 per block at run time and the
          product runs on int8 units, 1.6x faster per frame on marvis-250m than the fp32-compute
          default (bench/); elsewhere (wasm, WebGPU) the attribute is a hint and is ignored.
@@ -61,12 +63,9 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
                 "activations": "fp32 (quantized to uint8 at run time in MatMulInteger)", "quantized_nodes": n}
     elif dtype in ("q4", "q4f16"):
         model, n = quantize_q4(model, policy)
-        info = {"weights": "int4 (block 32, symmetric) MatMul" + ("/Gather" if policy.quantize_embeddings else "")
-                + " weights", "activations": "fp32", "quantized_nodes": n}
-        consts = {t.name for t in model.graph.initializer}
-        tables = sorted({x.input[0] for x in model.graph.node if x.op_type == "Gather" and x.input[0] in consts})
-        if policy.quantize_embeddings and tables:  # e.g. CSM's 3-D codebook heads (see quantize_q4)
-            info["unquantized_tables"] = tables
+        info = {"weights": "int4 (block 32, symmetric) MatMul weights"
+                + ("; int8 Gather tables" if policy.quantize_embeddings else ""), "activations": "fp32",
+                "quantized_nodes": n}
         if dtype == "q4f16" and n:
             model, kept = to_fp16(model, policy)
             info.update(activations="fp16", kept_fp32=kept)
@@ -136,17 +135,16 @@ def _toposort(graph) -> None:
     graph.node.extend(ordered)
 
 
-def _excluded(model, policy: GraphPrecision, gather_rank: int | None = None) -> list[str]:
-    """Nodes the policy names, plus (gather_rank) Gathers whose constant table has another rank."""
-    ranks = {t.name: len(t.dims) for t in model.graph.initializer}
-    return [n.name for n in model.graph.node if any(s in n.name for s in policy.exclude_nodes_like)
-            or (gather_rank and n.op_type == "Gather" and ranks.get(n.input[0], gather_rank) != gather_rank)]
+def _excluded(model, policy: GraphPrecision) -> list[str]:
+    """Nodes the policy names."""
+    return [n.name for n in model.graph.node if any(s in n.name for s in policy.exclude_nodes_like)]
 
 
-def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
+def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision, ops: list[str] | None = None
+                ) -> tuple[onnx.ModelProto, int]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    ops = ["MatMul"] + (["Gather"] if policy.quantize_embeddings else [])
+    ops = ops or ["MatMul"] + (["Gather"] if policy.quantize_embeddings else [])
     exclude = _excluded(model, policy)
     with tempfile.TemporaryDirectory(prefix="voxport-q8-") as tmp, _quiet():
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
@@ -165,18 +163,15 @@ def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.Mo
 def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    ops = ("MatMul", "Gather") if policy.quantize_embeddings else ("MatMul",)
-    # Only 2-D tables (embeddings) become GatherBlockQuantized: on a 3-D table (CSM's stacked codebook
-    # heads [31, Hd, V]) onnxruntime 1.31's CPU kernel made the depth step ~2x slower than fp32
-    # (marvis-250m: 155 vs 81 ms; tiny: 10.7 vs 0.6 ms), whichever axis is blocked.
     q = MatMulNBitsQuantizer(model, bits=4, block_size=32, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
-                             op_types_to_quantize=ops,
-                             quant_axes=(("MatMul", 0), ("Gather", 1)),
-                             nodes_to_exclude=_excluded(model, policy, gather_rank=2))
+                             op_types_to_quantize=("MatMul",), nodes_to_exclude=_excluded(model, policy))
     with _quiet():
         q.process()
     out = q.model.model
-    n = sum(n.op_type in ("MatMulNBits", "GatherBlockQuantized") for n in out.graph.node)
+    n = sum(n.op_type == "MatMulNBits" for n in out.graph.node)
+    if policy.quantize_embeddings:  # int8 tables, runnable everywhere (see the module docstring)
+        out, tables = quantize_q8(out, policy, ops=["Gather"])
+        n += tables
     return out, n
 
 

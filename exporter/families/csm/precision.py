@@ -12,9 +12,8 @@ ENCODER_REASON = ("its output is discrete codes (an argmin over codebook distanc
 CSM_PRECISION = {
     # the text and audio embedding tables are most of this graph (marvis: 75 M + 100 M parameters)
     "embed": GraphPrecision(quantize_embeddings=True),
-    # its codebook embedding table (2-D) 4-bit; the 31 codebook heads are one [31, Hd, V] table read
-    # with a Gather: 8-bit in q8, but fp32 in q4 (GatherBlockQuantized on 3-D tables is ~2x slower per
-    # step than fp32, exporter/quantize.py); the lead's `frame` graph has them as 31 MatMuls (4-bit)
+    # its codebook embedding table and the 31 codebook heads (one [31, Hd, V] table read with a
+    # Gather) are 8-bit in q8 and q4; the `frame` graph has the heads as 31 MatMuls (4-bit in q4)
     "depth": GraphPrecision(quantize_embeddings=True),
     # Mimi's decoder transformer has a large residual stream (public reports: |x| ~ 27 in fp16);
     # kept fp32 inside the fp16 codec
