@@ -196,6 +196,23 @@ def test_damaged_and_missing_files_are_named_on_the_page(browser, tiny_dir, tmp_
         ctx.close()
 
 
+def test_q4_on_wasm_loads_or_says_what_to_pick(browser, site):
+    """onnxruntime-web 1.30's wasm build has no GatherBlockQuantized (q4's 4-bit embedding tables):
+    the page says to pick WebGPU instead of showing onnxruntime's error alone."""
+    ctx, page, console = open_page(browser, site, allowed=("GatherBlockQuantized",))
+    page.select_option("#backend", "wasm")
+    page.wait_for_function("[...document.querySelectorAll('#precision option')].some((o) => o.value === 'q4')")
+    page.select_option("#precision", "q4")
+    page.fill("#threads", "1")
+    page.click("#load")
+    if wait_state(page, ["ready", "error"]) == "error":
+        assert "q4 needs WebGPU here (wasm has no GatherBlockQuantized)" in page.text_content("#error")
+    else:
+        assert page.text_content("#s-backend").endswith(", q4")
+    assert console.errors == []
+    ctx.close()
+
+
 def test_files_come_from_the_cache_and_a_changed_file_is_fetched_again(browser, tiny_dir, tmp_path):
     art = copy_artifact(tiny_dir, tmp_path / "cached")
     with serving([art]) as url:

@@ -48,7 +48,10 @@ async function createSession(m, name, dtype, files, backend) {
   } catch (e) {
     const why = String(e.message || e);
     // wasm32 has a 4 GB heap: a large fp32 model does not fit (marvis-250m fp32: bad_alloc)
-    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision (q4) or WebGPU' : '';
+    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision or WebGPU'
+      // onnxruntime-web's wasm build has no kernel for the 4-bit embedding tables of q4 / q4f16
+      : /GatherBlockQuantized/.test(why) ? `; ${dtype} needs WebGPU here (wasm has no GatherBlockQuantized): pick WebGPU or another precision`
+        : '';
     throw new ArtifactError(`${main.path}: onnxruntime-web could not load it (${why.slice(0, 200)})${hint}`);
   }
 }
