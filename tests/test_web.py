@@ -1,5 +1,6 @@
-"""The browser demo in a real Chromium (Debian's, driven by Playwright): token ids and generated codes
-equal the Python runtime's, audio streams, voice prompts, damaged artifacts are named on the page.
+"""The browser demo in a real Chromium (Debian's, driven by Playwright): token ids, generated codes and
+streamed audio equal the Python runtime's fused path (runtime/stream.py), voice prompts, damaged
+artifacts are named on the page.
 
 The page's test hook (README): window.voxport.{ready, load, speak, tokenize, useVoice, last, lastError}
 and #stats[data-state]."""
@@ -20,6 +21,26 @@ TEXTS = ["Hello, world!", "Numbers: 3.14, 42 and 1,000,000.", "Emoji 🎉🙂 an
          "Привет, мир. 你好，世界。 こんにちは", "  spaces   and\ttabs\nnewline ", "¿Qué tal? «Ça va» — ok…"]
 TEXT = "Hello from the browser."
 FRAMES = 16  # wasm; the WebGPU adapter here is a slow software one
+
+
+def python_speech(runtime, text, **kw):
+    """The Python runtime's fused path (what `voxport speak` runs): codes [frames, K], PCM, stats."""
+    from runtime.stream import Speech
+
+    speech = Speech(runtime, text, **kw)
+    pcm = [c for c in speech]
+    return np.stack(speech.codes), (np.concatenate(pcm) if pcm else np.zeros(0, np.float32)), speech.stats
+
+
+def assert_fused_stats(s, codes, rt, chunk=1):
+    """One frame call per frame, one embed call for the prompt, one codec call per chunk of audio
+    (the eos frame, if any, is not audio)."""
+    frames = len(codes)
+    audible = frames - int(bool(np.all(np.array(codes[-1][:-1]) == rt["codebook_eos_token_id"])))
+    assert s["runtime_calls_per_frame"] == 1 and s["graph_ms"]["frame"]["calls"] == frames, s
+    assert s["embed_calls"] == 1 and s["chunk_frames"] == chunk, s
+    assert s["codec_calls"] == -(-audible // chunk) == s["graph_ms"]["mimi_decoder_stream"]["calls"], s
+    assert set(s["graph_ms"]) == {"embed", "frame", "mimi_decoder_stream"}, s  # no step graphs
 
 
 @pytest.fixture(scope="module")
@@ -85,23 +106,49 @@ def test_page_speaks_the_python_codes_and_streams(browser, site, runtime):
     assert page.locator("#model option").all_text_contents() == ["tiny"]
     assert load_via_ui(page) == "ready", page.text_content("#error")
     r = speak_via_ui(page, TEXT, FRAMES)
-    ref = runtime.generate(TEXT, max_frames=FRAMES)
-    assert np.array_equal(np.array(r["codes"]), ref.codes), "page codes differ from `voxport speak --greedy`"
+    codes, pcm, _ = python_speech(runtime, TEXT, max_frames=FRAMES)
+    assert np.array_equal(np.array(r["codes"]), codes), "page codes differ from `voxport speak --greedy`"
     s = r["stats"]
     assert s["frames"] == FRAMES and s["backend"] == "wasm" and s["threads"] == 2
+    assert_fused_stats(s, r["codes"], runtime.rt)
     # streaming: the page heard its first audio before generation finished
     assert 0 < s["first_audio_ms"] < s["generation_end_ms"], s
+    assert s["first_audio_out_ms"] < s["generate_ms"], s  # the worker sent audio mid-generation
     assert page.text_content("#s-frames") == str(FRAMES)
-    # Download gives what was spoken: the Python runtime's waveform as 16-bit PCM
-    with page.expect_download() as dl:
-        page.click("#download")
-    audio, sr = sf.read(io.BytesIO(open(dl.value.path(), "rb").read()), dtype="float32")
-    assert sr == 24000 and audio.shape == ref.audio.shape
-    assert np.abs(audio - np.clip(ref.audio, -1, 1)).max() < 2e-4
+    # Download gives what was spoken: the Python runtime's streamed waveform as 16-bit PCM
+    check_download(page, pcm)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "after-speaking.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
+    assert console.errors == []
+    ctx.close()
+
+
+def check_download(page, pcm, tol=2e-4):
+    with page.expect_download() as dl:
+        page.click("#download")
+    audio, sr = sf.read(io.BytesIO(open(dl.value.path(), "rb").read()), dtype="float32")
+    assert sr == 24000 and audio.shape == pcm.shape
+    assert np.abs(audio - np.clip(pcm, -1, 1)).max() < tol
+
+
+def test_sampled_codes_equal_python_for_the_same_seed(browser, site, runtime):
+    """The page draws the noise uniforms with a port of numpy's default_rng (PCG64 + SeedSequence),
+    so temperature + top-k sampling gives Python's codes for the same seed; chunks of 3 frames."""
+    from runtime.sampling import Sampling
+
+    frames, seed = 8, 1234
+    ctx, page, console = open_page(browser, site)
+    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
+    r = page.evaluate("(o) => window.voxport.speak(o)", {
+        "text": TEXT, "maxFrames": frames, "seed": seed, "chunkFrames": 3,
+        "sampling": {"temperature": 0.9, "topK": 40}})
+    codes, _, _ = python_speech(runtime, TEXT, max_frames=frames, sampling=Sampling(0.9, 40), seed=seed)
+    assert np.array_equal(np.array(r["codes"]), codes)
+    assert_fused_stats(r["stats"], r["codes"], runtime.rt, chunk=3)
+    greedy, _, _ = python_speech(runtime, TEXT, max_frames=frames)
+    assert not np.array_equal(codes, greedy)  # the noise mattered
     assert console.errors == []
     ctx.close()
 
@@ -131,22 +178,39 @@ def _fill_url_and_load(page, url):
 
 def test_damaged_and_missing_files_are_named_on_the_page(browser, tiny_dir, tmp_path):
     damaged = copy_artifact(tiny_dir, tmp_path / "damaged")
-    data = bytearray((damaged / "onnx/depth.onnx").read_bytes())
+    data = bytearray((damaged / "onnx/frame.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, different bytes
-    (damaged / "onnx/depth.onnx").write_bytes(bytes(data))
+    (damaged / "onnx/frame.onnx").write_bytes(bytes(data))
     missing = copy_artifact(tiny_dir, tmp_path / "missing")
-    (missing / "onnx/mimi_decoder.onnx").unlink()
+    (missing / "onnx/mimi_decoder_stream.onnx").unlink()
     with serving([damaged, missing]) as url:
         ctx, page, console = open_page(browser, url, allowed=("Failed to load resource",))
         assert _fill_url_and_load(page, "/models/damaged/") == "error"
         assert page.is_visible("#error")
-        assert page.text_content("#error") == "onnx/depth.onnx: damaged (sha256 differs from the manifest)"
+        assert page.text_content("#error") == "onnx/frame.onnx: damaged (sha256 differs from the manifest)"
         assert _fill_url_and_load(page, "/models/missing/") == "error"
         assert page.text_content("#error") == (
-            f"onnx/mimi_decoder.onnx: missing (HTTP 404 for {url}models/missing/onnx/mimi_decoder.onnx)")
+            f"onnx/mimi_decoder_stream.onnx: missing (HTTP 404 for {url}models/missing/onnx/mimi_decoder_stream.onnx)")
         assert page.is_disabled("#speak")
         assert console.errors == []
         ctx.close()
+
+
+def test_q4_on_wasm_loads_or_says_what_to_pick(browser, site):
+    """onnxruntime-web 1.30's wasm build has no GatherBlockQuantized (q4's 4-bit embedding tables):
+    the page says to pick WebGPU instead of showing onnxruntime's error alone."""
+    ctx, page, console = open_page(browser, site, allowed=("GatherBlockQuantized",))
+    page.select_option("#backend", "wasm")
+    page.wait_for_function("[...document.querySelectorAll('#precision option')].some((o) => o.value === 'q4')")
+    page.select_option("#precision", "q4")
+    page.fill("#threads", "1")
+    page.click("#load")
+    if wait_state(page, ["ready", "error"]) == "error":
+        assert "q4 needs WebGPU here (wasm has no GatherBlockQuantized)" in page.text_content("#error")
+    else:
+        assert page.text_content("#s-backend").endswith(", q4")
+    assert console.errors == []
+    ctx.close()
 
 
 def test_files_come_from_the_cache_and_a_changed_file_is_fetched_again(browser, tiny_dir, tmp_path):
@@ -157,7 +221,8 @@ def test_files_come_from_the_cache_and_a_changed_file_is_fetched_again(browser, 
         page.on("request", lambda r: "/models/" in r.url and not r.url.endswith("manifest.json")
                 and fetched.append(r.url.rsplit("/models/cached/", 1)[1]))
         assert _fill_url_and_load(page, "/models/cached/") == "ready"
-        assert "onnx/backbone.onnx" in fetched
+        assert "onnx/frame.onnx" in fetched
+        assert not {"onnx/backbone.onnx", "onnx/depth.onnx", "onnx/mimi_decoder.onnx"} & set(fetched)  # step graphs: Python only
         fetched.clear()
         assert _fill_url_and_load(page, "/models/cached/") == "ready"
         assert fetched == []  # every graph and tokenizer file came from Cache Storage
@@ -177,7 +242,7 @@ def test_files_come_from_the_cache_and_a_changed_file_is_fetched_again(browser, 
 
 def test_webgpu_gives_the_same_codes(browser, site, runtime):
     """WebGPU on Chromium's software adapter (SwiftShader): slow, so a few frames prove the loop
-    (KV kept on the GPU between steps) gives the wasm / Python codes."""
+    (KV, next input and codec state kept on the GPU between calls) gives the Python codes and audio."""
     frames = 3
     ctx, page, console = open_page(browser, site)
     if not page.evaluate("window.voxport.backend.webgpu"):
@@ -185,7 +250,10 @@ def test_webgpu_gives_the_same_codes(browser, site, runtime):
     assert load_via_ui(page, backend="webgpu") == "ready", page.text_content("#error")
     r = speak_via_ui(page, TEXT, frames)
     assert r["stats"]["backend"] == "webgpu"
-    assert np.array_equal(np.array(r["codes"]), runtime.generate(TEXT, max_frames=frames, decode=False).codes)
+    codes, pcm, _ = python_speech(runtime, TEXT, max_frames=frames)
+    assert np.array_equal(np.array(r["codes"]), codes)
+    assert_fused_stats(r["stats"], r["codes"], runtime.rt)
+    check_download(page, pcm, tol=1e-3)  # another device's float arithmetic
     assert console.errors == []
     ctx.close()
 
@@ -196,6 +264,8 @@ def _tone(seconds, amp=0.3, rate=24000):
 
 
 def test_voice_prompt_from_a_file_gives_the_python_codes(browser, site, runtime, tmp_path):
+    from runtime.prompt import Utterance
+
     frames, ref_text = 10, "A short reference."
     path = tmp_path / "voice.wav"
     sf.write(path, _tone(1.3), 24000, subtype="PCM_16")  # at the codec rate: no resampler in the way
@@ -208,9 +278,9 @@ def test_voice_prompt_from_a_file_gives_the_python_codes(browser, site, runtime,
     assert np.array_equal(np.array(page.evaluate("window.voxport.voiceCodes")), ref.codes)
     assert "voice.wav, 17 frames" in page.text_content("#voice-status")
     r = speak_via_ui(page, TEXT, frames)
-    expected = runtime.generate(TEXT, context=[ref], max_frames=frames, decode=False)
-    assert r["stats"]["prompt_tokens"] == expected.prompt_tokens
-    assert np.array_equal(np.array(r["codes"]), expected.codes)
+    codes, _, _ = python_speech(runtime, TEXT, context=[ref], max_frames=frames)
+    assert r["stats"]["prompt_tokens"] == runtime.prompts.build([ref, Utterance(TEXT, 0)])[0].shape[1]
+    assert np.array_equal(np.array(r["codes"]), codes)
     assert console.errors == []
     ctx.close()
 
@@ -265,6 +335,6 @@ def test_keyboard_alone_speaks_and_stops_at_phone_width(browser, site, runtime):
     last = page.evaluate("({codes: window.voxport.last.codes, stopped: window.voxport.last.stopped})")
     n = len(last["codes"])
     assert last["stopped"] and 3 <= n < 300
-    assert np.array_equal(np.array(last["codes"]), runtime.generate(TEXT, max_frames=n, decode=False).codes)
+    assert np.array_equal(np.array(last["codes"]), python_speech(runtime, TEXT, max_frames=n)[0])
     assert console.errors == []
     ctx.close()

@@ -1,12 +1,13 @@
 // The page: model / precision / backend choice, loading progress, Speak / Stop / Download, voice
 // prompt, live readouts. Everything model-side happens in the worker (client.js -> worker.js).
 //
-// Test and automation hook: window.voxport = {ready, backend, load(opts), speak(opts), tokenize(turns),
-// useVoice(bytes, name), voiceCodes, last, lastError}; #stats has data-state
-// (idle|loading|ready|speaking|done|error).
+// Test and automation hook: window.voxport = {ready, backend, load({url, backend, dtype, threads}),
+// speak({text, maxFrames, sampling: {temperature, topK}, seed, chunkFrames}) -> {codes, promptIds,
+// stopped, stats}, tokenize(turns), useVoice(bytes, name), voiceCodes, last, lastError}; #stats has
+// data-state (idle|loading|ready|speaking|done|error).
 import { ModelClient } from './client.js';
 import { Player, wavBlob } from './audio.js';
-import { precisions } from './manifest.js';
+import { PAGE_GRAPHS, precisions } from './manifest.js';
 import { prepareVoice, record } from './voice.js';
 
 const $ = (id) => document.getElementById(id);
@@ -62,8 +63,7 @@ async function refreshPrecisions() {
     const r = await fetch(new URL('manifest.json', new URL(modelUrl(), location.href)), { cache: 'no-store' });
     state.manifest = r.ok ? await r.json() : null;
   } catch { state.manifest = null; }
-  const graphs = ['embed', 'backbone', 'depth', 'mimi_decoder'];
-  const list = state.manifest ? precisions(state.manifest, graphs.filter((g) => state.manifest.graphs?.[g])) : ['fp32'];
+  const list = state.manifest ? precisions(state.manifest, PAGE_GRAPHS.filter((g) => state.manifest.graphs?.[g])) : ['fp32'];
   // fp16 kernels need the adapter feature shader-f16 (WebGPU only)
   const usable = list.filter((d) => !d.includes('f16') || (chosenBackend() === 'webgpu' && state.backend.f16));
   for (const d of usable) sel.append(new Option(d, d));
@@ -131,6 +131,7 @@ async function speak(opts = {}) {
   const req = {
     text, speaker: 0, seed: Number(opts.seed ?? $('seed').value) || 0,
     maxFrames: Number(opts.maxFrames ?? $('max-frames').value) || 125,
+    chunkFrames: opts.chunkFrames ?? 1,  // frames per codec call (hook only; 1 = earliest audio)
     sampling: opts.sampling ?? { temperature: Number($('temperature').value) || 0, topK: Number($('top-k').value) || 0 },
     context: state.voice ? [{ text: state.voice.text, speaker: 0, codes: state.voice.codes }] : [],
   };

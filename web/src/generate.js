@@ -1,11 +1,19 @@
-// The CSM / Marvis generation loop, ported from runtime/csm.py (which mirrors transformers'
-// CsmGenerationMixin._sample): prefill -> codebook 0 from the backbone -> 31 depth-decoder steps
-// (fresh depth KV per frame) -> the frame's summed embeddings are the next backbone input.
-// This is the step loop (33 session.run per frame); a fused per-frame graph goes beside it.
-import { choose } from './sampling.js';
+// Generation and audio, ported from runtime/stream.py (the fused path): the `embed` graph turns the
+// prompt into backbone inputs once, then one `frame` graph call per 80 ms frame gives the frame's K
+// codes, the next frame's input embedding and the backbone KV (the 31 depth-decoder steps and the
+// sampling happen inside the graph). Audio comes from the stateful `mimi_decoder_stream`, one call
+// per chunk of frames, its state fed back from call to call (runtime/codec_stream.py).
+import { samplingFeeds } from './sampling.js';
 
-function i64(values, dims, ort) {
+export function i64(values, dims, ort) {
   return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+}
+
+function zeros(ort, dtype, dims) {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = dtype === 'int64' ? new BigInt64Array(n) : dtype === 'float32' ? new Float32Array(n) : null;
+  if (!data) throw new Error(`codec state of dtype ${dtype} is not supported here`);
+  return new ort.Tensor(dtype, data, dims);
 }
 
 function emptyPast(spec, ort) {
@@ -19,7 +27,7 @@ function emptyPast(spec, ort) {
   return feeds;
 }
 
-// present.{i}.key -> past_key_values.{i}.key: the outputs of one step are the next step's inputs
+// present.{i}.key -> past_key_values.{i}.key: one call's outputs are the next call's inputs
 function nextPast(out) {
   const past = {};
   for (const [name, t] of Object.entries(out)) {
@@ -28,117 +36,84 @@ function nextPast(out) {
   return past;
 }
 
-// KV tensors may live on the GPU ('gpu-buffer'); release them when replaced, or the allocator fragments
-function dispose(feeds) {
-  for (const t of Object.values(feeds)) if (t.location === 'gpu-buffer') t.dispose();
+// tensors may live on the GPU ('gpu-buffer'); release them when replaced, or the allocator fragments
+export function dispose(tensors) {
+  for (const t of Object.values(tensors)) if (t?.location === 'gpu-buffer') t.dispose();
 }
 
-// [1, seq, N] float32 -> the last position as [1, N]
-function lastRow(t, ort) {
-  const n = t.dims[t.dims.length - 1];
-  return new ort.Tensor('float32', t.data.subarray(t.data.length - n), [1, n]);
-}
-
-/** The K codes of one frame: codebook 0 from the backbone logits, the rest from the depth decoder. */
-async function depthFrame(g, hidden, logits, sampler) {
-  const { ort, rt } = g;
-  const codes = [sampler(logits.data)];
-  let ids = i64([0, codes[0]], [1, 2], ort);  // position 0 is replaced by the backbone hidden state
-  let past = emptyPast(rt.depth, ort);
-  for (let k = 1; k < rt.num_codebooks; k++) {
-    const out = await g.run('depth', { input_ids: ids, backbone_last_hidden_state: hidden, ...past });
-    dispose(past);
-    past = nextPast(out);
-    codes.push(sampler(out.logits.data));
-    ids = i64([codes[k]], [1, 1], ort);
-  }
-  dispose(past);
-  return codes;
+/** transformers stops when every codebook but the last is eos; that frame is not audio. */
+export function isEos(frame, rt) {
+  return frame.slice(0, -1).every((c) => c === rt.codebook_eos_token_id);
 }
 
 /**
- * Frames of K codes, one per iteration, until the eos frame (kept, as transformers does) or maxFrames.
- * g: {ort, rt, run(name, feeds) -> outputs by name}; prompt: {ids, codes} from PromptBuilder.build.
+ * Frames of K codes, one `frame` call each, until the eos frame (yielded, as Python keeps it in
+ * `codes`) or maxFrames or shouldStop().
+ * g: {ort, rt, run(name, feeds) -> outputs by name}; prompt: {ids, codes} from PromptBuilder.build;
+ * sampling: {temperature, topK}; seed: the noise generator's seed (runtime/sampling.py draw_noise).
  */
-export async function* generateFrames(g, prompt, { maxFrames, sampling, rng, shouldStop = () => false }) {
+export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, shouldStop = () => false }) {
   const { ort, rt } = g;
   const k = rt.num_codebooks;
-  const eos = rt.codebook_eos_token_id;
-  const sampler = (logits) => choose(logits, sampling, rng);
-  const s = prompt.ids.length;
+  const s = samplingFeeds(ort, sampling, seed, k, rt.codebook_vocab);
+  const n = prompt.ids.length;
   let embeds = (await g.run('embed', {
-    input_ids: i64(prompt.ids, [1, s], ort), audio_codes: i64(prompt.codes.flat(), [1, s, k], ort),
+    input_ids: i64(prompt.ids, [1, n], ort), audio_codes: i64(prompt.codes.flat(), [1, n, k], ort),
   })).inputs_embeds;
   let past = emptyPast(rt.backbone, ort);
   let pos = 0;
   try {
-    for (let n = 1; ; n++) {
+    for (let f = 1; ; f++) {
       const seq = embeds.dims[1];
-      const out = await g.run('backbone', {
+      const out = await g.run('frame', {
         inputs_embeds: embeds,
         attention_mask: i64(new Array(pos + seq).fill(1), [1, pos + seq], ort),
         position_ids: i64(Array.from({ length: seq }, (_, i) => pos + i), [1, seq], ort),
-        ...past,
+        ...s.feeds, noise: s.noise(), ...past,
       });
       dispose(past);
+      dispose([embeds]);
       past = nextPast(out);
+      embeds = out.next_embeds;
       pos += seq;
-      const frame = await depthFrame(g, lastRow(out.last_hidden_state, ort), lastRow(out.logits, ort), sampler);
+      const frame = Array.from(out.codes.data, Number);  // codes [1, K]
       yield frame;
-      // transformers stops when every codebook but the last is eos
-      if (frame.slice(0, -1).every((c) => c === eos) || n >= maxFrames || shouldStop()) return;
-      embeds = (await g.run('embed', {
-        input_ids: i64([rt.audio_token_id], [1, 1], ort), audio_codes: i64(frame, [1, 1, k], ort),
-      })).inputs_embeds;
+      if (isEos(frame, rt) || f >= maxFrames || shouldStop()) return;
     }
   } finally {
     dispose(past);
+    dispose([embeds]);
   }
-}
-
-/** Frames before the first all-eos frame (the audio transformers' generate returns). */
-export function audibleFrames(frames, rt) {
-  const end = frames.findIndex((f) => f.every((c) => c === rt.codebook_eos_token_id));
-  return end < 0 ? frames : frames.slice(0, end);
-}
-
-/** codes [n][K] -> waveform (Float32Array, n * frame_size samples) with the whole-utterance decoder. */
-export async function decode(g, frames) {
-  const { ort, rt } = g;
-  if (!frames.length) return new Float32Array(0);
-  const k = rt.num_codebooks;
-  const flat = new Array(k * frames.length);
-  frames.forEach((f, t) => f.forEach((c, j) => { flat[j * frames.length + t] = c; }));  // [1, K, n]
-  const out = await g.run('mimi_decoder', { audio_codes: i64(flat, [1, k, frames.length], ort) });
-  return Object.values(out)[0].data;
 }
 
 /**
- * Streaming without a stateful decoder: decode the growing prefix and hand out only new samples.
- * The decoder is causal, so a prefix's samples are final (measured on Mimi: prefix == whole decode
- * to 1e-6, hence hold 0). Chunks grow (2, 4, 8, ... frames, at most `maxChunk`): the first audio
- * comes early and the total decode work stays a small multiple of one decode.
- * A streaming decoder graph (mimi_decoder_stream) replaces this with one step per frame.
+ * The streaming Mimi decoder: the state tensors the manifest lists (runtime.codec_stream: input
+ * name, output name, shape without batch, dtype) start as zeros and each call's state_out is the
+ * next call's state_in. Consecutive chunks of one stream decode to exactly the samples a single
+ * call would give for the same chunks (Python's CodecStream does the same).
  */
-export class PrefixStreamer {
-  constructor(g, { hold = 0, maxChunk = 25 } = {}) {
-    this.g = g; this.hold = hold; this.maxChunk = maxChunk;
-    this.emitted = 0;  // samples handed out
-    this.decodedAt = 0;  // frames in the last decode
+export class CodecStream {
+  constructor(g) {
+    const { ort, rt } = g;
+    const spec = rt.codec_stream;
+    this.g = g; this.graph = spec.graph; this.calls = 0;
+    this.state = Object.fromEntries(spec.state.map((e) => [e.input, zeros(ort, e.dtype, [1, ...e.shape])]));
+    this.inputOf = Object.fromEntries(spec.state.map((e) => [e.output, e.input]));
   }
 
-  /** New final samples for frames so far (Float32Array, maybe empty); `final` flushes everything. */
-  async push(frames, final = false) {
-    const size = this.g.rt.frame_size;
-    const n = frames.length;
-    const chunk = Math.min(this.maxChunk, Math.max(2, this.decodedAt));
-    if (!final && (n < this.hold + 1 || n - this.decodedAt < chunk)) return new Float32Array(0);
-    const audio = await decode(this.g, frames);
-    this.decodedAt = n;
-    const end = final ? audio.length : Math.max(0, (n - this.hold) * size);
-    if (end <= this.emitted) return new Float32Array(0);
-    const out = audio.slice(this.emitted, end);
-    this.emitted = end;
-    return out;
+  /** codes [n][K] -> Float32Array of n * frame_size samples. */
+  async decode(frames) {
+    const { ort, rt } = this.g;
+    const k = rt.num_codebooks, n = frames.length;
+    const flat = new Array(k * n);
+    frames.forEach((f, t) => f.forEach((c, j) => { flat[j * n + t] = c; }));  // [1, K, n]
+    const out = await this.g.run(this.graph, { audio_codes: i64(flat, [1, k, n], ort), ...this.state });
+    dispose(this.state);
+    this.state = {};
+    for (const [name, input] of Object.entries(this.inputOf)) this.state[input] = out[name];
+    this.calls += 1;
+    return out.audio_values.data;
   }
+
+  close() { dispose(this.state); }
 }

@@ -1,9 +1,12 @@
 // The artifact contract as the page reads it. This is the one module that knows the manifest's
-// layout: when graphs gain precision variants (graphs[name].variants[dtype].files), only
-// `precisions` and `graphFiles` change.
+// layout (format 2: graphs[name].variants[dtype].files, runtime facts under `runtime`).
 
 export const FORMAT_VERSION = 2;
 export const DEFAULT_DTYPE = 'fp32';
+// What the page runs (the fused path of runtime/stream.py): prompt embedding, one call per frame,
+// the stateful codec. backbone, depth and mimi_decoder stay in the artifact for Python's parity
+// checks and batches; the page does not download them. mimi_encoder is loaded on first voice prompt.
+export const PAGE_GRAPHS = ['embed', 'frame', 'mimi_decoder_stream'];
 
 export class ArtifactError extends Error {
   constructor(message) { super(message); this.name = 'ArtifactError'; }

@@ -1,37 +1,134 @@
-// Token choice from logits: greedy (argmax, first maximum as numpy) or temperature + top-k with a
-// seeded generator. Sampled codes are reproducible from the seed in the page, but not equal to the
-// Python runtime's (numpy's generator is not reproduced here); greedy codes are equal.
+// The frame graph's sampling inputs: temperature, top-k and the per-frame `noise` uniforms.
+//
+// The graph samples by Gumbel-max from the uniforms it is given (runtime/sampling.py), so the codes
+// depend only on the uniforms. The Python runtime draws them with numpy's default_rng(seed)
+// (PCG64 seeded through SeedSequence) as `rng.random((1, K, vocab), dtype=float32)`; this module
+// reproduces that generator bit for bit, so a seed gives the same noise, and hence the same sampled
+// codes, in the page and in `voxport speak --seed`. 128-bit arithmetic is done on eight 16-bit
+// limbs in plain numbers (every partial sum stays below 2^53): BigInt was ~10x slower here and a
+// frame draws K * vocab (65k) uniforms.
 
-export function argmax(x) {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
-}
+// numpy/random/bit_generator.pyx: SeedSequence constants
+const INIT_A = 0x43b0d7e5, MULT_A = 0x931e8875, INIT_B = 0x8b51f9dd, MULT_B = 0x58f38ded;
+const MIX_MULT_L = 0xca01f9dd, MIX_MULT_R = 0x4973f715, XSHIFT = 16, POOL = 4;
 
-/** mulberry32: a small seeded uniform generator in [0, 1). */
-export function seededRng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+/** SeedSequence(seed).generate_state(words) for a non-negative integer seed (below 2^53). */
+export function seedSequenceState(seed, words) {
+  const entropy = [];
+  for (let n = seed; entropy.length === 0 || n > 0; n = Math.floor(n / 2 ** 32)) entropy.push(n % 2 ** 32 >>> 0);
+  let hashConst = INIT_A;
+  const hashmix = (value) => {
+    value = (value ^ hashConst) >>> 0;
+    hashConst = Math.imul(hashConst, MULT_A) >>> 0;
+    value = Math.imul(value, hashConst) >>> 0;
+    return (value ^ (value >>> XSHIFT)) >>> 0;
   };
+  const mix = (x, y) => {
+    const r = (Math.imul(MIX_MULT_L, x) - Math.imul(MIX_MULT_R, y)) >>> 0;
+    return (r ^ (r >>> XSHIFT)) >>> 0;
+  };
+  const pool = Array.from({ length: POOL }, (_, i) => hashmix(i < entropy.length ? entropy[i] : 0));
+  for (let src = 0; src < POOL; src++) {
+    for (let dst = 0; dst < POOL; dst++) if (src !== dst) pool[dst] = mix(pool[dst], hashmix(pool[src]));
+  }
+  for (let src = POOL; src < entropy.length; src++) {
+    for (let dst = 0; dst < POOL; dst++) pool[dst] = mix(pool[dst], hashmix(entropy[src]));
+  }
+  const out = [];
+  let h = INIT_B;
+  for (let i = 0; i < words; i++) {
+    let v = (pool[i % POOL] ^ h) >>> 0;
+    h = Math.imul(h, MULT_B) >>> 0;
+    v = Math.imul(v, h) >>> 0;
+    out.push((v ^ (v >>> XSHIFT)) >>> 0);
+  }
+  return out;
 }
 
-/** sampling: {temperature, topK}; temperature 0 or topK 1 is greedy. */
-export function choose(logits, sampling, rng) {
-  const { temperature = 0, topK = 0 } = sampling;
-  if (temperature === 0 || topK === 1) return argmax(logits);
-  const x = Array.from(logits, (v) => v / temperature);
-  if (topK && topK < x.length) {
-    const kth = [...x].sort((a, b) => b - a)[topK - 1];
-    for (let i = 0; i < x.length; i++) if (x[i] < kth) x[i] = -Infinity;
+// 128-bit values as 8 little-endian 16-bit limbs
+const limbs = (hi64Words, lo64Words) => {  // [lo32, hi32] of each 64-bit half
+  const w = [lo64Words[0], lo64Words[1], hi64Words[0], hi64Words[1]];
+  return w.flatMap((x) => [x & 0xffff, x >>> 16]);
+};
+// PCG_DEFAULT_MULTIPLIER_128 = 0x2360ED051FC65DA4_4385DF649FCCF645
+const MULT = limbs([0x1fc65da4, 0x2360ed05], [0x9fccf645, 0x4385df64]);
+
+/** numpy.random.default_rng(seed) restricted to what the page needs: float32 uniforms. */
+export class NumpyRng {
+  constructor(seed = 0) {
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`seed must be a non-negative integer, got ${seed}`);
+    const w = seedSequenceState(seed, 8);  // generate_state(4, uint64), viewed as uint32 pairs
+    const initstate = limbs([w[0], w[1]], [w[2], w[3]]);  // PCG_128BIT_CONSTANT(val[0], val[1])
+    const initseq = limbs([w[4], w[5]], [w[6], w[7]]);
+    // inc = (initseq << 1) | 1
+    this.inc = initseq.map((x, i) => ((x << 1) & 0xffff) | (i ? initseq[i - 1] >>> 15 : 1));
+    this.s = new Float64Array(8);
+    this.t = new Float64Array(8);  // scratch for step()
+    this.m = Float64Array.from(MULT);
+    this.inc = Float64Array.from(this.inc);
+    this.step();
+    this.add(initstate);
+    this.step();
+    this.spare = null;  // numpy hands out a 64-bit output as two 32-bit halves, low first
   }
-  const max = Math.max(...x);
-  const p = x.map((v) => Math.exp(v - max));
-  let r = rng() * p.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < p.length; i++) { r -= p[i]; if (r <= 0) return i; }
-  return argmax(x);
+
+  add(b) {
+    let carry = 0;
+    for (let i = 0; i < 8; i++) { const r = this.s[i] + b[i] + carry; this.s[i] = r & 0xffff; carry = r >>> 16; }
+  }
+
+  step() {  // state = state * MULT + inc (mod 2^128); typed arrays, no allocation: the hot loop
+    const s = this.s, m = this.m, inc = this.inc, out = this.t;
+    let carry = 0;
+    for (let k = 0; k < 8; k++) {
+      let r = carry + inc[k];
+      for (let i = 0; i <= k; i++) r += s[i] * m[k - i];
+      const c = Math.floor(r / 65536);
+      out[k] = r - c * 65536;
+      carry = c;
+    }
+    this.t = s;
+    this.s = out;
+  }
+
+  nextUint32() {
+    if (this.spare !== null) { const v = this.spare; this.spare = null; return v; }
+    this.step();
+    const s = this.s;  // XSL-RR output: rotr64(high ^ low, high >> 58)
+    let lo = ((s[0] | (s[1] << 16)) ^ (s[4] | (s[5] << 16))) >>> 0;
+    let hi = ((s[2] | (s[3] << 16)) ^ (s[6] | (s[7] << 16))) >>> 0;
+    let rot = s[7] >>> 10;
+    if (rot >= 32) { [lo, hi] = [hi, lo]; rot -= 32; }
+    if (rot) { [lo, hi] = [((lo >>> rot) | (hi << (32 - rot))) >>> 0, ((hi >>> rot) | (lo << (32 - rot))) >>> 0]; }
+    this.spare = hi;
+    return lo;
+  }
+
+  /** rng.random(n, dtype=float32) into `out`: (uint32 >> 8) * 2^-24, exact in float32. */
+  fillFloat32(out) {
+    for (let i = 0; i < out.length; i++) out[i] = (this.nextUint32() >>> 8) * 5.9604644775390625e-8;
+    return out;
+  }
+}
+
+/**
+ * The frame graph's sampling feeds for a request's {temperature, topK}: temperature 0 is greedy
+ * (the graph ignores the noise), topK 0 means the whole vocabulary. Returns {feeds, noise()} where
+ * noise() gives the next frame's [1, K, vocab] uniforms (the same draws as Python's draw_noise).
+ */
+export function samplingFeeds(ort, { temperature = 0, topK = 0 } = {}, seed, k, vocab) {
+  if (!Number.isFinite(temperature) || temperature < 0) throw new Error(`temperature must be >= 0 (0 = greedy), got ${temperature}`);
+  const top = topK === 0 ? vocab : topK;
+  if (!Number.isInteger(top) || top < 1 || top > vocab) throw new Error(`top-k must be between 1 and ${vocab} (0 = all), got ${topK}`);
+  const rng = new NumpyRng(seed);
+  const greedy = temperature === 0;
+  const buf = new Float32Array(k * vocab);
+  return {
+    feeds: {
+      temperature: new ort.Tensor('float32', new Float32Array([temperature]), []),
+      top_k: new ort.Tensor('int64', new BigInt64Array([BigInt(top)]), []),
+    },
+    // greedy: Python still draws (its generator advances), but the codes cannot depend on it
+    noise: () => new ort.Tensor('float32', greedy ? buf : rng.fillFloat32(new Float32Array(k * vocab)), [1, k, vocab]),
+  };
 }

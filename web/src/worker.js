@@ -3,16 +3,15 @@
 // Messages in: load, tokenize, encode, speak, stop. Out: progress, audio, frame (streamed events) and
 // result or error (the answer to a request, carrying its id).
 import * as ort from '../node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
-import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError } from './manifest.js';
+import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError, PAGE_GRAPHS } from './manifest.js';
 import { fetchJson, fetchVerified } from './loader.js';
 import { PromptBuilder } from './tokenize.js';
-import { audibleFrames, generateFrames, PrefixStreamer } from './generate.js';
-import { seededRng } from './sampling.js';
+import { CodecStream, generateFrames, isEos } from './generate.js';
 
 ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
 ort.env.logLevel = 'error';
 
-const GRAPHS = ['embed', 'backbone', 'depth', 'mimi_decoder'];
+const GRAPHS = PAGE_GRAPHS;
 let model = null;  // {g, prompts, manifest, base, dtype, backend, sessions, encoderFiles}
 let stopRequested = false;
 
@@ -34,17 +33,25 @@ async function createSession(m, name, dtype, files, backend) {
     logSeverityLevel: 3,  // errors only: ORT's node-placement warnings reach the console as errors
     externalData: external.map((f) => ({ path: f.path.split('/').pop(), data: f.data })),
   };
-  // KV stays on the GPU between steps on WebGPU; logits and hidden states come back to the CPU
+  // On WebGPU what goes straight back in stays on the GPU between calls (backbone KV, the next
+  // frame's embedding, the codec state); codes and audio come back to the CPU. A zero-size state
+  // tensor (a conv with no left context) stays on the CPU: there is no buffer to keep.
   if (backend === 'webgpu') {
+    const empty = new Set((m.runtime.codec_stream?.state ?? [])
+      .filter((e) => e.shape.includes(0)).map((e) => e.output));
+    const onGpu = (o) => !empty.has(o) && (o.startsWith('present.') || o.startsWith('state_out.') || o === 'next_embeds');
     options.preferredOutputLocation = Object.fromEntries(outputNames(m, name)
-      .map((o) => [o, o.startsWith('present.') ? 'gpu-buffer' : 'cpu']));
+      .map((o) => [o, onGpu(o) ? 'gpu-buffer' : 'cpu']));
   }
   try {
     return await ort.InferenceSession.create(main.data, options);
   } catch (e) {
     const why = String(e.message || e);
     // wasm32 has a 4 GB heap: a large fp32 model does not fit (marvis-250m fp32: bad_alloc)
-    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision (q4) or WebGPU' : '';
+    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision or WebGPU'
+      // onnxruntime-web's wasm build has no kernel for the 4-bit embedding tables of q4 / q4f16
+      : /GatherBlockQuantized/.test(why) ? `; ${dtype} needs WebGPU here (wasm has no GatherBlockQuantized): pick WebGPU or another precision`
+        : '';
     throw new ArtifactError(`${main.path}: onnxruntime-web could not load it (${why.slice(0, 200)})${hint}`);
   }
 }
@@ -84,12 +91,13 @@ async function load({ url, dtype, backend, threads }) {
   const encoderFiles = manifest.graphs.mimi_encoder ? graphFiles(manifest, 'mimi_encoder', dtype) : null;
   const g = {
     ort, rt, timings: {},
-    // per graph: [calls, ms], for the stats readout and the benchmark
+    // per graph: [calls, total ms, ms of each call], for the stats readout and the benchmark
     run: async (name, feeds) => {
       const t = performance.now();
       const out = await sessions[name].run(feeds);
-      const s = (g.timings[name] ??= [0, 0]);
-      s[0] += 1; s[1] += performance.now() - t;
+      const s = (g.timings[name] ??= [0, 0, []]);
+      const ms = performance.now() - t;
+      s[0] += 1; s[1] += ms; s[2].push(ms);
       return out;
     },
   };
@@ -129,42 +137,55 @@ async function speak(req) {
   const rt = g.rt;
   const prompt = promptFor(req);
   const maxFrames = Math.min(req.maxFrames ?? 125, rt.max_positions - prompt.ids.length);
-  const rng = seededRng(req.seed ?? 0);
+  // frames per codec call: 1 gives the earliest audio; larger chunks amortise the call overhead
+  const chunkFrames = Math.max(1, Math.floor(req.chunkFrames ?? 1));
   stopRequested = false;
-  const streamer = new PrefixStreamer(g);
+  const codec = new CodecStream(g);
   g.timings = {};
   const frames = [];
+  let pending = [];
   const t0 = performance.now();
-  let tFirstFrame = null, decodeMs = 0, samples = 0;
-  const emit = async (final) => {
+  let tFirstFrame = null, tFirstAudio = null, decodeMs = 0, samples = 0;
+  const emit = async () => {
     const t = performance.now();
-    const audio = await streamer.push(audibleFrames(frames, rt), final);
+    const audio = (await codec.decode(pending)).slice();  // own buffer: it is transferred
+    pending = [];
     decodeMs += performance.now() - t;
-    if (audio.length) {
-      samples += audio.length;
-      post({ type: 'audio', id: req.id, samples: audio, at: performance.now() - t0 }, [audio.buffer]);
+    samples += audio.length;
+    tFirstAudio ??= performance.now() - t0;
+    post({ type: 'audio', id: req.id, samples: audio, at: performance.now() - t0 }, [audio.buffer]);
+  };
+  try {
+    for await (const frame of generateFrames(g, prompt, {
+      maxFrames, sampling: req.sampling ?? {}, seed: req.seed ?? 0, shouldStop: () => stopRequested })) {
+      frames.push(frame);
+      tFirstFrame ??= performance.now() - t0;
+      post({ type: 'frame', id: req.id, n: frames.length, ms: performance.now() - t0 });
+      if (!isEos(frame, rt)) pending.push(frame);  // the eos frame is the last one and not audio
+      if (pending.length >= chunkFrames) await emit();
+      await yieldToEvents();
     }
-  };
-  for await (const frame of generateFrames(g, prompt, {
-    maxFrames, sampling: req.sampling ?? {}, rng, shouldStop: () => stopRequested })) {
-    frames.push(frame);
-    tFirstFrame ??= performance.now() - t0;
-    post({ type: 'frame', id: req.id, n: frames.length, ms: performance.now() - t0 });
-    await emit(false);
-    await yieldToEvents();
+    const generateMs = performance.now() - t0;
+    if (pending.length) await emit();
+    const totalMs = performance.now() - t0;
+    const audioS = samples / rt.sample_rate;
+    const calls = (name) => g.timings[name]?.[0] ?? 0;
+    return {
+      codes: frames, promptIds: prompt.ids, stopped: stopRequested,
+      stats: { frames: frames.length, prompt_tokens: prompt.ids.length, first_frame_ms: tFirstFrame,
+        first_audio_out_ms: tFirstAudio, generate_ms: generateMs, decode_ms: decodeMs, total_ms: totalMs,
+        audio_s: audioS, ms_per_frame: generateMs / frames.length, rtf: audioS ? totalMs / 1000 / audioS : null,
+        // the same counts as runtime/stream.py's stats: generation calls per frame, apart from the
+        // prompt's embed call and the codec calls (one per chunk)
+        runtime_calls_per_frame: calls('frame') / frames.length, embed_calls: calls('embed'),
+        codec_calls: codec.calls, chunk_frames: chunkFrames,
+        frame_ms: g.timings.frame?.[2] ?? [],  // each frame call; the first one includes the prompt
+        backend: model.backend, dtype: model.dtype, threads: ort.env.wasm.numThreads,
+        graph_ms: Object.fromEntries(Object.entries(g.timings).map(([k, [n, ms]]) => [k, { calls: n, ms }])) },
+    };
+  } finally {
+    codec.close();
   }
-  const generateMs = performance.now() - t0;
-  await emit(true);
-  const totalMs = performance.now() - t0;
-  const audioS = samples / rt.sample_rate;
-  return {
-    codes: frames, promptIds: prompt.ids, stopped: stopRequested,
-    stats: { frames: frames.length, prompt_tokens: prompt.ids.length, first_frame_ms: tFirstFrame,
-      generate_ms: generateMs, decode_ms: decodeMs, total_ms: totalMs, audio_s: audioS,
-      ms_per_frame: generateMs / frames.length, rtf: audioS ? totalMs / 1000 / audioS : null,
-      backend: model.backend, dtype: model.dtype, threads: ort.env.wasm.numThreads,
-      graph_ms: Object.fromEntries(Object.entries(g.timings).map(([k, [n, ms]]) => [k, { calls: n, ms }])) },
-  };
 }
 
 const handlers = {
