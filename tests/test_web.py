@@ -196,19 +196,37 @@ def test_damaged_and_missing_files_are_named_on_the_page(browser, tiny_dir, tmp_
         ctx.close()
 
 
-def test_q4_on_wasm_loads_or_says_what_to_pick(browser, site):
-    """onnxruntime-web 1.30's wasm build has no GatherBlockQuantized (q4's 4-bit embedding tables):
-    the page says to pick WebGPU instead of showing onnxruntime's error alone."""
-    ctx, page, console = open_page(browser, site, allowed=("GatherBlockQuantized",))
+def test_q4_runs_on_wasm(browser, site, tiny_dir):
+    """q4 keeps its embedding tables in a form wasm has (int8 Gather + DequantizeLinear, not
+    GatherBlockQuantized): the 4-bit variant loads and speaks on the wasm fallback, one call a frame."""
+    from runtime.csm import CsmRuntime
+
+    ctx, page, console = open_page(browser, site)
     page.select_option("#backend", "wasm")
     page.wait_for_function("[...document.querySelectorAll('#precision option')].some((o) => o.value === 'q4')")
     page.select_option("#precision", "q4")
     page.fill("#threads", "1")
     page.click("#load")
-    if wait_state(page, ["ready", "error"]) == "error":
-        assert "q4 needs WebGPU here (wasm has no GatherBlockQuantized)" in page.text_content("#error")
-    else:
-        assert page.text_content("#s-backend").endswith(", q4")
+    assert wait_state(page, ["ready", "error"]) == "ready", page.text_content("#error")
+    assert page.text_content("#s-backend").endswith(", q4")
+    r = speak_via_ui(page, TEXT, 6)
+    q4 = CsmRuntime(tiny_dir, dtype="q4")
+    assert_fused_stats(r["stats"], r["codes"], q4.rt)
+    # Codes are not compared: onnxruntime's CPU kernel runs MatMulNBits on int8 activations
+    # (accuracy_level 4) where wasm computes in fp32, and tiny's flat random logits flip argmaxes
+    # (measured: 32% of codes equal). The page's audio is compared instead: the Python q4 codec on
+    # the page's own codes.
+    from runtime.codec_stream import CodecStream
+
+    codec = CodecStream(q4.graphs)
+    pcm = np.concatenate([codec.decode(np.array(f)[None]) for f in r["codes"]])
+    with page.expect_download() as dl:
+        page.click("#download")
+    audio, _ = sf.read(dl.value.path(), dtype="float32")
+    ref = np.clip(pcm, -1, 1)
+    snr = 10 * np.log10(np.sum(ref ** 2) / np.sum((audio - ref) ** 2))
+    print(f"q4 wasm page audio vs Python q4 codec on the same codes: SNR {snr:.1f} dB")
+    assert audio.shape == pcm.shape and snr > 40, snr
     assert console.errors == []
     ctx.close()
 
