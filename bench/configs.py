@@ -8,6 +8,7 @@ from dataclasses import dataclass
 TEN_WORDS = "The old lighthouse keeper watched the storm roll in tonight."  # first audio is timed on this
 FULL_FRAMES, QUICK_FRAMES = 24, 10  # frames per timed generation; the prefill frame is reported apart
 FIRST_AUDIO_REPEATS = 3
+BROWSER_FRAMES, BROWSER_FRAMES_LARGE = 16, 6  # headless Chromium, wasm (tiny; full-size presets)
 PROFILE_FRAMES = 6  # the per-operator profile of each fused graph (full runs only)
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bench import machine, roofline
-from bench.configs import FULL_FRAMES, PROFILE_FRAMES, QUICK_FRAMES, Config, configs
+from bench.configs import BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES, QUICK_FRAMES, Config, configs
 from bench.runners import measure
 from voxport import manifest as mf
 from voxport.dtypes import DTYPES
@@ -117,7 +117,10 @@ def _browser(art: Path, dtypes: list[str], progress) -> list[dict] | dict:
         return {"skipped": f"browser benchmark unavailable: {e}"}
     progress(f"bench: browser (headless Chromium, wasm 1 and 2 threads) on {art}")
     try:
-        return web_bench.run([art], dtypes=[d for d in ("fp32", "q4") if d in dtypes], threads=[1, 2])
+        # wasm on a full-size model runs seconds per frame: fewer frames there
+        frames = BROWSER_FRAMES if mf.load(art)["source"].get("name") == "tiny" else BROWSER_FRAMES_LARGE
+        return web_bench.run([art], dtypes=[d for d in ("fp32", "q4") if d in dtypes], threads=[1, 2],
+                             frames=frames, log=progress)
     except Exception as e:  # noqa: BLE001 - no Chromium on this machine is a recorded skip, not a crash
         return {"skipped": f"{type(e).__name__}: {e}"}
 
