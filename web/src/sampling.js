@@ -5,7 +5,7 @@
 // (PCG64 seeded through SeedSequence) as `rng.random((1, K, vocab), dtype=float32)`; this module
 // reproduces that generator bit for bit, so a seed gives the same noise, and hence the same sampled
 // codes, in the page and in `voxport speak --seed`. 128-bit arithmetic is done on eight 16-bit
-// limbs in plain numbers (every partial sum stays below 2^53): BigInt was ~10x slower here and a
+// limbs in plain numbers (every partial sum stays below 2^53), not BigInt, which allocates per operation: a
 // frame draws K * vocab (65k) uniforms.
 
 // numpy/random/bit_generator.pyx: SeedSequence constants
