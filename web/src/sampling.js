@@ -5,8 +5,8 @@
 // (PCG64 seeded through SeedSequence) as `rng.random((1, K, vocab), dtype=float32)`; this module
 // reproduces that generator bit for bit, so a seed gives the same noise, and hence the same sampled
 // codes, in the page and in `voxport speak --seed`. 128-bit arithmetic is done on eight 16-bit
-// limbs in plain numbers (every partial sum stays below 2^53): BigInt was ~10x slower here and a
-// frame draws K * vocab (65k) uniforms.
+// limbs in plain numbers (every partial sum stays below 2^53), not BigInt, which allocates per
+// operation: a frame draws K * vocab (65k) uniforms.
 
 // numpy/random/bit_generator.pyx: SeedSequence constants
 const INIT_A = 0x43b0d7e5, MULT_A = 0x931e8875, INIT_B = 0x8b51f9dd, MULT_B = 0x58f38ded;
