@@ -34,6 +34,9 @@ def markdown(result: dict, stem: str) -> str:
                   "RTF = (median frame time + codec time per frame) / frame duration.", "",
                   "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(_cells(r)) + " |" for r in p["results"]]
+        lines += ["", "codes = PyTorch: fp32 must be identical (greedy); below fp32 the codes of random-weight "
+                  "presets are not expected to match (flat logits flip argmaxes; fidelity.md gates the variants "
+                  "by SNR instead). x roofline: median frame time / the floor below."]
         lines += ["", "Roofline (weights one fused frame reads / measured bandwidth):", ""]
         lines += [f"- {d}: {v['bytes_read_per_frame'] / 1e6:.0f} MB read per frame ({v['bytes_stored'] / 1e6:.0f} MB "
                   f"stored) -> at least {v['floor_ms']:.1f} ms/frame" for d, v in p["roofline"].items()]
