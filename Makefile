@@ -44,7 +44,8 @@ test: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
 
 # voxport vs PyTorch side by side (bench/results/<date>-<machine>.{json,md,png}); exports the presets
 # into artifacts/ when missing. The full run (tiny + marvis-250m, all precisions, browser) takes about
-# an hour on 2 cores; bench-quick (tiny, fp32 and q4, no browser) under 2 minutes.
+# 12 min when the exports exist (exporting marvis-250m adds about 20 min);
+# bench-quick (tiny, fp32 and q4, no browser) under 2 minutes.
 BENCH_PRESETS ?= tiny marvis-250m
 bench: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
 	$(BIN)/voxport bench $(foreach p,$(BENCH_PRESETS),--preset $(p))
