@@ -60,6 +60,21 @@ def _browser_lines(rows) -> list[str]:
             *["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]]
 
 
+def _finish(plt, fig, ax, labels: list[str], frame_ms: float, real_time: str, xlabel: str, title: str,
+            path: Path) -> Path:
+    """What both plots share: the real-time line, labels top to bottom, legend, file."""
+    ax.axvline(frame_ms, color="r", ls="--", label=real_time)
+    ax.set_yticks(list(range(len(labels))), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plots(result: dict, stem: Path) -> list[Path]:
     import matplotlib
 
@@ -75,40 +90,26 @@ def plots(result: dict, stem: Path) -> list[Path]:
         med = [r["ms_per_frame"]["median"] for r in rows]
         lo = [m - r["ms_per_frame"]["p10"] for m, r in zip(med, rows)]
         hi = [r["ms_per_frame"]["p90"] - m for m, r in zip(med, rows)]
-        fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
         y = range(len(rows))
+        name = stem.parent / f"{stem.name}-{p['preset']}"
+
+        fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
         ax.barh(y, med, xerr=[lo, hi], color=["#888" if r["engine"] == "pytorch" else "#3a7" for r in rows])
         for i, r in enumerate(rows):
             if "roofline_ms" in r:
                 ax.plot([r["roofline_ms"]] * 2, [i - 0.4, i + 0.4], color="k", lw=2)
-        ax.axvline(p["frame_ms"], color="r", ls="--", label=f"real time ({p['frame_ms']:.0f} ms of audio)")
-        ax.set_yticks(list(y), labels)
-        ax.invert_yaxis()
-        ax.set_xlabel("ms per frame (median, p10-p90); black tick: memory-bandwidth floor")
-        ax.set_title(f"{p['preset']}: per-frame time")
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        out.append(stem.parent / f"{stem.name}-{p['preset']}-frame.png")
-        fig.savefig(out[-1], dpi=110)
-        plt.close(fig)
+        out.append(_finish(plt, fig, ax, labels, p["frame_ms"], f"real time ({p['frame_ms']:.0f} ms of audio)",
+                           "ms per frame (median, p10-p90); black tick: memory-bandwidth floor",
+                           f"{p['preset']}: per-frame time", Path(f"{name}-frame.png")))
 
         fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
-        gen = med
         codec = [r["codec_ms_per_frame"] for r in rows]
-        ax.barh(y, gen, label="generation (per frame)", color="#3a7")
-        ax.barh(y, codec, left=gen, label="Mimi decode (per frame)", color="#e93")
+        ax.barh(y, med, label="generation (per frame)", color="#3a7")
+        ax.barh(y, codec, left=med, label="Mimi decode (per frame)", color="#e93")
         for i, r in enumerate(rows):
-            ax.text(gen[i] + codec[i], i, f"  first audio {r['first_audio_ms']:.0f} ms", va="center", fontsize=8)
-        ax.axvline(p["frame_ms"], color="r", ls="--", label="real time")
-        ax.set_yticks(list(y), labels)
-        ax.invert_yaxis()
-        ax.set_xlabel("ms per 80 ms frame")
-        ax.set_title(f"{p['preset']}: where the time of a frame goes")
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        out.append(stem.parent / f"{stem.name}-{p['preset']}-stages.png")
-        fig.savefig(out[-1], dpi=110)
-        plt.close(fig)
+            ax.text(med[i] + codec[i], i, f"  first audio {r['first_audio_ms']:.0f} ms", va="center", fontsize=8)
+        out.append(_finish(plt, fig, ax, labels, p["frame_ms"], "real time", "ms per 80 ms frame",
+                           f"{p['preset']}: where the time of a frame goes", Path(f"{name}-stages.png")))
     return out
 
 
