@@ -7,11 +7,11 @@
          (and Gather when the policy quantizes embeddings).
 - q4:    MatMulNBitsQuantizer, 4 bits, block 32, symmetric; when the policy quantizes embeddings,
          Gather tables take q8's int8 form (Gather + DequantizeLinear), not GatherBlockQuantized:
-         onnxruntime-web's wasm has no GatherBlockQuantized kernel, and a q4 variant that the page's
-         wasm fallback cannot load is no edge variant. accuracy_level 4: where the kernel has it (onnxruntime's CPU
-         MLAS with AVX2/AVX512-VNNI) activations are quantized to int8 per block at run time and the
-         product runs on int8 units, 1.6x faster per frame on marvis-250m than the fp32-compute
-         default (bench/); elsewhere (wasm, WebGPU) the attribute is a hint and is ignored.
+         onnxruntime-web's wasm has no GatherBlockQuantized kernel, and a q4 variant that the
+         page's wasm fallback cannot load is no edge variant. accuracy_level 4: where the kernel
+         has it (onnxruntime's CPU MLAS with AVX2/AVX512-VNNI) activations are quantized to int8
+         per block at run time and the product runs on int8 units, 1.6x faster per frame on
+         marvis-250m than the fp32-compute default (bench/); wasm and WebGPU ignore the hint.
 - q4f16: q4, then fp16 (MatMulNBits takes fp16 scales and activations).
 A graph with nothing the pass changes (no float MatMul weight) reuses the fp32 file: no duplicate.
 """
