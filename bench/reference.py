@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from bench.configs import TEN_WORDS
 
 
@@ -80,10 +78,3 @@ def _sync(device: str) -> None:
 
         torch.cuda.synchronize()
 
-
-def compare(reference: list, got: list) -> dict:
-    ref, got = np.asarray(reference), np.asarray(got)
-    n = min(len(ref), len(got))
-    same = [bool(np.array_equal(ref[i], got[i])) for i in range(n)]
-    return {"identical": bool(len(ref) == len(got) and all(same)), "frames_equal": int(sum(same)),
-            "first_mismatch_frame": same.index(False) if False in same else None}

@@ -14,7 +14,7 @@ def _cells(r: dict) -> list[str]:
         return [r["label"], f"error: {r['error']}"] + [""] * (len(COLUMNS) - 2)
     m, same = r["ms_per_frame"], r.get("codes_vs_pytorch")
     codes = "" if same is None else ("identical" if same["identical"] else
-                                     f"{same['frames_equal']}/{r['frames']} frames")
+                                     f"{sum(a == 1.0 for a in same['agreement_per_frame'])}/{r['frames']} frames")
     return [r["label"], f"{m['median']:.1f}", f"{m['p10']:.0f}-{m['p90']:.0f}", str(r.get("speedup_vs_pytorch", "1.00")),
             f"{r['rtf']:.2f}", f"{r['first_audio_ms']:.0f}", f"{r['codec_ms_per_frame']:.1f}", str(r["peak_rss_mb"]),
             str(r["calls_per_frame"] or "-"), codes, str(r.get("x_roofline", "-"))]

@@ -14,8 +14,11 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bench import machine, roofline
-from bench.configs import BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES, QUICK_FRAMES, Config, configs
+from bench.configs import (BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES, QUICK_FRAMES, Config,
+                           configs)
 from bench.runners import measure
 from voxport import manifest as mf
 from voxport.dtypes import DTYPES
@@ -52,9 +55,9 @@ def summarize(cfg: Config, raw: dict, frame_ms: float, ref: dict | None, floor: 
     if ref and "error" not in ref:
         ref_med = statistics.median(ref["frame_s"][1:] or ref["frame_s"])
         row["speedup_vs_pytorch"] = round(1e3 * ref_med / med, 2)
-        from bench.reference import compare
+        from validation.e2e import compare_codes  # the parity harness's comparison, per frame
 
-        row["codes_vs_pytorch"] = compare(ref["codes"], raw["codes"])
+        row["codes_vs_pytorch"] = compare_codes(np.asarray(ref["codes"]), np.asarray(raw["codes"]))
     if floor:
         row["roofline_ms"] = round(floor, 2)
         row["x_roofline"] = round(med / floor, 2)
@@ -106,11 +109,11 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
     out = {"preset": preset, "artifact": str(art), "frame_ms": frame_ms, "roofline": floors, "results": rows,
            "skipped_dtypes": {d: "not in the artifact's manifest" for d in missing}}
     if browser:
-        out["browser"] = _browser(art, have, progress)
+        out["browser"] = _browser(art, have, manifest["source"].get("name") == "tiny", progress)
     return out
 
 
-def _browser(art: Path, dtypes: list[str], progress) -> list[dict] | dict:
+def _browser(art: Path, dtypes: list[str], tiny: bool, progress) -> list[dict] | dict:
     try:
         from bench import web_bench
     except ImportError as e:
@@ -118,7 +121,7 @@ def _browser(art: Path, dtypes: list[str], progress) -> list[dict] | dict:
     progress(f"bench: browser (headless Chromium, wasm 1 and 2 threads) on {art}")
     try:
         # wasm on a full-size model runs seconds per frame: fewer frames there
-        frames = BROWSER_FRAMES if mf.load(art)["source"].get("name") == "tiny" else BROWSER_FRAMES_LARGE
+        frames = BROWSER_FRAMES if tiny else BROWSER_FRAMES_LARGE
         return web_bench.run([art], dtypes=[d for d in ("fp32", "q4") if d in dtypes], threads=[1, 2],
                              frames=frames, log=progress)
     except Exception as e:  # noqa: BLE001 - no Chromium on this machine is a recorded skip, not a crash
