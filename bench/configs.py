@@ -10,6 +10,7 @@ FULL_FRAMES, QUICK_FRAMES = 24, 10  # frames per timed generation; the prefill f
 FIRST_AUDIO_REPEATS = 3
 BROWSER_FRAMES, BROWSER_FRAMES_LARGE = 16, 6  # headless Chromium, wasm (tiny; full-size presets)
 PROFILE_FRAMES = 6  # the per-operator profile of each fused graph (full runs only)
+BASELINE_WINDOWS = 4  # --baseline: alternating windows per precision (the result is their median)
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,40 @@ def markdown(result: dict, stem: str) -> str:
                   f"stored) -> at least {v['floor_ms']:.1f} ms/frame" for d, v in p["roofline"].items()]
         for d, why in p.get("skipped_dtypes", {}).items():
             lines.append(f"- {d}: skipped ({why})")
-        lines += ["", *_browser_lines(p.get("browser")), ""]
+        lines += ["", *_graph_lines(p), *_baseline_lines(p.get("vs_baseline")), *_browser_lines(p.get("browser")), ""]
         lines += [f"![per-frame time]({Path(stem).name}-{p['preset']}-frame.png)",
                   f"![where the time goes]({Path(stem).name}-{p['preset']}-stages.png)", ""]
     return "\n".join(lines)
+
+
+def _graph_lines(p: dict) -> list[str]:
+    nodes = p.get("graph_nodes") or {}
+    if not nodes:
+        return []
+    graphs = list(next(iter(nodes.values())))
+    kernels = {r["dtype"]: r["profile"] for r in p["results"] if r.get("profile") and "error" not in r["profile"]}
+    lines = ["Graph sizes (nodes per file; kernels run per call from onnxruntime's profile):", "",
+             "| precision | " + " | ".join(graphs) + " | frame kernels/frame | codec kernels/call |",
+             "|" + "---|" * (len(graphs) + 3)]
+    for d, row in nodes.items():
+        k = kernels.get(d, {})
+        lines.append(f"| {d} | " + " | ".join(str(row[g]) for g in graphs)
+                     + f" | {k.get('kernels_per_frame', '-')} | {k.get('codec_kernels_per_call', '-')} |")
+    return lines + [""]
+
+
+def _baseline_lines(rows) -> list[str]:
+    if not rows:
+        return []
+    lines = ["Against an earlier export (interleaved in one process, median of the windows' medians):", "",
+             "| precision | frame nodes (earlier -> now) | ms/frame earlier | ms/frame now | speed-up | windows now "
+             "| prefill ms earlier -> now | first audio ms earlier -> now | codes identical |", "|" + "---|" * 9]
+    for r in rows:
+        b, c = r["baseline"], r["current"]
+        lines.append(f"| {r['dtype']} | {b['frame_graph_nodes']} -> {c['frame_graph_nodes']} | {b['frame_ms']} | "
+                     f"{c['frame_ms']} | {r['speedup']}x | {c['frame_ms_windows']} | {b['prefill_ms']} -> "
+                     f"{c['prefill_ms']} | {b['first_audio_ms']} -> {c['first_audio_ms']} | {r['codes_identical']} |")
+    return lines + [""]
 
 
 def _browser_lines(rows) -> list[str]:

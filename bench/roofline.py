@@ -3,8 +3,9 @@ the measured memory read bandwidth.
 
 The bytes come from the fused `frame` graph itself. Every initializer is read once per node that
 consumes it: the depth decoder's weights have one consumer per unrolled step (31), the backbone's
-one, so the count follows the graph and not a formula about the architecture. Embedding tables
-(inputs of Gather-type nodes) are left out: a frame reads a few rows of them, not the table.
+one, so the count follows the graph and not a formula about the architecture. Tables a node reads
+a few rows of are left out: embeddings (inputs of Gather-type nodes) and the rotary cos/sin caches of
+GroupQueryAttention (one row per position).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def _nbytes(t: onnx.TensorProto) -> int:
     return n * bits // 8
 
 
+_ROW_READ = {"GroupQueryAttention": (7, 8)}  # cos_cache, sin_cache
+
+
 def weight_bytes_per_frame(graph: Path) -> dict:
     """{'read': bytes read per frame, 'stored': bytes of all initializers, 'tables': embedding tables}."""
     g = onnx.load(str(graph), load_external_data=False).graph  # sizes come from dims; data stays on disk
@@ -31,10 +35,10 @@ def weight_bytes_per_frame(graph: Path) -> dict:
     readers: dict[str, int] = defaultdict(int)
     tables = set()
     for node in g.node:
-        for name in node.input:
+        for i, name in enumerate(node.input):
             if name not in size:
                 continue
-            if node.op_type.startswith("Gather"):
+            if node.op_type.startswith("Gather") or i in _ROW_READ.get(node.op_type, ()):
                 tables.add(name)
             else:
                 readers[name] += 1

@@ -78,15 +78,24 @@ def profile(artifact_dir: Path, dtype: str, frames: int, threads: int, device: s
 
     rt, _ = _runtime(artifact_dir, dtype, threads, device, [])
     rt.graphs.profile_dir = Path(tempfile.mkdtemp(prefix="voxport-profile-"))
-    list(Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=frames))
-    events = json.loads(Path(rt.graphs.session("frame").end_profiling()).read_text())
-    runs = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
-    by_op: Counter = Counter()
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and len(runs) > 1 and e["ts"] >= runs[1]:
-            by_op[e["args"].get("op_name", "?")] += e["dur"]
+    list(Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=1))
+
+    def per_call(graph: str, skip: int) -> tuple[int, Counter, int]:
+        """Kernel events of the calls after the first `skip` (the prefill frame): (calls, op -> us, kernels)."""
+        events = json.loads(Path(rt.graphs.session(graph).end_profiling()).read_text())
+        runs = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+        by_op, kernels = Counter(), 0
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and len(runs) > skip and e["ts"] >= runs[skip]:
+                by_op[e["args"].get("op_name", "?")] += e["dur"]
+                kernels += 1
+        return max(1, len(runs) - skip), by_op, kernels
+
+    n, by_op, kernels = per_call("frame", 1)
+    n_codec, _, codec_kernels = per_call("mimi_decoder_stream", 0)
     total = sum(by_op.values()) or 1
-    return {"frames": len(runs) - 1, "kernel_ms_per_frame": total / 1e3 / max(1, len(runs) - 1),
+    return {"frames": n, "kernel_ms_per_frame": total / 1e3 / n, "kernels_per_frame": round(kernels / n),
+            "codec_kernels_per_call": round(codec_kernels / n_codec),
             "share_by_op": {op: round(us / total, 4) for op, us in by_op.most_common(10)}}
 
 

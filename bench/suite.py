@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from bench import machine, roofline
-from bench.configs import (BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES, QUICK_FRAMES, Config,
-                           configs)
+from bench.compare import interleaved
+from bench.graph_stats import node_counts
+from bench.configs import (BASELINE_WINDOWS, BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES,
+                           QUICK_FRAMES, Config, configs)
 from bench.runners import measure
 from voxport import manifest as mf
 from voxport.dtypes import DTYPES
@@ -84,7 +86,7 @@ def artifacts_for(preset: str, given: Path | None, dtypes: list[str], progress) 
 
 
 def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: int, threads: int,
-               device: str, bandwidth: float, browser: bool, progress) -> dict:
+               device: str, bandwidth: float, browser: bool, progress, baseline: Path | None = None) -> dict:
     manifest = mf.load(art)
     have = [d for d in dtypes if d in manifest["dtypes"]]
     missing = sorted(set(dtypes) - set(have))
@@ -107,7 +109,14 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
             rows[-1]["profile"] = measure(Config("profile", cfg.dtype), art, PROFILE_FRAMES, threads, device)
         progress(f"bench:   {_brief(rows[-1])}")
     out = {"preset": preset, "artifact": str(art), "frame_ms": frame_ms, "roofline": floors, "results": rows,
+           "graph_nodes": node_counts(art, have),
            "skipped_dtypes": {d: "not in the artifact's manifest" for d in missing}}
+    if baseline:
+        from validation.harness import onnx_providers
+
+        shared = [d for d in have if d in mf.load(baseline)["dtypes"]]
+        out["vs_baseline"] = [interleaved(art, baseline, d, frames, BASELINE_WINDOWS, threads,
+                                          onnx_providers(device), progress) for d in shared]
     if browser:
         out["browser"] = _browser(art, have, manifest["source"].get("name") == "tiny", progress)
     return out
@@ -130,11 +139,16 @@ def _browser(art: Path, dtypes: list[str], tiny: bool, progress) -> list[dict] |
 
 def run(presets: list[str], dtypes: list[str] | None = None, quick: bool = False, frames: int | None = None,
         threads: int = 0, device: str = "cpu", browser: bool = True, artifacts: Path | None = None,
-        out_dir: Path = RESULTS, progress=lambda m: print(m, file=sys.stderr, flush=True)) -> Path:
+        out_dir: Path = RESULTS, progress=lambda m: print(m, file=sys.stderr, flush=True),
+        baseline: Path | None = None) -> Path:
     if device == "cuda" and not machine.gpu():
         raise InputError("--device cuda: torch sees no CUDA device on this machine")
     if artifacts and len(presets) != 1:
         raise InputError("--artifacts names the directory of one preset; give exactly one --preset")
+    if baseline and len(presets) != 1:
+        raise InputError("--baseline is an earlier export of one preset; give exactly one --preset")
+    if baseline and not (Path(baseline) / "manifest.json").is_file():
+        raise InputError(f"--baseline {baseline}: no manifest.json (an artifact directory from an earlier export)")
     dtypes = dtypes or (["fp32", "q4"] if quick else list(DTYPES))
     frames = frames or (QUICK_FRAMES if quick else FULL_FRAMES)
     dirs = [artifacts_for(p, artifacts, dtypes, progress) for p in presets]  # bad paths fail before any timing
@@ -148,7 +162,7 @@ def run(presets: list[str], dtypes: list[str] | None = None, quick: bool = False
               "presets": []}
     for p, art in zip(presets, dirs):
         result["presets"].append(run_preset(p, art, dtypes, quick, frames, threads, device, bw,
-                                            browser and not quick, progress))
+                                            browser and not quick, progress, baseline))
     result["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return write(result, out_dir)
 

@@ -107,10 +107,13 @@ def _copy_tokenizer(src: Path, dst: Path, tokenizer) -> dict[str, str]:
 
 
 def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
-    """Trace `spec.module` with torch.export (named dynamic dims) and write onnx/<name>.onnx."""
+    """Trace `spec.module` with torch.export (named dynamic dims), or write the graph `spec.build`
+    makes from the weights, to onnx/<name>.onnx."""
     import onnx
     import torch
 
+    if spec.build is not None:
+        return _write_built(spec, root)
     args = [a.to(device) for a in spec.make_inputs(spec.export_sizes)]
     rel = f"onnx/{spec.name}.onnx"
     n_bytes = sum(p.numel() * p.element_size() for p in spec.module.parameters())
@@ -119,10 +122,8 @@ def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
         program = torch.onnx.export(
             spec.module, tuple(args), dynamo=True, verbose=False,
             input_names=[s.name for s in spec.inputs], output_names=[s.name for s in spec.outputs],
-            dynamic_shapes=_dynamic_shapes(spec), optimize=spec.optimize,
+            dynamic_shapes=_dynamic_shapes(spec), optimize=True,
         )
-    if not spec.optimize:
-        _fold_constants(program.model)
     external = n_bytes > EXTERNAL_DATA_BYTES
     path = root / rel
     program.save(str(path), external_data=external)
@@ -134,6 +135,18 @@ def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
         files.append(_rename_external_data(model, path))
     onnx.save(model, str(path))
     return files
+
+
+def _write_built(spec: GraphSpec, root: Path) -> list[str]:
+    import torch
+
+    from exporter.quantize import save
+
+    with torch.no_grad():
+        model = spec.build(spec.inputs, spec.outputs)
+    _name_axes(model, spec)
+    path = root / f"onnx/{spec.name}.onnx"
+    return [str(f.relative_to(root)) for f in save(model, path)]
 
 
 def _rename_external_data(model, path: Path) -> str:
@@ -153,21 +166,6 @@ def _rename_external_data(model, path: Path) -> str:
         raise RuntimeError(f"{path}: expected one external data file, the exporter wrote {sorted(olds)}")
     (path.parent / olds.pop()).rename(new)
     return f"onnx/{new.name}"
-
-
-def _fold_constants(model) -> None:
-    """The cheap parts of the optimizer for graphs that skip it. Common subexpressions first: each of
-    the 31 unrolled depth steps has its own Transpose of the same Linear weight, and folding those
-    one by one wrote 31 copies (marvis-250m frame: 9.5 GB instead of 2). Then fold constant
-    subgraphs, so MatMuls take initializers (the quantizers need that: without it q4 took 31 of the
-    frame graph's 511 weight MatMuls). No size limit: weights are the point. Tiny frame graph:
-    14,014 nodes -> 5,614, in about a second."""
-    from onnx_ir.passes.common import CommonSubexpressionEliminationPass
-    from onnxscript.optimizer import _constant_folding, remove_unused_nodes
-
-    CommonSubexpressionEliminationPass()(model)
-    _constant_folding.fold_constants(model, input_size_limit=1 << 40, output_size_limit=1 << 40)
-    remove_unused_nodes(model)
 
 
 def _dynamic_shapes(spec: GraphSpec):

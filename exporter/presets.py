@@ -74,8 +74,9 @@ PRESETS: dict[str, Preset] = {
         name="tiny",
         backbone=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                       head_dim=16, intermediate_size=128, max_position_embeddings=512),
+        # head_dim a multiple of 8: onnxruntime's GroupQueryAttention (the frame graph) requires it
         depth=dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                   head_dim=12, intermediate_size=96),
+                   head_dim=16, intermediate_size=96),
         codec=_TINY_CODEC,
     ),
     "marvis-250m": Preset(

@@ -154,7 +154,9 @@ def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision, ops: list[str] |
         # QInt8 weights: symmetric, what the CPU and WebGPU int8 kernels expect; per-tensor scales
         quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
                          nodes_to_exclude=exclude, use_external_data_format=large,
-                         extra_options={"MatMulConstBOnly": True})
+                         # DefaultTensorType: ONNX shape inference has no types for contrib-op outputs
+                         # (GroupQueryAttention in the written frame graph); every activation is float
+                         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
         out = onnx.load(str(dst))
     n = sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "DequantizeLinear") for n in out.graph.node)
     return out, n
@@ -168,6 +170,9 @@ def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.Mo
     with _quiet():
         q.process()
     out = q.model.model
+    for node in out.graph.node:  # the quantizer names them <MatMul>_Q4: /.../qkv/MatMul_Q4 -> /.../qkv/MatMulNBits
+        if node.op_type == "MatMulNBits" and node.name.endswith("/MatMul_Q4"):
+            node.name = node.name[: -len("MatMul_Q4")] + "MatMulNBits"
     n = sum(n.op_type == "MatMulNBits" for n in out.graph.node)
     if policy.quantize_embeddings:  # int8 tables, runnable everywhere (see the module docstring)
         out, tables = quantize_q8(out, policy, ops=["Gather"])

@@ -153,7 +153,7 @@ def _bench(a) -> int:
     dtypes = dt.parse(a.dtypes) if a.dtypes else None  # fp32 is always measured: the ratios need it
     path = run(a.preset or ["tiny"], dtypes=dtypes, quick=a.quick, frames=a.frames, threads=a.threads,
                device=a.device, browser=not a.no_browser, artifacts=Path(a.artifacts) if a.artifacts else None,
-               out_dir=Path(a.out) if a.out else RESULTS)
+               out_dir=Path(a.out) if a.out else RESULTS, baseline=Path(a.baseline) if a.baseline else None)
     print(path)
     print(path.with_suffix(".md"))
     return 0
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, help="frames per timed generation (default 24; --quick 10)")
     b.add_argument("--threads", type=int, default=0, help="threads for PyTorch and onnxruntime (default: all cores)")
     b.add_argument("--no-browser", action="store_true", help="skip the headless-Chromium runs")
+    b.add_argument("--baseline", help="an earlier export of the (single) preset: its fused path is timed "
+                   "against this one, interleaved in one process")
     b.add_argument("--out", help="results directory (default: bench/results)")
     b.set_defaults(func=_bench)
 
