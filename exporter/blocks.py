@@ -117,7 +117,7 @@ class LlamaStack:
                     residual = b.const(np.zeros((1, seq, self.cfg.hidden_size)), np.float32) if seq else \
                         b.op("Mul", [x, b.const(0.0, np.float32)], label="no_residual")
                 h, _, _, residual = b.ms("SkipSimplifiedLayerNormalization", [x, residual, w["in_norm"]],
-                                         n_out=4, label="input_layernorm", epsilon=self.eps)
+                                         n_out=4, unused=(1, 2), label="input_layernorm", epsilon=self.eps)
                 with b.scope("attn"):
                     qkv = self._linear(h, w["qkv"], w["qkv_bias"], "qkv")
                     pk, pv = past[i] if past is not None else ("", "")
@@ -128,14 +128,13 @@ class LlamaStack:
                     presents.append((k, v))
                     x = self._linear(attn, w["o"], w["o_bias"], "o")
                 h, _, _, residual = b.ms("SkipSimplifiedLayerNormalization", [x, residual, w["post_norm"]],
-                                         n_out=4, label="post_attention_layernorm", epsilon=self.eps)
+                                         n_out=4, unused=(1, 2), label="post_attention_layernorm", epsilon=self.eps)
                 with b.scope("mlp"):
                     gu = self._linear(h, w["gate_up"], w["gate_up_bias"], "gate_up")
-                    gate, up = b.op("Split", [gu], n_out=2, axis=-1)
+                    gate, up = b.op("Split", [gu], n_out=2, axis=-1, num_outputs=2)
                     silu = b.op("Mul", [gate, b.op("Sigmoid", [gate])], label="silu")
                     x = self._linear(b.op("Mul", [silu, up]), w["down"], w["down_bias"], "down")
-        out = b.ms("SkipSimplifiedLayerNormalization", [x, residual, self.norm], n_out=4, label="norm",
-                   epsilon=self.eps)[0]
+        out = b.ms("SkipSimplifiedLayerNormalization", [x, residual, self.norm], label="norm", epsilon=self.eps)
         return out, presents
 
 
@@ -154,7 +153,7 @@ class Sampler:
             u = b.op("Clip", [noise, b.const(1e-20, np.float32), b.const(1.0 - 1e-7, np.float32)])
             g = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])], label="gumbel")
             g = b.op("Mul", [g, b.op("Cast", [sampling], to=1)], label="gumbel")  # 0 when greedy
-            self.gumbel = b.op("Split", [g], n_out=codebooks, axis=1)  # per codebook [1, 1, V]
+            self.gumbel = b.op("Split", [g], n_out=codebooks, axis=1, num_outputs=codebooks)  # per codebook [1, 1, V]
         self.b = b
 
     def __call__(self, logits: str, codebook: int) -> str:

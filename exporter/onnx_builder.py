@@ -14,9 +14,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17  # onnxruntime-web 1.30 and onnxruntime 1.31 run it; Split takes equal parts without sizes
+# as the traced graphs (torch.onnx): opset 20, IR 10. DequantizeLinear takes fp16 scales from opset 19
+# (q4f16's int8 tables); onnx 1.23 would write IR 14, and onnxruntime 1.31 loads up to 13.
+OPSET, IR_VERSION = 20, 10
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (GroupQueryAttention, SkipSimplifiedLayerNormalization)
-IR_VERSION = 8  # onnx 1.23 writes IR 14 by default; onnxruntime 1.31 loads up to 13
+
+# Output element types where they are not the first input's. The graph carries them as value_info:
+# the fp16 converter needs them to put casts around the nodes it keeps in fp32 (TopK, Max, and the
+# policy's blocks), and ONNX shape inference cannot type contrib-op outputs.
+_OUT_TYPE = {"Shape": TensorProto.INT64, "ArgMax": TensorProto.INT64, "Greater": TensorProto.BOOL,
+             "TopK": (None, TensorProto.INT64)}
+_TYPE_FROM_INPUT = {"Where": 1}
 
 _ONNX_DTYPE = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "int32": TensorProto.INT32}
 
@@ -30,6 +38,7 @@ class GraphBuilder:
         self.outputs: list[onnx.ValueInfoProto] = []
         self._scope: list[str] = []
         self._used: dict[str, int] = {}
+        self._types: dict[str, int] = {}  # tensor -> ONNX element type
 
     # -- names ------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -49,10 +58,12 @@ class GraphBuilder:
     # -- graph I/O and weights --------------------------------------------------------------------
     def input(self, name: str, dtype: str, shape) -> str:
         self.inputs.append(helper.make_tensor_value_info(name, _ONNX_DTYPE[dtype], list(shape)))
+        self._types[name] = _ONNX_DTYPE[dtype]
         return name
 
     def output(self, value: str, name: str, dtype: str, shape) -> None:
         """Declare `value` a graph output called `name` (renaming the producer's output)."""
+        self._types[name] = self._types.get(value)
         for node in self.nodes:
             for i, o in enumerate(node.output):
                 if o == value:
@@ -67,6 +78,7 @@ class GraphBuilder:
         if name not in self.initializers:
             arr = np.ascontiguousarray(array)
             self.initializers[name] = numpy_helper.from_array(arr, name)
+            self._types[name] = self.initializers[name].data_type
         return name
 
     def const(self, value, dtype=np.int64) -> str:
@@ -78,18 +90,30 @@ class GraphBuilder:
 
     # -- nodes ------------------------------------------------------------------------------------
     def op(self, op_type: str, inputs: list[str], n_out: int = 1, label: str | None = None,
-           domain: str = "", **attrs) -> str | list[str]:
-        """Add a node named /<scope>/<label>/<op_type>; returns its output name(s)."""
+           domain: str = "", unused: tuple[int, ...] = (), **attrs) -> str | list[str]:
+        """Add a node named /<scope>/<label>/<op_type>; returns its output name(s). Optional outputs
+        listed in `unused` are left out (named "")."""
         name = self._node_name(f"{label}/{op_type}" if label else op_type)
-        outs = [f"{name}_output_{i}" for i in range(n_out)]
+        outs = ["" if i in unused else f"{name}_output_{i}" for i in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, domain=domain or None, **attrs))
+        same = self._types.get(inputs[_TYPE_FROM_INPUT.get(op_type, 0)]) if inputs else None
+        types = attrs["to"] if op_type == "Cast" else _OUT_TYPE.get(op_type, same)
+        for i, o in enumerate(outs):
+            if not o:
+                continue
+            t = types[i] if isinstance(types, tuple) else types
+            self._types[o] = t if t is not None else same
         return outs[0] if n_out == 1 else outs
 
-    def ms(self, op_type: str, inputs: list[str], n_out: int = 1, label: str | None = None, **attrs):
-        return self.op(op_type, inputs, n_out, label, domain=MS_DOMAIN, **attrs)
+    def ms(self, op_type: str, inputs: list[str], n_out: int = 1, label: str | None = None,
+           unused: tuple[int, ...] = (), **attrs):
+        return self.op(op_type, inputs, n_out, label, domain=MS_DOMAIN, unused=unused, **attrs)
 
     def model(self) -> onnx.ModelProto:
+        declared = {v.name for v in self.inputs + self.outputs}
+        typed = [helper.make_tensor_value_info(o, self._types[o], None) for n in self.nodes for o in n.output
+                 if o and o not in declared and self._types.get(o) is not None]
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs,
-                                  initializer=list(self.initializers.values()))
+                                  initializer=list(self.initializers.values()), value_info=typed)
         return helper.make_model(graph, ir_version=IR_VERSION, producer_name="voxport",
                                  opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)])

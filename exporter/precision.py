@@ -19,7 +19,8 @@ from voxport.dtypes import DTYPES, SUFFIX, file_stem, parse as parse_dtypes  # n
 class GraphPrecision:
     """How one graph is made in each variant.
 
-    fp16_keep_fp32: module-path prefixes (torch name scopes, e.g. "codec.decoder_transformer") whose
+    fp16_keep_fp32: module-path components (torch name scopes, e.g. "decoder_transformer"; for written
+        graphs the node-name scope, e.g. "sample") whose
         nodes stay fp32 inside the fp16 and q4f16 files (casts are inserted at the borders).
     quantize_embeddings: also quantize Gather tables, 8-bit (Gather + DequantizeLinear) in q8 and q4
         alike (GatherBlockQuantized, 4-bit, has no kernel in onnxruntime-web's wasm).

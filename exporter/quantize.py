@@ -77,13 +77,15 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
 
 
 def _in_module(node, modules: tuple[str, ...]) -> bool:
-    """Whether the dynamo exporter recorded `node` as inside a module whose attribute path contains one
-    of `modules` as whole components ("decoder_transformer" matches "codec.decoder.decoder_transformer")."""
+    """Whether `node` is inside a module whose path contains one of `modules` as a whole component:
+    the dynamo exporter's recorded scopes ("decoder_transformer" matches
+    "codec.decoder.decoder_transformer"), or for written graphs the node name's scope
+    ("sample" matches "/depth/step3/sample/TopK")."""
     for p in node.metadata_props:
         if p.key == "pkg.torch.onnx.name_scopes":
             scopes = [f".{s}." for s in ast.literal_eval(p.value)]
             return any(f".{m}." in s for m in modules for s in scopes)
-    return False
+    return any(m in node.name.split("/")[:-1] for m in modules)
 
 
 def to_fp16(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, list[str]]:

@@ -20,7 +20,10 @@ CSM_PRECISION = {
     "mimi_decoder": GraphPrecision(fp16_keep_fp32=("decoder_transformer",)),
     # the fused frame graph: its 31 codebook heads are plain MatMuls (4-bit in q4), and it holds the
     # backbone's audio embedding and the depth decoder's code embedding tables (2-D Gathers)
-    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds")),
+    # sampling stays fp32 inside fp16: Gumbel noise and logits/T in fp16 would draw other codes than
+    # the fp32 step loop and the page for the same noise
+    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"),
+                            fp16_keep_fp32=("sampling", "sample")),
     "mimi_decoder_stream": GraphPrecision(fp16_keep_fp32=("decoder_transformer",)),
     "mimi_encoder": GraphPrecision(unsupported={d: ENCODER_REASON for d in ("fp16", "q8", "q4", "q4f16")}),
 }
