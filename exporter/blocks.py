@@ -101,9 +101,11 @@ class LlamaStack:
         return y if bias is None else self.b.op("Add", [y, bias], label=label)
 
     def __call__(self, x: str, past: list[tuple[str, str]] | None, seqlens_k: str, total_len: str,
-                 seq: int | None = None) -> tuple[str, list[tuple[str, str]]]:
+                 seq: int | None = None, last_only: bool = False) -> tuple[str, list[tuple[str, str]]]:
         """x [1, seq, hidden] -> (final-normed hidden [1, seq, hidden], per layer (present_key, present_value)).
         seq: the input length when it is fixed (unrolled steps), None when it is the graph's dynamic axis.
+        last_only: return the last position only ([1, 1, hidden]); the last layer's MLP then runs on
+        that position alone (a 20-token prompt: 19 MLP rows of the last layer not computed).
         past: per layer (key, value) [1, kv_heads, past, head_dim], or None for an empty cache.
         seqlens_k [1] int32 = total - 1, total_len [] int32 (GroupQueryAttention's position source)."""
         b, presents = self.b, []
@@ -127,6 +129,9 @@ class LlamaStack:
                                       do_rotary=1, rotary_interleaved=0)
                     presents.append((k, v))
                     x = self._linear(attn, w["o"], w["o_bias"], "o")
+                if last_only and i == len(self.layers) - 1:
+                    x, residual = (b.op("Slice", [t, b.const([-1]), b.const([1 << 62]), b.const([1])], label="last")
+                                   for t in (x, residual))
                 h, _, _, residual = b.ms("SkipSimplifiedLayerNormalization", [x, residual, w["post_norm"]],
                                          n_out=4, unused=(1, 2), label="post_attention_layernorm", epsilon=self.eps)
                 with b.scope("mlp"):

@@ -25,6 +25,8 @@ class GraphPrecision:
     quantize_embeddings: also quantize Gather tables, 8-bit (Gather + DequantizeLinear) in q8 and q4
         alike (GatherBlockQuantized, 4-bit, has no kernel in onnxruntime-web's wasm).
     exclude_nodes_like: substrings of node names never quantized (keeps a sensitive MatMul fp32).
+    quantize_only_in: when set, only MatMuls inside these module-path components are quantized
+        (matched as fp16_keep_fp32 is); the rest keep fp32 weights in q8 and q4.
     unsupported: dtype -> why this graph cannot take it. That variant then reuses the graph's fp32
         file, and the manifest records the precision actually used and the reason.
     sampled_outputs: outputs that follow from a discrete choice inside the graph (codes, and the
@@ -35,6 +37,7 @@ class GraphPrecision:
     fp16_keep_fp32: tuple[str, ...] = ()
     quantize_embeddings: bool = False
     exclude_nodes_like: tuple[str, ...] = ()
+    quantize_only_in: tuple[str, ...] = ()
     unsupported: dict[str, str] = field(default_factory=dict)
     sampled_outputs: tuple[str, ...] = ()
 

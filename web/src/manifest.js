@@ -22,14 +22,9 @@ export function checkManifest(m, url) {
   return m;
 }
 
-// dtype -> files of every graph; format 1 has one precision per graph: fp32.
-function variantsOf(graph) {
-  return graph.variants ?? { [DEFAULT_DTYPE]: { files: graph.files } };
-}
-
 /** Precisions every graph of the model is available in (the page's precision choices). */
 export function precisions(m, names = Object.keys(m.graphs)) {
-  const sets = names.map((n) => new Set(Object.keys(variantsOf(m.graphs[n]))));
+  const sets = names.map((n) => new Set(Object.keys(m.graphs[n].variants)));
   return [...sets[0]].filter((d) => sets.every((s) => s.has(d)));
 }
 
@@ -37,7 +32,7 @@ export function precisions(m, names = Object.keys(m.graphs)) {
 export function graphFiles(m, name, dtype = DEFAULT_DTYPE) {
   const g = m.graphs[name];
   if (!g) throw new ArtifactError(`manifest has no graph '${name}'`);
-  const v = variantsOf(g)[dtype];
+  const v = g.variants[dtype];
   if (!v) throw new ArtifactError(`graph '${name}' has no ${dtype} variant`);
   return v.files;
 }

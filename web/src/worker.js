@@ -25,7 +25,7 @@ const yieldToEvents = () => new Promise((resolve) => {
   ch.port2.postMessage(null);
 });
 
-async function createSession(m, name, dtype, files, backend) {
+async function createSession(m, name, files, backend) {
   const [main, ...external] = files;
   const options = {
     executionProviders: [backend],
@@ -48,10 +48,7 @@ async function createSession(m, name, dtype, files, backend) {
   } catch (e) {
     const why = String(e.message || e);
     // wasm32 has a 4 GB heap: a large fp32 model does not fit (marvis-250m fp32: bad_alloc)
-    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision or WebGPU'
-      // onnxruntime-web's wasm build has no kernel for the 4-bit embedding tables of q4 / q4f16
-      : /GatherBlockQuantized/.test(why) ? `; ${dtype} needs WebGPU here (wasm has no GatherBlockQuantized): pick WebGPU or another precision`
-        : '';
+    const hint = /bad_alloc|out of memory/i.test(why) ? '; out of memory: try a smaller precision or WebGPU' : '';
     throw new ArtifactError(`${main.path}: onnxruntime-web could not load it (${why.slice(0, 200)})${hint}`);
   }
 }
@@ -86,7 +83,7 @@ async function load({ url, dtype, backend, threads }) {
   const sessions = {};
   for (const name of GRAPHS) {  // one after another: WebGPU refuses parallel session creation
     const files = plan.filter((p) => p.name === name).map((p) => ({ path: p.e.path, data: p.data }));
-    sessions[name] = await createSession(manifest, name, dtype, files, backend);
+    sessions[name] = await createSession(manifest, name, files, backend);
   }
   const encoderFiles = manifest.graphs.mimi_encoder ? graphFiles(manifest, 'mimi_encoder', dtype) : null;
   const g = {
@@ -112,7 +109,7 @@ async function encode({ samples }) {
   if (!model.sessions.mimi_encoder) {
     const files = [];
     for (const e of model.encoderFiles) files.push({ path: e.path, data: await fetchVerified(model.base, e) });
-    model.sessions.mimi_encoder = await createSession(model.manifest, 'mimi_encoder', model.dtype, files, model.backend);
+    model.sessions.mimi_encoder = await createSession(model.manifest, 'mimi_encoder', files, model.backend);
   }
   const out = await model.sessions.mimi_encoder.run({
     input_values: new ort.Tensor('float32', samples, [1, 1, samples.length]) });

@@ -142,8 +142,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
                                b.const([1], np.int32)], label="seqlens_k")
         rope = rope_caches(b, "backbone", model.backbone_model.rotary_emb, cfg.max_position_embeddings)
         stack = LlamaStack(b, model.backbone_model, "backbone", rope)
-        hidden, presents = stack(names["inputs_embeds"], past, seqlens, total)
-        last = b.op("Slice", [hidden, b.const([-1]), b.const([1 << 62]), b.const([1])], label="last")  # [1, 1, H]
+        last, presents = stack(names["inputs_embeds"], past, seqlens, total, last_only=True)  # [1, 1, H]
         logits = b.op("MatMul", [last, b.weight("lm_head.weight", linear_t(model.lm_head))], label="lm_head")
         codes = [sampler(logits, 0)]
 
@@ -166,9 +165,8 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
             else:
                 x = code_embed
             pos = 1 if i == 0 else i + 1  # the last position this step writes
-            h, kv = dstack(x, kv, b.const([pos], np.int32), b.const(pos + 1, np.int32), seq=2 if i == 0 else 1)
-            if i == 0:
-                h = b.op("Slice", [h, b.const([-1]), b.const([1 << 62]), b.const([1])], label="last")
+            h, kv = dstack(x, kv, b.const([pos], np.int32), b.const(pos + 1, np.int32), seq=2 if i == 0 else 1,
+                           last_only=i == 0)
             logits = b.op("MatMul", [h, b.weight(f"depth.codebooks_head.{i}", heads[i].detach().numpy())],
                           label="head")
             codes.append(sampler(logits, i + 1))
