@@ -127,11 +127,12 @@ def _browser(art: Path, dtypes: list[str], tiny: bool, progress) -> list[dict] |
         from bench import web_bench
     except ImportError as e:
         return {"skipped": f"browser benchmark unavailable: {e}"}
-    progress(f"bench: browser (headless Chromium, wasm 1 and 2 threads) on {art}")
+    # wasm on a full-size model runs seconds per frame: fewer frames there, and 2 threads only
+    frames, threads = (BROWSER_FRAMES, [1, 2]) if tiny else (BROWSER_FRAMES_LARGE, [2])
+    progress(f"bench: browser (headless Chromium, wasm {' and '.join(map(str, threads))} threads) on {art}")
     try:
-        # wasm on a full-size model runs seconds per frame: fewer frames there
-        frames = BROWSER_FRAMES if tiny else BROWSER_FRAMES_LARGE
-        return web_bench.run([art], dtypes=[d for d in ("fp32", "q4") if d in dtypes], threads=[1, 2],
+        # the precisions the page chooses among on wasm (web/src/manifest.js PREFERRED_DTYPES)
+        return web_bench.run([art], dtypes=[d for d in ("fp32", "q8", "q4") if d in dtypes], threads=threads,
                              frames=frames, log=progress)
     except Exception as e:  # noqa: BLE001 - no Chromium on this machine is a recorded skip, not a crash
         return {"skipped": f"{type(e).__name__}: {e}"}

@@ -7,7 +7,7 @@
 // data-state (idle|loading|ready|speaking|done|error).
 import { ModelClient } from './client.js';
 import { Player, wavBlob } from './audio.js';
-import { PAGE_GRAPHS, precisions } from './manifest.js';
+import { PAGE_GRAPHS, defaultDtype, precisions } from './manifest.js';
 import { prepareVoice, record } from './voice.js';
 
 const $ = (id) => document.getElementById(id);
@@ -65,8 +65,11 @@ async function refreshPrecisions() {
   } catch { state.manifest = null; }
   const list = state.manifest ? precisions(state.manifest, PAGE_GRAPHS.filter((g) => state.manifest.graphs?.[g])) : ['fp32'];
   // fp16 kernels need the adapter feature shader-f16 (WebGPU only)
-  const usable = list.filter((d) => !d.includes('f16') || (chosenBackend() === 'webgpu' && state.backend.f16));
+  const backend = chosenBackend();
+  const usable = list.filter((d) => !d.includes('f16') || (backend === 'webgpu' && state.backend.f16));
   for (const d of usable) sel.append(new Option(d, d));
+  sel.value = defaultDtype(usable, backend);
+  sel.dataset.backend = backend;  // tests and automation: the list is current for this backend
 }
 
 function progressView(files, total) {

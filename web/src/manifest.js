@@ -22,6 +22,15 @@ export function checkManifest(m, url) {
   return m;
 }
 
+// The precision the page selects first on each backend, fastest first; the user can pick another.
+// PLACEHOLDER
+export const PREFERRED_DTYPES = { wasm: ['fp32', 'q8', 'q4'], webgpu: ['q4f16', 'q4', 'fp32'] };
+
+/** The default precision among `available` on `backend`. */
+export function defaultDtype(available, backend) {
+  return (PREFERRED_DTYPES[backend] ?? []).find((d) => available.includes(d)) ?? available[0];
+}
+
 /** Precisions every graph of the model is available in (the page's precision choices). */
 export function precisions(m, names = Object.keys(m.graphs)) {
   const sets = names.map((n) => new Set(Object.keys(m.graphs[n].variants)));
