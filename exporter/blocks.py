@@ -157,8 +157,7 @@ class Sampler:
             self.temp = b.op("Max", [temperature, b.const(1e-6, np.float32)])  # as torch's clamp(min=1e-6)
             u = b.op("Clip", [noise, b.const(1e-20, np.float32), b.const(1.0 - 1e-7, np.float32)])
             g = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])], label="gumbel")
-            g = b.op("Mul", [g, b.op("Cast", [sampling], to=1)], label="gumbel")  # 0 when greedy
-            self.gumbel = b.op("Split", [g], n_out=codebooks, axis=1, num_outputs=codebooks)  # per codebook [1, 1, V]
+            self.gumbel = b.op("Mul", [g, b.op("Cast", [sampling], to=1)], label="gumbel")  # 0 when greedy
         self.b = b
 
     def __call__(self, logits: str, codebook: int) -> str:
@@ -166,7 +165,10 @@ class Sampler:
         b = self.b
         with b.scope("sample"):
             vals, idx = b.op("TopK", [logits, self.k], n_out=2, axis=-1, largest=1, sorted=1)
-            g = b.op("GatherElements", [self.gumbel[codebook], idx], axis=-1)
+            # this codebook's row [1, 1, V]: a Gather per codebook, not one Split into K outputs, whose
+            # WebGPU shader binds K + 1 storage buffers (Chromium allows 10 per shader stage)
+            row = b.op("Gather", [self.gumbel, b.const([codebook])], axis=1, label="gumbel")
+            g = b.op("GatherElements", [row, idx], axis=-1)
             scores = b.op("Add", [b.op("Div", [vals, self.temp]), g])
             best = b.op("ArgMax", [scores], axis=-1, keepdims=1)
             code = b.op("GatherElements", [idx, best], axis=-1)
