@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from onnx import TensorProto
+
 from exporter.onnx_builder import GraphBuilder
 
 
@@ -145,31 +147,36 @@ class LlamaStack:
 
 class Sampler:
     """Gumbel-max over the top-k logits, written once per frame graph (runtime/sampling.py's arithmetic):
-    code = argmax over the k largest logits l of l / T + g, g = -log(-log(u)) from the `noise` uniforms,
-    temperature 0 = greedy. Only k logits are ranked (TopK with k = top_k, or 1 when greedy): the
-    traced graph sorted all 2,051 per codebook, ~7 ms of a marvis-250m frame."""
+    code = argmax over the k largest logits l of l / T + g, g = -log(-log(u)) from the `noise` uniforms;
+    temperature 0 = greedy. Per codebook an `If` on T > 0: greedy is one ArgMax; sampling ranks only
+    k logits (TopK). Measured on Chromium's WebGPU: one TopK over 2,051 logits is ~80 dispatches
+    (a full sort, whatever k), 2,560 of tiny's 3,667 per frame; on CPU the traced graph's full sort
+    cost ~7 ms of a marvis-250m frame."""
 
     def __init__(self, b: GraphBuilder, temperature: str, top_k: str, noise: str, codebooks: int):
         with b.scope("sampling"):
-            sampling = b.op("Greater", [temperature, b.const(0.0, np.float32)])
-            k = b.op("Where", [sampling, top_k, b.const(1)])
-            self.k = b.op("Reshape", [k, b.const([1])], label="k")
+            self.sampling = b.op("Greater", [temperature, b.const(0.0, np.float32)])
+            self.k = b.op("Reshape", [top_k, b.const([1])], label="k")
             self.temp = b.op("Max", [temperature, b.const(1e-6, np.float32)])  # as torch's clamp(min=1e-6)
             u = b.op("Clip", [noise, b.const(1e-20, np.float32), b.const(1.0 - 1e-7, np.float32)])
-            g = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])], label="gumbel")
-            self.gumbel = b.op("Mul", [g, b.op("Cast", [sampling], to=1)], label="gumbel")  # 0 when greedy
+            self.gumbel = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])], label="gumbel")
         self.b = b
 
     def __call__(self, logits: str, codebook: int) -> str:
         """logits [1, 1, V] -> code [1, 1] int64."""
         b = self.b
         with b.scope("sample"):
-            vals, idx = b.op("TopK", [logits, self.k], n_out=2, axis=-1, largest=1, sorted=1)
-            # this codebook's row [1, 1, V]: a Gather per codebook, not one Split into K outputs, whose
-            # WebGPU shader binds K + 1 storage buffers (Chromium allows 10 per shader stage)
-            row = b.op("Gather", [self.gumbel, b.const([codebook])], axis=1, label="gumbel")
-            g = b.op("GatherElements", [row, idx], axis=-1)
-            scores = b.op("Add", [b.op("Div", [vals, self.temp]), g])
-            best = b.op("ArgMax", [scores], axis=-1, keepdims=1)
-            code = b.op("GatherElements", [idx, best], axis=-1)
+            # fp32 here, so the branches (which read it from the outer scope) stay fp32 in fp16 variants
+            logits = b.op("Cast", [logits], to=1, label="fp32")
+            with b.branch() as greedy:
+                best = b.op("ArgMax", [logits], axis=-1, keepdims=1, label="greedy")
+            with b.branch() as sampled:
+                with b.scope("topk"):
+                    vals, idx = b.op("TopK", [logits, self.k], n_out=2, axis=-1, largest=1, sorted=1)
+                    row = b.op("Gather", [self.gumbel, b.const([codebook])], axis=1, label="gumbel")  # [1, 1, V]
+                    g = b.op("GatherElements", [row, idx], axis=-1)
+                    scores = b.op("Add", [b.op("Div", [vals, self.temp]), g])
+                    pick = b.op("GatherElements", [idx, b.op("ArgMax", [scores], axis=-1, keepdims=1)], axis=-1)
+            code = b.op("If", [self.sampling], then_branch=b.subgraph("sampled", sampled, [pick]),
+                        else_branch=b.subgraph("greedy", greedy, [best]), out_types=(TensorProto.INT64,))
             return b.op("Reshape", [code, b.const([1, 1])], label="code")

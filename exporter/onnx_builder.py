@@ -89,15 +89,36 @@ class GraphBuilder:
         return self.weight(key.replace("-", "m").replace(".", "p"), arr)
 
     # -- nodes ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def branch(self):
+        """Nodes added inside go to a list of their own (a subgraph's body; see `subgraph`)."""
+        saved, self.nodes = self.nodes, []
+        body = self.nodes
+        try:
+            yield body
+        finally:
+            self.nodes = saved
+
+    def subgraph(self, name: str, nodes: list, outputs: list[str]) -> onnx.GraphProto:
+        """A control-flow body: `nodes` (from `branch`), reading outer-scope values by name."""
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(o, self._types[o], None) for o in outputs],
+                                 value_info=self._typed(nodes, set(outputs)))
+
+    def _typed(self, nodes, declared) -> list:
+        return [helper.make_tensor_value_info(o, self._types[o], None) for n in nodes for o in n.output
+                if o and o not in declared and self._types.get(o) is not None]
+
     def op(self, op_type: str, inputs: list[str], n_out: int = 1, label: str | None = None,
-           domain: str = "", unused: tuple[int, ...] = (), **attrs) -> str | list[str]:
+           domain: str = "", unused: tuple[int, ...] = (), out_types: tuple | None = None,
+           **attrs) -> str | list[str]:
         """Add a node named /<scope>/<label>/<op_type>; returns its output name(s). Optional outputs
-        listed in `unused` are left out (named "")."""
+        listed in `unused` are left out (named ""); `out_types` gives the output element types where
+        they follow from no input (If)."""
         name = self._node_name(f"{label}/{op_type}" if label else op_type)
         outs = ["" if i in unused else f"{name}_output_{i}" for i in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, domain=domain or None, **attrs))
         same = self._types.get(inputs[_TYPE_FROM_INPUT.get(op_type, 0)]) if inputs else None
-        types = attrs["to"] if op_type == "Cast" else _OUT_TYPE.get(op_type, same)
+        types = out_types or (attrs["to"] if op_type == "Cast" else _OUT_TYPE.get(op_type, same))
         for i, o in enumerate(outs):
             if not o:
                 continue
@@ -110,9 +131,7 @@ class GraphBuilder:
         return self.op(op_type, inputs, n_out, label, domain=MS_DOMAIN, unused=unused, **attrs)
 
     def model(self) -> onnx.ModelProto:
-        declared = {v.name for v in self.inputs + self.outputs}
-        typed = [helper.make_tensor_value_info(o, self._types[o], None) for n in self.nodes for o in n.output
-                 if o and o not in declared and self._types.get(o) is not None]
+        typed = self._typed(self.nodes, {v.name for v in self.inputs + self.outputs})
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs,
                                   initializer=list(self.initializers.values()), value_info=typed)
         return helper.make_model(graph, ir_version=IR_VERSION, producer_name="voxport",

@@ -76,6 +76,7 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
         raise ValueError(dtype)
     if dtype != "fp16" and not info["quantized_nodes"]:
         return [], {"dtype": "fp32", "reason": "no MatMul/Gather with a constant float weight to quantize"}
+    _toposort(model.graph)
     return save(model, dst), {"dtype": dtype, **info}
 
 
@@ -99,8 +100,24 @@ def to_fp16(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelP
         # disable_shape_infer: shape inference is slow on big graphs and not needed with keep_io_types
         out = convert_float_to_float16(model, keep_io_types=True, node_block_list=block, disable_shape_infer=True)
     _dedupe_casts(out.graph)
+    _fp32_into_branches(out.graph)
     _toposort(out.graph)  # the converter appends the input casts last; the ONNX checker wants order
     return out, ([f"{m} ({len(block)} nodes)" for m in policy.fp16_keep_fp32] if block else [])
+
+
+def _fp32_into_branches(graph) -> None:
+    """The converter gives every kept-fp32 node's float output an fp16 twin under the original name
+    (X_cast_to_fp16 -> Cast -> X) for its fp16 consumers, but an If branch that reads X from the
+    outer scope (the frame graph's sampling) is typed fp32: point such reads at the fp32 original."""
+    fp32_of = {n.output[0]: n.input[0] for n in graph.node
+               if n.op_type == "Cast" and n.name == f"{n.output[0]}_cast_to_fp16_node"}
+    for node in graph.node:
+        for attr in node.attribute:
+            for g in [attr.g] if attr.HasField("g") else []:
+                for inner in g.node:
+                    for i, name in enumerate(inner.input):
+                        if name in fp32_of:
+                            inner.input[i] = fp32_of[name]
 
 
 def _dedupe_casts(graph) -> None:
@@ -120,14 +137,25 @@ def _dedupe_casts(graph) -> None:
     graph.node.extend(keep)
 
 
+def _needs(node) -> set[str]:
+    """A node's inputs, plus what its subgraphs (If branches) read from the outer scope: the
+    quantizers' own sorts ignore those and put an If before the values its branches read."""
+    out = set(node.input)
+    for attr in node.attribute:
+        for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            made = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+            out |= {i for n in g.node for i in _needs(n)} - made
+    return out
+
+
 def _toposort(graph) -> None:
-    """Reorder nodes so each comes after the producers of its inputs (stable otherwise)."""
+    """Reorder nodes so each comes after the producers of what it reads (stable otherwise)."""
     ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
     pending, ordered = list(graph.node), []
     while pending:
         rest = []
         for n in pending:
-            if all(i in ready for i in n.input):
+            if all(i in ready for i in _needs(n)):
                 ordered.append(n)
                 ready.update(n.output)
             else:
