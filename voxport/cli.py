@@ -65,10 +65,24 @@ def _parity(a) -> int:
     return 0 if r["ok"] and fidelity_ok else 1
 
 
+def _check_outputs(a) -> None:
+    """Every file speak will write, checked before anything is loaded or generated."""
+    from runtime.audio import output_format
+    from voxport.fsutil import check_writable
+
+    if a.output != "-":
+        check_writable(Path(a.output))
+        output_format(Path(a.output))
+    for flag, path in (("--codes-out", a.codes_out), ("--stats-json", a.stats_json)):
+        if path:
+            check_writable(Path(path), flag)
+
+
 def _speak(a) -> int:
     from runtime.csm import CsmRuntime
     from runtime.sampling import Sampling
 
+    _check_outputs(a)
     rt = CsmRuntime(Path(a.dir), dtype=a.dtype)
     sampling = Sampling() if a.greedy else Sampling(a.temperature, a.top_k)
     context = []
@@ -113,8 +127,7 @@ def _speak_stream(rt, a, kw):
     import time
 
     t = time.perf_counter()
-    for graph in ("embed", "frame", rt.rt["codec_stream"]["graph"]):  # hash check + session creation
-        rt.graphs.session(graph)
+    rt.load_streaming()  # hash check + session creation
     load_s = time.perf_counter() - t
     speech = Speech(rt, a.text, chunk_frames=a.chunk_frames, **kw)
     to_stdout = a.output == "-"
