@@ -45,10 +45,14 @@ class CsmRuntime:
         self.rt = self.graphs.rt
         self.prompts = PromptBuilder(artifact_dir, self.rt)
 
+    @staticmethod
+    def takes_voice_prompts(manifest: dict) -> bool:
+        """Whether a reference clip can be encoded (the artifact has the codec's encoder)."""
+        return ENCODER in manifest["graphs"]
+
     @property
     def voice_prompts(self) -> bool:
-        """Whether a reference clip can be encoded (the artifact has the codec's encoder)."""
-        return ENCODER in self.graphs.manifest["graphs"]
+        return self.takes_voice_prompts(self.graphs.manifest)
 
     def load_streaming(self) -> None:
         """Create (hash check + load) the sessions the streaming path uses, before the first request."""

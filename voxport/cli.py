@@ -154,7 +154,8 @@ def _speak_stream(rt, a, kw):
 def _serve(a) -> int:
     from voxport.serve import serve
 
-    serve([Path(d) for d in a.dirs], port=a.port)
+    serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
+          max_streams=a.max_streams, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads)
     return 0
 
 
@@ -231,9 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="results directory (default: bench/results)")
     b.set_defaults(func=_bench)
 
-    v = sub.add_parser("serve", help="serve the browser demo and artifact directories on 127.0.0.1")
+    v = sub.add_parser("serve", help="serve the browser demo, the artifact directories and the speech API")
     v.add_argument("dirs", nargs="*", metavar="DIR", help="artifact directories (default: every one under ./artifacts)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --api-key")
     v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
+                   help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
+    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
+    v.add_argument("--voices-dir", default=str(Path("~/.cache/voxport/voices")),
+                   help="where saved voices live (default: ~/.cache/voxport/voices)")
+    v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
+    v.add_argument("--threads", type=int, default=0, help="onnxruntime threads per session (default: all cores)")
     v.set_defaults(func=_serve)
     return p
 
