@@ -72,8 +72,8 @@ class ApiKey:
                                  else "missing API key: send Authorization: Bearer KEY", None, "invalid_api_key")
                 if scope["type"] == "http":
                     return await error.response()(scope, receive, send)
-                if "websocket.http.response" in scope.get("extensions", {}):  # a real 401 on the handshake
-                    return await error.response()(scope, receive, send)
+                # a WebSocket is refused at the handshake (HTTP 403); uvicorn's denial-response path
+                # (a 401 with a body) works but logs "returned without completing handshake" each time
                 return await send({"type": "websocket.close", "code": 1008})
         return await self.app(scope, receive, send)
 

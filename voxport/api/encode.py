@@ -95,7 +95,9 @@ class Encoder:
     def feed(self, pcm: np.ndarray) -> bytes:
         if self.file is None:
             return pcm16(pcm)
-        self.file.write(np.asarray(pcm, np.float32))
+        # the int16 samples of pcm/wav, so FLAC decodes to exactly them (from float, libsndfile's
+        # FLAC path rounds differently: one step off in about half the samples)
+        self.file.write(np.frombuffer(pcm16(pcm), "<i2"))
         if not self.streams:
             return b""
         self.file.flush()
