@@ -121,7 +121,7 @@ def test_a_reading_client_that_drops_mid_stream_frees_its_slot_within_a_frame(po
 
 def test_soak_200_requests_keep_memory_flat(tiny_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "voxport.cli", "serve", str(tiny_dir), "--port", "0",
-                             "--voices-dir", str(tmp_path)], stderr=subprocess.PIPE, text=True)
+                             "--voices-dir", str(tmp_path), "--quiet"], stderr=subprocess.PIPE, text=True)
     try:
         line = ""
         while "serving on" not in line:

@@ -155,7 +155,7 @@ def _serve(a) -> int:
     from voxport.serve import serve
 
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
-          max_streams=a.max_streams, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads)
+          max_streams=a.max_streams, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads, quiet=a.quiet)
     return 0
 
 
@@ -243,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where saved voices live (default: ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
     v.add_argument("--threads", type=int, default=0, help="onnxruntime threads per session (default: all cores)")
+    v.add_argument("--quiet", action="store_true", help="no per-request log lines")
     v.set_defaults(func=_serve)
     return p
 

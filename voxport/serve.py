@@ -166,7 +166,8 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None,
-          max_streams: int = 4, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 0) -> None:
+          max_streams: int = 4, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 0,
+          quiet: bool = False) -> None:
     from voxport import dtypes as dt
 
     if not is_loopback(host) and not api_key:
@@ -184,7 +185,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
     if voices_dir is not None:
         kw["voices_dir"] = Path(voices_dir)
     try:
-        srv = make_server(dirs, host=host, port=port, **kw)
+        srv = make_server(dirs, host=host, port=port, quiet=quiet, **kw)
     except OSError as e:
         raise InputError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
