@@ -89,7 +89,7 @@ class _Server:
 
 
 def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4), requests: int = 6,
-        frames: int = 10, threads: int = 0, progress=lambda m: None) -> list[dict]:
+        frames: int = 10, threads: int = 1, progress=lambda m: None) -> list[dict]:
     rows = []
     for d in dirs:
         d = Path(d).resolve()
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--requests", type=int, default=6, help="per client, one after another")
     p.add_argument("--frames", type=int, default=10, help="frames per request (80 ms each)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads per session in the server")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per session in the server "
+                   "(serve's default 1; 0: all cores)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     a = p.parse_args(argv)
     missing = [str(d) for d in a.dirs if not (d / "manifest.json").is_file()]

@@ -242,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--voices-dir", default=str(Path("~/.cache/voxport/voices")),
                    help="where saved voices live (default: ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
-    v.add_argument("--threads", type=int, default=0, help="onnxruntime threads per session (default: all cores)")
+    v.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "
+                   "0: all cores)")
     v.add_argument("--quiet", action="store_true", help="no per-request log lines")
     v.set_defaults(func=_serve)
     return p

@@ -166,7 +166,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None,
-          max_streams: int = 4, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 0,
+          max_streams: int = 4, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 1,
           quiet: bool = False) -> None:
     from voxport import dtypes as dt
 
