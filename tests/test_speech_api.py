@@ -209,3 +209,20 @@ def test_serve_refuses_an_open_host_without_a_key(tiny_dir, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--host 0.0.0.0 is reachable from other machines: give --api-key" in err
     assert time.perf_counter() - t < 1  # refused before loading anything
+
+
+def test_a_damaged_artifact_is_a_500_that_names_the_file(tiny_dir, tmp_path):
+    bad = tmp_path / "damaged"
+    (bad / "onnx").mkdir(parents=True)
+    for f in tiny_dir.rglob("*"):  # links to the shared export, but a real, damaged copy of one graph
+        if f.is_file() and f.name != "frame_q4.onnx":
+            (bad / f.relative_to(tiny_dir)).symlink_to(f)
+    data = bytearray((tiny_dir / "onnx" / "frame_q4.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "onnx" / "frame_q4.onnx").write_bytes(bytes(data))
+    with api_server([bad], voices_dir=tmp_path / "voices") as p:
+        status, err = error_of(speech(p, model="damaged:q4", input=TEXT))
+        assert (status, err["type"]) == (500, "server_error")
+        assert "could not be loaded" in err["message"] and "onnx/frame_q4.onnx: sha256 differs" in err["message"]
+        assert speech(p, model="damaged", input=TEXT, max_frames=2, response_format="pcm")[0] == 200  # fp32 intact
+        assert json.loads(request(p, "GET", "/healthz")[2])["streams"]["active"] == 0

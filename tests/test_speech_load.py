@@ -13,12 +13,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
-import numpy as np
 import psutil
 import pytest
 from websockets.sync.client import connect
 
-from tests.api_helpers import api_server, error_of, health, request, speech, wait_for
+from tests.api_helpers import api_server, health, speech, wait_for
 
 TEXTS = ["One voice among many.", "Another speaks at once.", "A third keeps pace.", "Then a fourth."]
 

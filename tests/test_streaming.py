@@ -55,7 +55,9 @@ def test_raw_pcm_on_stdout_matches_the_wav(tiny_dir, tmp_path):
     wav = tmp_path / "w.wav"
     assert _speak(tiny_dir, TEXT, "--greedy", "--max-frames", 6, "-o", wav).returncode == 0
     ref, _ = sf.read(wav, dtype="int16")
-    assert np.array_equal(pcm, ref)  # the same float -> int16 arithmetic as libsndfile's
+    # chunks of 4 frames and of 1 decode to floats up to 1.2e-5 apart (measured; 127 of 11520
+    # samples then land one int16 step apart): the arithmetic is the same, the chunking is not
+    assert np.abs(pcm.astype(int) - ref.astype(int)).max() <= 1
 
 
 def test_reader_closing_the_pipe_stops_generation_cleanly(tiny_dir, tmp_path):

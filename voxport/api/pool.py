@@ -20,16 +20,19 @@ class Models:
     def __init__(self, dirs: dict[str, Path], dtype: str = "fp32", threads: int = 0):
         self.dirs, self.dtype, self.threads = dirs, dtype, threads
         self._runtimes: dict[tuple[str, str], object] = {}
+        self._manifests: dict[str, dict | None] = {}
         self._lock = threading.Lock()
         self.load_s: dict[str, float] = {}  # "name:dtype" -> seconds to load its sessions
 
     def manifest(self, name: str) -> dict | None:
         """The manifest of a served directory; None when it is not one this voxport can speak from
-        (the page may still serve it)."""
-        try:
-            return mf.load(self.dirs[name])
-        except VoxportError:
-            return None
+        (the page may still serve it). Read once: every request resolves its model through it."""
+        if name not in self._manifests:
+            try:
+                self._manifests[name] = mf.load(self.dirs[name])
+            except VoxportError:
+                self._manifests[name] = None
+        return self._manifests[name]
 
     def resolve(self, model: str, param: str = "model") -> tuple[str, str]:
         """"NAME" or "NAME:DTYPE" -> (served name, precision); 404 / 400 with what exists."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
@@ -17,9 +16,9 @@ from runtime.stream import Speech
 from voxport.api.bodies import read_json
 from voxport.api.encode import Encoder, formats, media_type
 from voxport.api.errors import ApiError, bad
-from voxport.errors import InputError
+from voxport.api.voices import NAME as VOICE_NAME
+from voxport.errors import InputError, VoxportError
 
-log = logging.getLogger("voxport.serve")
 DEFAULTS = {"temperature": 0.9, "top_k": 50, "seed": 0, "max_frames": 125}  # as `voxport speak`
 KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format", "instructions", *DEFAULTS}
 
@@ -59,7 +58,7 @@ def parse_options(state, body: dict) -> Options:
     if voice.isdecimal() and voice.isascii() and int(voice) < 2 ** 31:  # the template takes any integer
         speaker, context = int(voice), []
     else:
-        saved = state.voices.get(voice) if _voice_name(voice) else None
+        saved = state.voices.get(voice) if VOICE_NAME.match(voice) else None
         if saved is None:
             raise bad(f"voice {voice!r} is neither a speaker id (\"0\", \"1\", ...) nor a saved voice "
                       "(GET /v1/voices lists them)", "voice", "voice_not_found")
@@ -71,12 +70,6 @@ def parse_options(state, body: dict) -> Options:
     sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab))
     return Options(name, dtype, speaker, context, sampling, _number(body, "seed", int, 0, 2 ** 63 - 1),
                    _number(body, "max_frames", int, 1, state.config.max_frames))
-
-
-def _voice_name(voice: str) -> bool:
-    from voxport.api.voices import NAME
-
-    return bool(NAME.match(voice))
 
 
 def parse_text(text, limit: int, param: str = "input") -> str:
@@ -120,6 +113,9 @@ async def speech(request: Request) -> StreamingResponse:
     except InputError as e:
         slot.release()
         raise bad(str(e), "input") from None
+    except VoxportError as e:  # a damaged or unloadable artifact: the server's problem
+        slot.release()
+        raise ApiError(500, f"model {opts.model!r} could not be loaded: {e}") from None
     except BaseException:
         slot.release()
         raise

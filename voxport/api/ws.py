@@ -31,7 +31,9 @@ from runtime.audio import pcm16
 from runtime.chunking import complete_sentences
 from voxport.api.errors import ApiError, bad
 from voxport.api.speech import parse_options
-from voxport.errors import InputError
+from voxport.errors import InputError, VoxportError
+
+START_FIELDS = {"type", "model", "voice", "seed", "temperature", "top_k", "max_frames", "codes"}
 
 class Live:
     """One `Speech` over sentences that arrive later, run in its own thread; what it makes (PCM bytes,
@@ -99,6 +101,9 @@ async def stream(websocket: WebSocket) -> None:
         start = await _receive(websocket)
         if start.get("type") != "start":
             raise bad('the first message must be {"type": "start", ...} (every field optional)', "type")
+        unknown = sorted(set(start) - START_FIELDS)
+        if unknown:
+            raise bad(f"unknown start field {unknown[0]!r}; accepted: {', '.join(sorted(START_FIELDS))}", unknown[0])
         body = {k: v for k, v in start.items() if k not in ("type", "codes")}
         if "model" not in body and len(state.models.speakable()) == 1:
             body["model"] = state.models.speakable()[0]
@@ -112,7 +117,12 @@ async def stream(websocket: WebSocket) -> None:
         return
     session = Session(websocket, state, opts, bool(start.get("codes")))
     try:
-        rt = await anyio.to_thread.run_sync(state.models.runtime, opts.model, opts.dtype)
+        try:
+            rt = await anyio.to_thread.run_sync(state.models.runtime, opts.model, opts.dtype)
+        except VoxportError as e:  # a damaged or unloadable artifact: the server's problem, said once
+            await _send_error(websocket, ApiError(500, f"model {opts.model!r} could not be loaded: {e}"))
+            await websocket.close(1011)
+            return
         await websocket.send_json({"type": "ready", "model": opts.model, "dtype": opts.dtype,
                                    "sample_rate": rt.rt["sample_rate"], "format": "pcm_s16le"})
         async with anyio.create_task_group() as tg:
@@ -147,6 +157,8 @@ class Session:
                     sentences, buffer = ([buffer.strip()] if buffer.strip() else []), ""
                 elif kind == "cancel":
                     buffer, sentences = "", []
+                    if self.live is None:  # nothing running: still answer, so a client can always wait for it
+                        self.out.put_nowait({"type": "cancelled", "frames": 0})
                     await self.stop()
                 else:
                     raise bad(f"unknown message type {kind!r}: text, flush or cancel", "type")
