@@ -176,6 +176,12 @@ def test_bad_speech_requests(port, body, status, message, param):
     assert (got_status, err["param"]) == (status, param) and message in err["message"], err
 
 
+def test_unknown_api_paths_and_methods_answer_in_the_error_shape(port):
+    assert error_of(request(port, "GET", "/v1/audio/speeches"))[0] == 404
+    status, err = error_of(request(port, "GET", "/v1/audio/speech"))
+    assert status == 405 and "GET /v1/audio/speech" in err["message"]
+
+
 def test_oversized_and_malformed_bodies(port):
     status, err = error_of(speech(port, model="tiny", input="x" * 70000))
     assert status == 413 and "over the limit of 65536 bytes" in err["message"]

@@ -113,11 +113,16 @@ def test_bad_messages_get_error_events(port):
             ws.send(msg)
             err = json.loads(ws.recv(timeout=10))
             assert err["type"] == "error" and text in err["error"]["message"], err
-    with connect(f"ws://127.0.0.1:{port}/v1/audio/stream", open_timeout=10) as bad:
-        bad.send(json.dumps({"type": "start", "voice": "nobody"}))
-        assert "neither a speaker id" in json.loads(bad.recv(timeout=10))["error"]["message"]
-        with pytest.raises(Exception, match="1008"):
-            bad.recv(timeout=10)
+        ws.send(json.dumps({"type": "cancel"}))  # nothing running: answered all the same
+        assert json.loads(ws.recv(timeout=10)) == {"type": "cancelled", "frames": 0}
+    for start, text in (({"voice": "nobody"}, "neither a speaker id"), ({"speed": 2}, "unknown start field 'speed'"),
+                        ({"model": "nope"}, "model 'nope' does not exist")):
+        with connect(f"ws://127.0.0.1:{port}/v1/audio/stream", open_timeout=10) as bad:
+            bad.send(json.dumps({"type": "start", **start}))
+            assert text in json.loads(bad.recv(timeout=10))["error"]["message"]
+            with pytest.raises(Exception, match="1008"):
+                bad.recv(timeout=10)
+    assert health(port)["streams"]["active"] == 0  # refused starts took no slot
 
 
 def test_a_closed_socket_frees_its_slot(port):

@@ -42,7 +42,7 @@ class ServerConfig:
 
 
 def api_routes() -> list:
-    return [
+    routes = [
         Route("/v1/audio/speech", speech.speech, methods=["POST"]),
         Route("/v1/models", speech.models, methods=["GET"]),
         Route("/v1/voices", voices.create_voice, methods=["POST"]),
@@ -51,6 +51,16 @@ def api_routes() -> list:
         WebSocketRoute("/v1/audio/stream", ws.stream),
         Route("/healthz", health, methods=["GET"]),
     ]
+
+    async def elsewhere(request: Request):
+        """Any other /v1/ request: the error shape, not the page's 404 (its catch-all route is next)."""
+        allowed = sorted({m for r in routes if isinstance(r, Route) and r.matches(request.scope)[0].name != "NONE"
+                          for m in r.methods or ()} - {"HEAD"})
+        if allowed:
+            raise ApiError(405, f"{request.method} {request.url.path}: method not allowed; use {', '.join(allowed)}")
+        raise ApiError(404, f"{request.method} {request.url.path}: no such endpoint")
+
+    return [*routes, Route("/v1/{rest:path}", elsewhere, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])]
 
 
 async def health(request: Request) -> JSONResponse:
