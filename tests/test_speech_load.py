@@ -81,10 +81,12 @@ def test_past_max_streams_a_503_and_dropped_clients_free_their_slots(port):
         assert json.loads(ws.recv(timeout=60))["type"] == "ready"
     held_http = [_slow_stream(port) for _ in range(2)]
     try:
-        assert health(port)["streams"] == {"active": 8, "max": 8}
+        streams = health(port)["streams"]
+        assert (streams["active"], streams["max"]) == (8, 8)
         status, headers, body = speech(port, model="tiny", input="One too many.", max_frames=2)
         err = json.loads(body)["error"]
         assert (status, headers["Retry-After"], err["code"]) == (503, "1", "server_busy")
+        assert health(port)["streams"]["refused"] == streams["refused"] + 1
         assert "all 8 streams are busy" in err["message"]
         with connect(f"ws://127.0.0.1:{port}/v1/audio/stream", open_timeout=10) as ninth:
             ninth.send(json.dumps({"type": "start"}))
@@ -116,6 +118,18 @@ def test_a_reading_client_that_drops_mid_stream_frees_its_slot_within_a_frame(po
     freed = wait_for(lambda: health(port)["streams"]["active"] == 0, timeout=5)
     print(f"slot back {freed * 1000:.0f} ms after the reader dropped")
     assert freed < 0.5  # a tiny frame is ~20 ms; the rest is the disconnect reaching the app
+
+
+def test_clients_gone_before_the_first_byte_leave_no_slot_held(port):
+    payload = json.dumps({"model": "tiny", "input": "Nobody waits for this.", "max_frames": 50}).encode()
+    started = health(port)["streams"]["started"]
+    for _ in range(10):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    freed = wait_for(lambda: health(port)["streams"]["started"] == started + 10
+                     and health(port)["streams"]["active"] == 0, timeout=10)
+    print(f"ten vanished clients: all slots back {freed * 1000:.0f} ms after the last")
 
 
 def test_soak_200_requests_keep_memory_flat(tiny_dir, tmp_path):

@@ -66,7 +66,8 @@ def api_routes() -> list:
 async def health(request: Request) -> JSONResponse:
     """For a load balancer, and to watch the slots: no key needed, nothing about the models."""
     s = request.app.state.slots
-    return JSONResponse({"status": "ok", "streams": {"active": s.active, "max": s.limit},
+    return JSONResponse({"status": "ok", "streams": {"active": s.active, "max": s.limit, "started": s.started,
+                                                     "refused": s.refused},
                          "loaded": request.app.state.models.load_s})
 
 

@@ -71,15 +71,17 @@ class Slots:
     a queued request's first audio would come after someone else's whole utterance."""
 
     def __init__(self, limit: int):
-        self.limit, self.active = limit, 0
+        self.limit, self.active, self.started, self.refused = limit, 0, 0, 0
         self._lock = threading.Lock()
 
     def take(self) -> "Slot":
         with self._lock:
             if self.active >= self.limit:
+                self.refused += 1
                 raise ApiError(503, f"all {self.limit} streams are busy; retry shortly", None, "server_busy",
                                headers={"Retry-After": "1"})
             self.active += 1
+            self.started += 1
         return Slot(self)
 
     def _give_back(self) -> None:

@@ -120,6 +120,12 @@ async def speech(request: Request) -> StreamingResponse:
         slot.release()
         raise
 
+    def cleanup():  # idempotent; no thread is inside `chunks` when it runs (to_thread waits for it)
+        cancel.set()
+        chunks.close()
+        encoder.close()
+        slot.release()
+
     async def stream():
         try:
             pcm = first
@@ -132,13 +138,25 @@ async def speech(request: Request) -> StreamingResponse:
                 pcm = await anyio.to_thread.run_sync(next, chunks, None, limiter=state.limiter)
             yield head + encoder.finish()
         finally:  # normal end, client gone (cancelled here within the frame in flight), or error
-            cancel.set()
-            chunks.close()
-            encoder.close()
-            slot.release()
+            cleanup()
 
     headers = {"X-Sample-Rate": str(rt.rt["sample_rate"]), "Cache-Control": "no-store"}
-    return StreamingResponse(stream(), media_type=media_type(fmt), headers=headers)
+    return _Stream(stream(), cleanup, media_type=media_type(fmt), headers=headers)
+
+
+class _Stream(StreamingResponse):
+    """Cleans up even when the body never started (a client gone before the first send is
+    cancelled before the generator runs, and an unstarted generator's `finally` never does)."""
+
+    def __init__(self, body, cleanup, **kw):
+        super().__init__(body, **kw)
+        self._cleanup = cleanup
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._cleanup()
 
 
 async def models(request: Request) -> JSONResponse:
