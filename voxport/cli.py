@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
                    help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
     v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
-    v.add_argument("--voices-dir", default=str(Path("~/.cache/voxport/voices")),
-                   help="where saved voices live (default: ~/.cache/voxport/voices)")
+    cache = os.environ.get("VOXPORT_CACHE", "~/.cache/voxport")
+    v.add_argument("--voices-dir", default=os.path.join(cache, "voices"),
+                   help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
     v.add_argument("--threads", type=int, default=1,
                    help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "

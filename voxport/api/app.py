@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,8 @@ class ServerConfig:
     models: dict[str, Path] = field(default_factory=dict)  # served name -> artifact directory
     api_key: str | None = None
     max_streams: int = 4
-    voices_dir: Path = Path("~/.cache/voxport/voices")
+    voices_dir: Path = field(default_factory=lambda: Path(os.environ.get("VOXPORT_CACHE", "~/.cache/voxport"))
+                             / "voices")
     dtype: str = "fp32"  # precision when `model` names none ("NAME:q4" picks one)
     # onnxruntime intra-op threads per session. 1: streams run side by side, each in its own thread;
     # measured (bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3
