@@ -158,7 +158,7 @@ def test_soak_200_requests_keep_memory_flat(tiny_dir, tmp_path):
     growth = rss[-1] - rss[49]
     print(f"soak: 200 requests in {wall:.1f} s; RSS after 1: {rss[0]:.1f} MB, after 50: {rss[49]:.1f} MB, "
           f"after 200: {rss[-1]:.1f} MB (growth over the last 150: {growth:+.1f} MB), peak {hwm:.1f} MB")
-    # bound: one request's state (tiny: backbone KV for ~60 positions, codec state, 2 frames of PCM)
-    # is ~1 MB; keeping each request's would add >= 150 MB. Allocator noise after warm-up measured
-    # below 2 MB; 8 MB leaves room for it on a busy machine and still fails on any per-request leak.
+    # bound: one request's state (tiny: codec state 0.26 MB from the manifest, KV 512 B per position,
+    # 15 KB of PCM) is ~0.3 MB, so keeping each request's would add ~45 MB over 150. Growth after
+    # warm-up measured +0.1 to +0.7 MB; 8 MB leaves room for allocator noise on a busy machine.
     assert growth < 8
