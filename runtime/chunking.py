@@ -11,9 +11,25 @@ from voxport.errors import InputError
 # whole), or at the CJK full stops, which need no space
 _SENTENCE = re.compile(r".*?(?:[.!?…]+[\"'”’)\]]*(?=\s|$)|[。！？]+|$)", re.DOTALL)
 
+_ENDS = re.compile(r"(?:[.!?…]+[\"'”’)\]]*|[。！？]+)\s*$")
+
 
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+
+
+def complete_sentences(text: str) -> tuple[list[str], str]:
+    """Split text that is still arriving into the sentences already finished and the rest. A sentence
+    is finished once its end mark is followed by more text (a space), so "3." waits for "14"; a CJK
+    full stop needs nothing after it."""
+    done, end = [], 0
+    for m in _SENTENCE.finditer(text):
+        closed = m.end() < len(text) or text[m.start():m.end()].rstrip().endswith(("。", "！", "？"))
+        if not m.group().strip() or not closed or not _ENDS.search(m.group()):
+            break
+        done.append(m.group().strip())
+        end = m.end()
+    return done, text[end:]
 
 
 def plan_utterances(text: str, fits: Callable[[str], bool]) -> list[str]:

@@ -14,6 +14,8 @@ from runtime.prompt import PromptBuilder, Utterance
 from runtime.sampling import Sampling, choose, draw_noise
 from voxport.errors import InputError
 
+ENCODER = "mimi_encoder"
+
 
 @dataclass
 class Result:
@@ -33,16 +35,34 @@ def _kv_feeds(past: list[np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class CsmRuntime:
+    # the chat template takes any integer as a speaker id; CSM and Marvis are trained on two-party
+    # conversations, speakers 0 and 1, which is what a server lists
+    speakers = ("0", "1")
+
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
                  dtype: str = "fp32"):
         self.graphs = Graphs(artifact_dir, providers, threads, dtype)
         self.rt = self.graphs.rt
         self.prompts = PromptBuilder(artifact_dir, self.rt)
 
+    @staticmethod
+    def takes_voice_prompts(manifest: dict) -> bool:
+        """Whether a reference clip can be encoded (the artifact has the codec's encoder)."""
+        return ENCODER in manifest["graphs"]
+
+    @property
+    def voice_prompts(self) -> bool:
+        return self.takes_voice_prompts(self.graphs.manifest)
+
+    def load_streaming(self) -> None:
+        """Create (hash check + load) the sessions the streaming path uses, before the first request."""
+        for graph in ("embed", "frame", self.rt["codec_stream"]["graph"]):
+            self.graphs.session(graph)
+
     # -- prompt ----------------------------------------------------------------------------------
     def encode_audio(self, wave: np.ndarray) -> np.ndarray:
         """mono float32 at the codec rate -> codes [frames, K]."""
-        codes = self.graphs.run("mimi_encoder", {"input_values": wave.reshape(1, 1, -1).astype(np.float32)})[0]
+        codes = self.graphs.run(ENCODER, {"input_values": wave.reshape(1, 1, -1).astype(np.float32)})[0]
         return codes[0].T.astype(np.int64)
 
     def reference(self, path: Path, text: str, speaker: int) -> Utterance:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from voxport.errors import ArtifactError
 
 class Graphs:
     """Lazily created sessions of one precision variant (`dtype`: fp32, fp16, q8, q4, q4f16); a
-    graph's files are hash-checked once, before its first load."""
+    graph's files are hash-checked once, before its first load. Sessions may be shared by threads
+    (onnxruntime's run is thread-safe); creating one is serialised so a graph is loaded once."""
 
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
                  dtype: str = "fp32", profile_dir: Path | None = None):
@@ -27,9 +29,16 @@ class Graphs:
         self.threads = threads
         self.profile_dir = profile_dir  # benchmarks: onnxruntime's per-node profile of every session
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
         mf.check_files(self.dir, self.manifest, graphs=[])  # tokenizer and template files
 
     def session(self, name: str) -> ort.InferenceSession:
+        if name in self._sessions:
+            return self._sessions[name]
+        with self._lock:
+            return self._session(name)
+
+    def _session(self, name: str) -> ort.InferenceSession:
         if name not in self._sessions:
             path = mf.graph_path(self.dir, self.manifest, name, self.dtype)
             mf.check_files(self.dir, self.manifest, graphs=[name], dtype=self.dtype)

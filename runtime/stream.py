@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -20,7 +21,10 @@ from voxport.errors import InputError
 @dataclass
 class Speech:
     """One request. Iterate it for float32 PCM chunks; `codes` and `stats` fill in as it goes.
-    A consumer that stops early (closes the iterator, breaks out of the loop) ends generation."""
+    A consumer that stops early (closes the iterator, breaks out of the loop) ends generation; so does
+    setting `cancel` (a threading.Event, for a consumer in another thread), checked before every frame.
+    `sentences`, when given, replaces `text`: utterances as they come (the iterator may block, e.g. on
+    a live text stream), spoken in order with one codec stream and each as the next one's context."""
 
     rt: CsmRuntime
     text: str
@@ -30,6 +34,8 @@ class Speech:
     sampling: Sampling = Sampling()
     seed: int = 0
     chunk_frames: int = 1
+    cancel: object | None = None  # anything with is_set(): threading.Event
+    sentences: Iterable[str] | None = None
     codes: list[np.ndarray] = field(default_factory=list)  # every generated frame, eos frames included
     utterances: list[dict] = field(default_factory=list)  # per utterance: text, first frame, frames
     stats: dict = field(default_factory=dict)
@@ -74,32 +80,42 @@ class Speech:
                     if len(pending) == self.chunk_frames:
                         yield emit(pending)
                         pending = []
-                if pending:
+                if pending and not self._cancelled():
                     yield emit(pending)
                 spoken = np.stack(self.codes[start:]) if len(self.codes) > start else np.zeros((0, 1), np.int64)
                 spoken = spoken[: len(spoken) - int(len(spoken) > 0 and self._is_eos(spoken[-1]))]
                 self.utterances.append({"text": text, "first_frame": start, "frames": int(len(spoken))})
+                if self._cancelled():
+                    return
                 context = [Utterance(text, self.speaker, spoken)] if len(spoken) else []
         finally:
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
+
+    def _cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
     def _is_eos(self, frame: np.ndarray) -> bool:
         # transformers stops when every codebook but the last is eos; that frame is not audio
         return bool(np.all(frame[:-1] == self.rt.rt["codebook_eos_token_id"]))
 
-    def _plan(self) -> list[str]:
+    def _plan(self) -> Iterable[str]:
+        if self.sentences is not None:  # lazily: the source may still be being written
+            return (part for s in self.sentences for part in self._split(s))
+        return self._split(self.text)
+
+    def _split(self, text: str) -> list[str]:
         ctx_tokens = self.rt.prompts.build(self.context)[0].shape[1] if self.context else 0
         limit = self.rt.rt["max_positions"] - ctx_tokens
 
         def tokens(t: str) -> int:
             return self.rt.prompts.build([Utterance(t, self.speaker)])[0].shape[1]
 
-        if not self.text.strip():
+        if not text.strip():
             raise InputError("text is empty")
-        if tokens(self.text) + self.max_frames <= limit:
-            return [self.text]
+        if tokens(text) + self.max_frames <= limit:
+            return [text]
         # leave room for the previous utterance (text and audio) as the next one's context
-        return plan_utterances(self.text, lambda t: tokens(t) + self.max_frames <= limit // 2)
+        return plan_utterances(text, lambda t: tokens(t) + self.max_frames <= limit // 2)
 
     def _fit_context(self, text: str, context: list[Utterance]) -> list[Utterance]:
         """Carry the previous utterance as context while it fits beside the new one; else none."""
@@ -119,6 +135,8 @@ class Speech:
         names = ["codes", "next_embeds"] + [f"present.{i // 2}.{'key' if i % 2 == 0 else 'value'}"
                                             for i in range(2 * rt["backbone"]["layers"])]
         for n in range(max_frames):
+            if self._cancelled():
+                return
             seq = embeds.shape[1]
             out = graphs.session("frame").run(names, {
                 "inputs_embeds": embeds, "attention_mask": np.ones((1, pos + seq), np.int64),

@@ -34,7 +34,7 @@ def get(port, path):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request("GET", path)
     r = c.getresponse()
-    return r.status, dict(r.getheaders()), r.read()
+    return r.status, r.headers, r.read()  # header names are case-insensitive (uvicorn sends them lower-case)
 
 
 def raw_get(port, path):

@@ -65,10 +65,24 @@ def _parity(a) -> int:
     return 0 if r["ok"] and fidelity_ok else 1
 
 
+def _check_outputs(a) -> None:
+    """Every file speak will write, checked before anything is loaded or generated."""
+    from runtime.audio import output_format
+    from voxport.fsutil import check_writable
+
+    if a.output != "-":
+        check_writable(Path(a.output))
+        output_format(Path(a.output))
+    for flag, path in (("--codes-out", a.codes_out), ("--stats-json", a.stats_json)):
+        if path:
+            check_writable(Path(path), flag)
+
+
 def _speak(a) -> int:
     from runtime.csm import CsmRuntime
     from runtime.sampling import Sampling
 
+    _check_outputs(a)
     rt = CsmRuntime(Path(a.dir), dtype=a.dtype)
     sampling = Sampling() if a.greedy else Sampling(a.temperature, a.top_k)
     context = []
@@ -113,8 +127,7 @@ def _speak_stream(rt, a, kw):
     import time
 
     t = time.perf_counter()
-    for graph in ("embed", "frame", rt.rt["codec_stream"]["graph"]):  # hash check + session creation
-        rt.graphs.session(graph)
+    rt.load_streaming()  # hash check + session creation
     load_s = time.perf_counter() - t
     speech = Speech(rt, a.text, chunk_frames=a.chunk_frames, **kw)
     to_stdout = a.output == "-"
@@ -141,7 +154,8 @@ def _speak_stream(rt, a, kw):
 def _serve(a) -> int:
     from voxport.serve import serve
 
-    serve([Path(d) for d in a.dirs], port=a.port)
+    serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
+          max_streams=a.max_streams, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads, quiet=a.quiet)
     return 0
 
 
@@ -220,9 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="results directory (default: bench/results)")
     b.set_defaults(func=_bench)
 
-    v = sub.add_parser("serve", help="serve the browser demo and artifact directories on 127.0.0.1")
+    v = sub.add_parser("serve", help="serve the browser demo, the artifact directories and the speech API")
     v.add_argument("dirs", nargs="*", metavar="DIR", help="artifact directories (default: every one under ./artifacts)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --api-key")
     v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
+                   help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
+    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
+    cache = os.environ.get("VOXPORT_CACHE", "~/.cache/voxport")
+    v.add_argument("--voices-dir", default=os.path.join(cache, "voices"),
+                   help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")
+    v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
+    v.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "
+                   "0: all cores)")
+    v.add_argument("--quiet", action="store_true", help="no per-request log lines")
     v.set_defaults(func=_serve)
     return p
 

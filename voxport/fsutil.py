@@ -1,12 +1,15 @@
-"""File helpers shared by export and presets: atomic directories and hashing."""
+"""File helpers: atomic directories, hashing, and checking an output path before the work that fills it."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from voxport.errors import InputError
 
 
 @contextlib.contextmanager
@@ -37,3 +40,25 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def check_writable(path: Path, what: str = "output") -> None:
+    """InputError (one line) unless `path` can be written as a file: its directory exists, it is not a
+    directory, and the place takes a new file. Probed by creating (and removing) a temporary file
+    beside it, since permission bits say nothing for root or a read-only mount; nothing is left."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory; give a file name, e.g. {path / 'out.wav'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{what} {path}: directory {parent} does not exist")
+    try:
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}.", delete=True):
+                pass
+    except OSError as e:
+        where = f"cannot write {path}" if path.exists() else f"cannot create a file in {parent}"
+        raise InputError(f"{what} {path}: {where} ({os.strerror(e.errno) if e.errno else e})") from None

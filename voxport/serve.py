@@ -1,4 +1,5 @@
-"""`voxport serve`: the browser demo (web/) plus artifact directories on 127.0.0.1, stdlib only.
+"""`voxport serve`: the browser demo (web/), the artifact directories, and the speech API (voxport/api/),
+on one Starlette app run by uvicorn, on 127.0.0.1 unless told otherwise (then only with an API key).
 
 What the page needs from a server, and nothing more:
 - cross-origin isolation (COOP/COEP), without which onnxruntime-web cannot use wasm threads;
@@ -10,14 +11,19 @@ What the page needs from a server, and nothing more:
 
 from __future__ import annotations
 
-import json
+import ipaddress
+import logging
 import mimetypes
 import posixpath
+import socket
 import sys
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import threading
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
 from voxport.errors import InputError
 from voxport.manifest import MANIFEST
@@ -38,6 +44,7 @@ ISOLATION_HEADERS = {
     "Cross-Origin-Embedder-Policy": "require-corp",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+PAGE_HEADERS = {**ISOLATION_HEADERS, "Cache-Control": "no-cache"}
 
 
 def model_dirs(dirs: list[Path]) -> dict[str, Path]:
@@ -58,87 +65,138 @@ def default_dirs(root: Path = Path("artifacts")) -> list[Path]:
     return sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "voxport"
-    web_root: Path = WEB_ROOT
-    models: dict[str, Path] = {}
-    quiet = False
-
-    def log_message(self, fmt, *args):
-        if not self.quiet:
-            sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
-
-    def do_HEAD(self):
-        self._serve(head=True)
-
-    def do_GET(self):
-        self._serve(head=False)
-
-    def _send(self, status: int, body: bytes, ctype: str, head: bool, extra: dict | None = None):
-        self.send_response(status)
-        for k, v in {**ISOLATION_HEADERS, "Content-Type": ctype, "Content-Length": str(len(body)),
-                     "Cache-Control": "no-cache", **(extra or {})}.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
-
-    def _error(self, status: HTTPStatus, message: str, head: bool):
-        self._send(status, f"{status.value} {status.phrase}: {message}\n".encode(), "text/plain; charset=utf-8", head)
-
-    def resolve(self, url_path: str) -> Path | None:
-        """URL path -> file inside web/ or an artifact directory, or None (refused / not ours)."""
-        path = unquote(url_path)
-        # refuse rather than normalise: `..` (or a backslash or NUL) has no business in a URL here
-        if "\\" in path or "\0" in path or any(seg == ".." for seg in path.split("/")):
+def resolve(url_path: str, web_root: Path, models: dict[str, Path]) -> Path | None:
+    """URL path (as sent, still percent-encoded) -> file inside web/ or an artifact directory, or None."""
+    path = unquote(url_path)
+    # refuse rather than normalise: `..` (or a backslash or NUL) has no business in a URL here
+    if "\\" in path or "\0" in path or any(seg == ".." for seg in path.split("/")):
+        return None
+    if path.startswith(MODELS_PREFIX):
+        name, _, rest = path[len(MODELS_PREFIX):].partition("/")
+        if name not in models:
             return None
-        if path.startswith(MODELS_PREFIX):
-            name, _, rest = path[len(MODELS_PREFIX):].partition("/")
-            if name not in self.models:
-                return None
-            root = self.models[name]
-        else:
-            root, rest = self.web_root, path.lstrip("/")
-        root = root.resolve()
-        target = (root / posixpath.normpath(rest.lstrip("/") or "index.html")).resolve()
-        if target != root and root not in target.parents:  # a symlink out of the tree
-            return None
-        if target.is_dir():
-            target = target / "index.html"
-        return target
+        root = models[name]
+    else:
+        root, rest = web_root, path.lstrip("/")
+    root = root.resolve()
+    target = (root / posixpath.normpath(rest.lstrip("/") or "index.html")).resolve()
+    if target != root and root not in target.parents:  # a symlink out of the tree
+        return None
+    if target.is_dir():
+        target = target / "index.html"
+    return target
 
-    def _serve(self, head: bool):
-        url = urlsplit(self.path)
-        if url.path == "/api/models":
-            body = json.dumps({"models": [{"name": n, "url": f"{MODELS_PREFIX}{n}/"} for n in self.models]})
-            return self._send(HTTPStatus.OK, body.encode(), MIME[".json"], head)
-        target = self.resolve(url.path)
+
+def page_routes(web_root: Path, models: dict[str, Path]) -> list[Route]:
+    async def listing(request: Request) -> Response:
+        return JSONResponse({"models": [{"name": n, "url": f"{MODELS_PREFIX}{n}/"} for n in models]},
+                            headers=PAGE_HEADERS)
+
+    async def static(request: Request) -> Response:
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        target = resolve(raw.decode("latin-1"), web_root, models)
         if target is None:
-            return self._error(HTTPStatus.FORBIDDEN, "path outside the served directories", head)
+            return _plain(403, "Forbidden: path outside the served directories")
         if not target.is_file():
-            return self._error(HTTPStatus.NOT_FOUND, url.path, head)
+            return _plain(404, f"Not Found: {request.url.path}")
         ctype = MIME.get(target.suffix.lower()) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        self._send(HTTPStatus.OK, target.read_bytes(), ctype, head)
+        return FileResponse(target, media_type=ctype, headers=PAGE_HEADERS)
+
+    return [Route("/api/models", listing, methods=["GET", "HEAD"]),
+            Route("/{path:path}", static, methods=["GET", "HEAD"])]
 
 
-def make_server(dirs: list[Path], host: str = "127.0.0.1", port: int = 8000,
-                web_root: Path = WEB_ROOT, quiet: bool = False) -> ThreadingHTTPServer:
+def _plain(status: int, message: str) -> Response:
+    return PlainTextResponse(f"{status} {message}\n", status_code=status, headers=PAGE_HEADERS)
+
+
+class Server:
+    """uvicorn on a socket bound at construction (port 0: a free one, known at once), run by
+    serve_forever() in any thread; the same surface as socketserver's servers for the tests."""
+
+    def __init__(self, app, host: str, port: int, quiet: bool, ws_max_size: int):
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.socket.listen(128)
+        self.server_address = self.socket.getsockname()[:2]
+        self.app = app
+        config = uvicorn.Config(app, lifespan="off", ws="websockets-sansio", ws_max_size=ws_max_size,
+                                log_level="warning" if quiet else "info", access_log=not quiet,
+                                timeout_graceful_shutdown=2)
+        self.uvicorn = uvicorn.Server(config)
+        self._done = threading.Event()
+
+    def serve_forever(self) -> None:
+        try:
+            self.uvicorn.run(sockets=[self.socket])
+        finally:
+            self._done.set()
+
+    def shutdown(self) -> None:
+        self.uvicorn.should_exit = True
+        self._done.wait(timeout=10)
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+
+def make_server(dirs: list[Path], host: str = "127.0.0.1", port: int = 8000, web_root: Path = WEB_ROOT,
+                quiet: bool = False, **api) -> Server:
+    """`api`: the ServerConfig fields (api_key, max_streams, voices_dir, dtype, threads, ...)."""
+    from voxport.api.app import ServerConfig, build_app
+
     if not (web_root / "index.html").is_file():
         raise InputError(f"{web_root}: no index.html; the web page is not there")
-    handler = type("BoundHandler", (Handler,), {"models": model_dirs(dirs), "web_root": web_root, "quiet": quiet})
-    return ThreadingHTTPServer((host, port), handler)
+    models = model_dirs(dirs)
+    config = ServerConfig(models=models, **api)
+    return Server(build_app(config, page_routes(web_root, models)), host, port, quiet, config.max_body)
 
 
-def serve(dirs: list[Path], port: int = 8000) -> None:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None,
+          max_streams: int = 4, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 1,
+          quiet: bool = False) -> None:
+    from voxport import dtypes as dt
+
+    if not is_loopback(host) and not api_key:
+        raise InputError(f"--host {host} is reachable from other machines: give --api-key KEY "
+                         "(or VOXPORT_API_KEY), or keep the default 127.0.0.1")
+    if max_streams < 1:
+        raise InputError(f"--max-streams must be >= 1, got {max_streams}")
+    dt.check(dtype)
     dirs = list(dirs) or default_dirs()
     if not dirs:
         raise InputError("no artifact directories given and none under ./artifacts (run `voxport export tiny`)")
-    model_dirs(dirs)  # a bad directory is named before anything else
-    if not (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir():
-        raise InputError(f"{WEB_ROOT}/node_modules is missing: run `npm ci` in {WEB_ROOT} (or `make demo`)")
-    srv = make_server(dirs, port=port)
-    names = ", ".join(srv.RequestHandlerClass.models)
-    print(f"serving the demo on http://127.0.0.1:{srv.server_address[1]}/ (models: {names}); Ctrl-C stops",
+    models = model_dirs(dirs)  # a bad directory is named before anything else
+    page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir()
+    kw = {"max_streams": max_streams, "dtype": dtype, "threads": threads, "api_key": api_key}
+    if voices_dir is not None:
+        kw["voices_dir"] = Path(voices_dir)
+    try:
+        srv = make_server(dirs, host=host, port=port, quiet=quiet, **kw)
+    except OSError as e:
+        raise InputError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    state = srv.app.state
+    for name in models:  # load now: a damaged artifact fails here, and the first request is not slow
+        if state.models.manifest(name) is not None and dtype in state.models.manifest(name).get("dtypes", []):
+            state.models.runtime(name, dtype)
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{srv.server_address[1]}/"
+    print(f"serving on {url} (models: {', '.join(models)}; API at {url}v1/, "
+          f"{'key required' if api_key else 'no key'}, {max_streams} streams)"
+          + ("" if page else f"; the page needs {WEB_ROOT}/node_modules (npm ci)") + "; Ctrl-C stops",
           file=sys.stderr, flush=True)
     try:
         srv.serve_forever()

@@ -1,0 +1,99 @@
+"""What the server holds: the served artifact directories, one loaded runtime per (artifact,
+precision) shared by all requests, and the stream slots that bound how many generate at once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from runtime import open_runtime
+from voxport import manifest as mf
+from voxport.api.errors import ApiError
+from voxport.errors import VoxportError
+
+log = logging.getLogger("voxport.serve")
+
+
+class Models:
+    def __init__(self, dirs: dict[str, Path], dtype: str = "fp32", threads: int = 0):
+        self.dirs, self.dtype, self.threads = dirs, dtype, threads
+        self._runtimes: dict[tuple[str, str], object] = {}
+        self._manifests: dict[str, dict | None] = {}
+        self._lock = threading.Lock()
+        self.load_s: dict[str, float] = {}  # "name:dtype" -> seconds to load its sessions
+
+    def manifest(self, name: str) -> dict | None:
+        """The manifest of a served directory; None when it is not one this voxport can speak from
+        (the page may still serve it). Read once: every request resolves its model through it."""
+        if name not in self._manifests:
+            try:
+                self._manifests[name] = mf.load(self.dirs[name])
+            except VoxportError:
+                self._manifests[name] = None
+        return self._manifests[name]
+
+    def resolve(self, model: str, param: str = "model") -> tuple[str, str]:
+        """"NAME" or "NAME:DTYPE" -> (served name, precision); 404 / 400 with what exists."""
+        if not isinstance(model, str) or not model:
+            raise ApiError(400, "model is required: one of " + ", ".join(self.dirs), param)
+        name, _, dtype = model.partition(":")
+        manifest = self.manifest(name) if name in self.dirs else None
+        if manifest is None:
+            raise ApiError(404, f"model {model!r} does not exist here; served: {', '.join(self.speakable())}",
+                           param, "model_not_found")
+        dtype = dtype or self.dtype
+        if dtype not in manifest.get("dtypes", []):
+            raise ApiError(400, f"model {name!r} has no {dtype!r} precision; exported: "
+                           f"{', '.join(manifest.get('dtypes', []))}", param, "model_not_found")
+        return name, dtype
+
+    def speakable(self) -> list[str]:
+        return [n for n in self.dirs if self.manifest(n) is not None]
+
+    def runtime(self, name: str, dtype: str):
+        """The shared runtime, loaded (files hash-checked, sessions created) on first use."""
+        key = (name, dtype)
+        with self._lock:  # one load per key even when the first requests arrive together
+            if key not in self._runtimes:
+                t = time.perf_counter()
+                rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads)
+                rt.load_streaming()
+                self.load_s[f"{name}:{dtype}"] = round(time.perf_counter() - t, 3)
+                log.info("loaded %s:%s in %.2f s", name, dtype, self.load_s[f"{name}:{dtype}"])
+                self._runtimes[key] = rt
+            return self._runtimes[key]
+
+
+class Slots:
+    """At most `limit` streams generate at once; past that a request is refused (503), not queued:
+    a queued request's first audio would come after someone else's whole utterance."""
+
+    def __init__(self, limit: int):
+        self.limit, self.active, self.started, self.refused = limit, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> "Slot":
+        with self._lock:
+            if self.active >= self.limit:
+                self.refused += 1
+                raise ApiError(503, f"all {self.limit} streams are busy; retry shortly", None, "server_busy",
+                               headers={"Retry-After": "1"})
+            self.active += 1
+            self.started += 1
+        return Slot(self)
+
+    def _give_back(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+
+class Slot:
+    def __init__(self, slots: Slots):
+        self._slots, self._held = slots, True
+
+    def release(self) -> None:
+        if self._held:  # idempotent: every exit path may call it
+            self._held = False
+            self._slots._give_back()

@@ -1,0 +1,176 @@
+"""POST /v1/audio/speech (OpenAI's request shape, audio streamed as it is made) and GET /v1/models."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+
+from runtime import runtime_class
+from runtime.prompt import Utterance
+from runtime.sampling import Sampling
+from runtime.stream import Speech
+from voxport.api.bodies import read_json
+from voxport.api.encode import Encoder, formats, media_type
+from voxport.api.errors import ApiError, bad
+from voxport.api.voices import NAME as VOICE_NAME
+from voxport.errors import InputError, VoxportError
+
+DEFAULTS = {"temperature": 0.9, "top_k": 50, "seed": 0, "max_frames": 125}  # as `voxport speak`
+KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format", "instructions", *DEFAULTS}
+
+
+@dataclass
+class Options:
+    """What one generation needs besides its text; checked before a slot is taken."""
+
+    model: str
+    dtype: str
+    speaker: int
+    context: list
+    sampling: Sampling
+    seed: int
+    max_frames: int
+
+    def speech(self, rt, text: str | None = None, **kw) -> Speech:
+        return Speech(rt, text or "", speaker=self.speaker, context=list(self.context), max_frames=self.max_frames,
+                      sampling=self.sampling, seed=self.seed, **kw)
+
+
+def _number(body: dict, key: str, kind, low, high):
+    value = body.get(key, DEFAULTS[key])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and int(value) != value):
+        raise bad(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}", key)
+    if not low <= value <= high:
+        raise bad(f"{key} must be between {low} and {high}, got {value}", key)
+    return kind(value)
+
+
+def parse_options(state, body: dict) -> Options:
+    name, dtype = state.models.resolve(body.get("model"))
+    voice = body.get("voice", "0")
+    voice = voice.get("id") if isinstance(voice, dict) else voice
+    if not isinstance(voice, str) or not voice:
+        raise bad("voice must be a speaker id (\"0\", \"1\", ...) or a saved voice name", "voice")
+    if voice.isdecimal() and voice.isascii() and int(voice) < 2 ** 31:  # the template takes any integer
+        speaker, context = int(voice), []
+    else:
+        saved = state.voices.get(voice) if VOICE_NAME.match(voice) else None
+        if saved is None:
+            raise bad(f"voice {voice!r} is neither a speaker id (\"0\", \"1\", ...) nor a saved voice "
+                      "(GET /v1/voices lists them)", "voice", "voice_not_found")
+        info, codes = saved
+        if info["model"] != name:
+            raise bad(f"voice {voice!r} was made with model {info['model']!r}, not {name!r}", "voice")
+        speaker, context = info["speaker"], [Utterance(info["text"], info["speaker"], codes)]
+    vocab = state.models.manifest(name)["runtime"]["codebook_vocab"]
+    sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab))
+    return Options(name, dtype, speaker, context, sampling, _number(body, "seed", int, 0, 2 ** 63 - 1),
+                   _number(body, "max_frames", int, 1, state.config.max_frames))
+
+
+def parse_text(text, limit: int, param: str = "input") -> str:
+    if not isinstance(text, str):
+        raise bad(f"{param} must be a string", param)
+    if not text.strip():
+        raise bad(f"{param} is empty", param)
+    if len(text) > limit:
+        raise bad(f"{param} is {len(text)} characters; the limit is {limit}", param, "input_too_long")
+    return text
+
+
+async def speech(request: Request) -> StreamingResponse:
+    state = request.app.state
+    body = await read_json(request, state.config.max_body)
+    unknown = sorted(set(body) - KNOWN)
+    if unknown:
+        raise bad(f"unknown field {unknown[0]!r}; accepted: {', '.join(sorted(KNOWN))}", unknown[0])
+    text = parse_text(body.get("input"), state.config.max_input_chars)
+    opts = parse_options(state, body)
+    fmt = body.get("response_format", "mp3")  # OpenAI's default
+    if fmt not in formats():
+        raise bad(f"response_format {fmt!r} is not available; this server makes {', '.join(formats())}",
+                  "response_format", "unsupported_format")
+    if body.get("speed", 1.0) != 1.0:
+        raise bad("speed: only 1.0 is supported (the model has no speaking-rate control)", "speed")
+    if body.get("stream_format", "audio") != "audio":
+        raise bad("stream_format: only 'audio' is supported (no server-sent events)", "stream_format")
+    if body.get("instructions"):
+        raise bad("instructions are not supported: the voice comes from `voice` (a speaker or a saved voice)",
+                  "instructions")
+
+    slot = state.slots.take()  # 503 past --max-streams
+    cancel, encoder = threading.Event(), None
+    try:
+        rt = await anyio.to_thread.run_sync(state.models.runtime, opts.model, opts.dtype)
+        chunks = iter(opts.speech(rt, text, chunk_frames=state.config.chunk_frames, cancel=cancel))
+        # the first chunk before the status line: a problem found there is still a clean 400
+        first = await anyio.to_thread.run_sync(next, chunks, None, limiter=state.limiter)
+        encoder = Encoder(fmt, rt.rt["sample_rate"])
+    except InputError as e:
+        slot.release()
+        raise bad(str(e), "input") from None
+    except VoxportError as e:  # a damaged or unloadable artifact: the server's problem
+        slot.release()
+        raise ApiError(500, f"model {opts.model!r} could not be loaded: {e}") from None
+    except BaseException:
+        slot.release()
+        raise
+
+    def cleanup():  # idempotent; no thread is inside `chunks` when it runs (to_thread waits for it)
+        cancel.set()
+        chunks.close()
+        encoder.close()
+        slot.release()
+
+    async def stream():
+        try:
+            pcm = first
+            head = encoder.start()
+            while pcm is not None:
+                data = head + encoder.feed(pcm)
+                head = b""
+                if data:
+                    yield data
+                pcm = await anyio.to_thread.run_sync(next, chunks, None, limiter=state.limiter)
+            yield head + encoder.finish()
+        finally:  # normal end, client gone (cancelled here within the frame in flight), or error
+            cleanup()
+
+    headers = {"X-Sample-Rate": str(rt.rt["sample_rate"]), "Cache-Control": "no-store"}
+    return _Stream(stream(), cleanup, media_type=media_type(fmt), headers=headers)
+
+
+class _Stream(StreamingResponse):
+    """Cleans up even when the body never started (a client gone before the first send is
+    cancelled before the generator runs, and an unstarted generator's `finally` never does)."""
+
+    def __init__(self, body, cleanup, **kw):
+        super().__init__(body, **kw)
+        self._cleanup = cleanup
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._cleanup()
+
+
+async def models(request: Request) -> JSONResponse:
+    state = request.app.state
+    saved = state.voices.list()
+    data = []
+    for name in state.models.speakable():
+        m = state.models.manifest(name)
+        rt, cls = m["runtime"], runtime_class(m, name)
+        data.append({
+            "id": name, "object": "model", "owned_by": "voxport", "family": m.get("family"),
+            "dtypes": m.get("dtypes", []), "default_dtype": state.models.dtype,
+            "sample_rate": rt["sample_rate"], "response_formats": formats(),
+            "voices": [*cls.speakers, *(v["name"] for v in saved if v["model"] == name)],
+            "voice_prompts": cls.takes_voice_prompts(m),
+        })
+    return JSONResponse({"object": "list", "data": data})

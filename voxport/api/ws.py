@@ -1,0 +1,216 @@
+"""GET /v1/audio/stream (WebSocket): text in pieces as an LLM writes it, PCM out sentence by sentence.
+
+Client -> server, JSON text messages:
+  {"type": "start", "model", "voice", "seed", "temperature", "top_k", "max_frames", "codes": bool}
+      first message; every field optional (model: the only one served)
+  {"type": "text", "text": "..."}   appended; each sentence is spoken as soon as it is complete
+  {"type": "flush"}                 speak what is left even without a sentence end
+  {"type": "cancel"}                stop generating within one frame, drop pending text
+Server -> client: binary messages are PCM (s16le, mono, the model's sample rate), in order; JSON:
+  {"type": "ready", "model", "sample_rate", "format": "pcm_s16le"}
+  {"type": "done", "index", "text", "frames", "samples"[, "codes"]}   per sentence or flush
+  {"type": "cancelled", "frames"}   after a cancel: frames made since the last done
+  {"type": "error", "error": {"message", "type", "param", "code"}}
+
+One session holds one stream slot from start to close: its speech keeps state (codec, context)
+across sentences. Sentences are one `Speech` fed by a queue, so each is the next one's context and
+the codec stream has no join (as `voxport speak` with long text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+
+import anyio
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from runtime.audio import pcm16
+from runtime.chunking import complete_sentences
+from voxport.api.errors import ApiError, bad
+from voxport.api.speech import parse_options
+from voxport.errors import InputError, VoxportError
+
+START_FIELDS = {"type", "model", "voice", "seed", "temperature", "top_k", "max_frames", "codes"}
+
+class Live:
+    """One `Speech` over sentences that arrive later, run in its own thread; what it makes (PCM bytes,
+    events) goes to `out` on the event loop, in order."""
+
+    def __init__(self, rt, opts, chunk_frames: int, with_codes: bool, loop, out: asyncio.Queue):
+        self.inbox: queue.Queue = queue.Queue()
+        self.cancel = threading.Event()
+        self.loop, self.out, self.with_codes = loop, out, with_codes
+        self.texts: list[str] = []  # every sentence given; reported in order
+        self.reported, self.first_frame, self.first_utterance, self.samples = 0, 0, 0, 0
+        self.speech = opts.speech(rt, sentences=self._sentences(), cancel=self.cancel, chunk_frames=chunk_frames)
+        self.thread = threading.Thread(target=self._run, name="voxport-live", daemon=True)
+        self.thread.start()
+
+    def say(self, text: str) -> None:
+        self.inbox.put(text)
+
+    def stop(self) -> None:
+        self.cancel.set()
+        self.inbox.put(None)
+
+    def _emit(self, item) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+    def _sentences(self):
+        while True:
+            self._report()  # the speech resumes this once the previous sentence is spoken
+            text = self.inbox.get()
+            if text is None or self.cancel.is_set():
+                return
+            self.texts.append(text)
+            yield text
+
+    def _report(self) -> None:
+        if self.reported == len(self.texts):
+            return
+        end, utts = len(self.speech.codes), self.speech.utterances[self.first_utterance:]
+        event = {"type": "done", "index": self.reported, "text": self.texts[self.reported],
+                 "frames": sum(u["frames"] for u in utts), "samples": self.samples}
+        if self.with_codes:  # every frame made for it, the eos frame included (as Speech.codes)
+            event["codes"] = [c.tolist() for c in self.speech.codes[self.first_frame:end]]
+        self._emit(event)
+        self.reported += 1
+        self.first_frame, self.first_utterance, self.samples = end, len(self.speech.utterances), 0
+
+    def _run(self) -> None:
+        try:
+            for pcm in self.speech:
+                data = pcm16(pcm)
+                self.samples += len(data) // 2
+                self._emit(data)
+            if self.cancel.is_set():
+                self._emit({"type": "cancelled", "frames": len(self.speech.codes) - self.first_frame})
+        except InputError as e:
+            self._emit({"type": "error", **ApiError(400, str(e), "text").body()})
+        except Exception as e:  # noqa: BLE001 - reported to the client; the next text starts afresh
+            self._emit({"type": "error", **ApiError(500, f"generation failed: {str(e).splitlines()[0][:200]}").body()})
+
+
+async def stream(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    await websocket.accept()
+    try:
+        start = await _receive(websocket)
+        if start.get("type") != "start":
+            raise bad('the first message must be {"type": "start", ...} (every field optional)', "type")
+        unknown = sorted(set(start) - START_FIELDS)
+        if unknown:
+            raise bad(f"unknown start field {unknown[0]!r}; accepted: {', '.join(sorted(START_FIELDS))}", unknown[0])
+        body = {k: v for k, v in start.items() if k not in ("type", "codes")}
+        if "model" not in body and len(state.models.speakable()) == 1:
+            body["model"] = state.models.speakable()[0]
+        opts = parse_options(state, body)
+        slot = state.slots.take()
+    except ApiError as e:
+        await _send_error(websocket, e)
+        await websocket.close(1013 if e.status == 503 else 1008)
+        return
+    except WebSocketDisconnect:
+        return
+    session = Session(websocket, state, opts, bool(start.get("codes")))
+    try:
+        try:
+            rt = await anyio.to_thread.run_sync(state.models.runtime, opts.model, opts.dtype)
+        except VoxportError as e:  # a damaged or unloadable artifact: the server's problem, said once
+            await _send_error(websocket, ApiError(500, f"model {opts.model!r} could not be loaded: {e}"))
+            await websocket.close(1011)
+            return
+        await websocket.send_json({"type": "ready", "model": opts.model, "dtype": opts.dtype,
+                                   "sample_rate": rt.rt["sample_rate"], "format": "pcm_s16le"})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_forward, websocket, session.out)
+            await session.run(rt)  # returns when the client goes
+            tg.cancel_scope.cancel()
+    finally:  # client gone: stop generating (within one frame), then free the slot
+        await session.stop()
+        slot.release()
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, state, opts, with_codes: bool):
+        self.websocket, self.state, self.opts, self.with_codes = websocket, state, opts, with_codes
+        self.out: asyncio.Queue = asyncio.Queue()
+        self.live: Live | None = None
+
+    async def run(self, rt) -> None:
+        buffer = ""
+        while True:
+            try:
+                msg = await _receive(self.websocket)
+                kind = msg.get("type")
+                if kind == "text":
+                    buffer += _text(msg)
+                    if len(buffer) > self.state.config.max_input_chars:
+                        buffer = ""
+                        raise bad(f"unspoken text is over {self.state.config.max_input_chars} characters; "
+                                  "send sentence ends or a flush", "text", "input_too_long")
+                    sentences, buffer = complete_sentences(buffer)
+                elif kind == "flush":
+                    sentences, buffer = ([buffer.strip()] if buffer.strip() else []), ""
+                elif kind == "cancel":
+                    buffer, sentences = "", []
+                    if self.live is None:  # nothing running: still answer, so a client can always wait for it
+                        self.out.put_nowait({"type": "cancelled", "frames": 0})
+                    await self.stop()
+                else:
+                    raise bad(f"unknown message type {kind!r}: text, flush or cancel", "type")
+            except ApiError as e:
+                await _send_error(self.websocket, e)
+                continue
+            except WebSocketDisconnect:
+                return
+            for s in sentences:
+                if self.live is None or not self.live.thread.is_alive():
+                    self.live = Live(rt, self.opts, self.state.config.chunk_frames, self.with_codes,
+                                     asyncio.get_running_loop(), self.out)
+                self.live.say(s)
+
+    async def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            await anyio.to_thread.run_sync(self.live.thread.join)
+            self.live = None
+
+
+async def _forward(websocket: WebSocket, out: asyncio.Queue) -> None:
+    while True:
+        item = await out.get()
+        try:
+            if isinstance(item, bytes):
+                await websocket.send_bytes(item)
+            else:
+                await websocket.send_json(item)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return  # the client is gone; the receive side sees it and ends the session
+
+
+async def _receive(websocket: WebSocket) -> dict:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    try:
+        data = json.loads(message.get("text") or "")
+    except json.JSONDecodeError:
+        raise bad("messages are JSON text: {\"type\": \"text\" | \"flush\" | \"cancel\", ...}") from None
+    if not isinstance(data, dict):
+        raise bad("a message is a JSON object with a \"type\"")
+    return data
+
+
+def _text(msg: dict) -> str:
+    text = msg.get("text")
+    if not isinstance(text, str):
+        raise bad("text messages carry a string: {\"type\": \"text\", \"text\": \"...\"}", "text")
+    return text
+
+
+async def _send_error(websocket: WebSocket, error: ApiError) -> None:
+    await websocket.send_json({"type": "error", **error.body()})
