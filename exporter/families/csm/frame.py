@@ -117,9 +117,9 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
 
     Backbone positions come from the attention mask (GroupQueryAttention takes seqlens = mask sum - 1,
     positions past..total-1); `position_ids` is accepted for the contract and equals those positions
-    for the one unpadded stream this graph serves. The depth decoder's code embeddings are stored
-    already through its input projector (one [V, Hd] table per codebook: the projector's MatMul on a
-    gathered row equals that row of the projected table), so a depth step starts with a Gather."""
+    for the one unpadded stream this graph serves. A depth step gathers its code's embedding and
+    projects it (storing the tables already projected saved one small MatMul a step but added 260 MB
+    to marvis-250m's fp32 frame, past what the page's 4 GB wasm heap held)."""
     import numpy as np
 
     from exporter.blocks import LlamaStack, Sampler, linear_t, rope_caches
@@ -149,21 +149,22 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
     depth = model.depth_decoder.model
     drope = rope_caches(b, "depth", depth.rotary_emb, dcfg.max_position_embeddings)
     dstack = LlamaStack(b, depth, "depth", drope)
-    proj = depth.inputs_embeds_projector
-    with torch.no_grad():  # codebooks 0..K-2 are depth inputs (the last one is only ever an output)
-        table = proj(depth.embed_tokens.weight[: (k - 1) * v].to(torch.float32)).view(k - 1, v, -1)
-    tables = [b.weight(f"depth.embed_tokens.{j}.projected", table[j].numpy()) for j in range(k - 1)]
+    audio = model.backbone_model.embed_tokens
+    # CSM ties the depth decoder's code embeddings to the backbone's audio table
+    # (tie_codebooks_embeddings): one initializer then serves both (marvis-250m: 403 MB fp32)
+    tied = depth.embed_tokens.weight.data_ptr() == audio.embed_audio_tokens.weight.data_ptr()
+    table = b.weight("embed_audio_tokens.weight" if tied else "depth.embed_tokens.weight",
+                     depth.embed_tokens.weight.detach().numpy())
+    projector = b.weight("depth.inputs_embeds_projector.weight", linear_t(depth.inputs_embeds_projector))
     heads = model.depth_decoder.codebooks_head.weight  # [K-1, Hd, V]
     kv = None
     for i in range(k - 1):
         with b.scope("depth", f"step{i}"):
-            code_embed = b.op("Gather", [tables[i], codes[-1]], label="embed")  # [1, 1, Hd]
-            if i == 0:  # position 0: the projected backbone state, position 1: codebook 0
-                x = b.op("Concat", [b.op("MatMul", [last, b.weight("depth.inputs_embeds_projector.weight",
-                                                                   linear_t(proj))], label="projector"),
-                                    code_embed], axis=1)
-            else:
-                x = code_embed
+            rows = codes[-1] if i == 0 else b.op("Add", [codes[-1], b.const(i * v)], label="offset")
+            x = b.op("Gather", [table, rows], label="embed")  # codebook i's rows start at i * V
+            if i == 0:  # position 0: the backbone state, position 1: codebook 0
+                x = b.op("Concat", [last, x], axis=1)
+            x = b.op("MatMul", [x, projector], label="projector")
             pos = 1 if i == 0 else i + 1  # the last position this step writes
             h, kv = dstack(x, kv, b.const([pos], np.int32), b.const(pos + 1, np.int32), seq=2 if i == 0 else 1,
                            last_only=i == 0)
@@ -173,7 +174,6 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
 
     with b.scope("next_embeds"):
         frame = b.op("Concat", codes, axis=1, label="codes")  # [1, K]
-        audio = model.backbone_model.embed_tokens
         rows = b.op("Add", [frame, b.weight("audio_tokens_offsets", audio.audio_tokens_offsets.numpy()[None])])
         embeds = b.op("Gather", [b.weight("embed_audio_tokens.weight",
                                           audio.embed_audio_tokens.weight.detach().numpy()), rows])
