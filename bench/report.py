@@ -85,7 +85,8 @@ def _browser_lines(rows) -> list[str]:
         return [f"Browser: skipped ({rows.get('skipped')})."]
     if not rows:
         return ["Browser: no rows."]
-    keys = [k for k in rows[0] if not isinstance(rows[0][k], (list, dict))]
+    keys = list(dict.fromkeys(k for r in sorted(rows, key=lambda r: "error" in r) for k in r
+                              if not isinstance(r[k], (list, dict))))  # a failed row has fewer keys
     return ["Browser (headless Chromium):", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
             *["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]]
 
