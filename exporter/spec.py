@@ -47,6 +47,9 @@ class GraphSpec:
     tolerance: dict[str, Tolerance] = field(default_factory=dict)  # per output; default Tolerance()
     # export-only patches of the reference model, restored on exit (None: export it as it is)
     export_context: Callable[[], AbstractContextManager] | None = None
+    # onnxscript's rewriter is quadratic on big unrolled graphs; such a graph skips it (constants are
+    # folded instead) and is left to onnxruntime's own graph optimizations at load.
+    optimize: bool = True
     # a graph written from the weights instead of traced (exporter/blocks.py: fused onnxruntime ops):
     # build(inputs, outputs) -> onnx.ModelProto with exactly the declared I/O. `module` then stays the
     # PyTorch reference the parity harness compares the written graph against.

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from exporter.precision import SNR_MIN_DB, GraphPrecision
+from exporter.precision import SNR_MIN_DB, GraphPrecision, snr_threshold
 from runtime.csm import CsmRuntime
 from voxport import manifest as mf
 from voxport.cli import main
@@ -101,8 +101,8 @@ def test_fidelity_gates_pass_with_margin(fidelity, tiny_dir):
     # measured on tiny (fidelity.md): fp32 >= 120 dB, fp16 >= 55, q8 >= 16, q4 >= 12
     assert min(v for (g, o, d), v in snr.items() if d == "fp32") > 110
     assert min(v for (g, o, d), v in snr.items() if d == "fp16") > SNR_MIN_DB["fp16"]
-    for d in DTYPES:
-        assert all(v >= SNR_MIN_DB[d] for (g, o, dd), v in snr.items() if dd == d)
+    # each gate as the product applies it (the depth graph's q8 gate is lower, by design: precision.py)
+    assert all(v >= snr_threshold(g, d) for (g, o, d), v in snr.items())
     # fp16 near-lossless, and each coarser precision loses more on the transformer graphs
     for g, o in (("backbone", "logits"), ("depth", "logits")):
         assert snr[(g, o, "fp32")] > snr[(g, o, "fp16")] > snr[(g, o, "q8")] > snr[(g, o, "q4")], (g, o)

@@ -199,6 +199,18 @@ def test_damaged_and_missing_files_are_named_on_the_page(browser, tiny_dir, tmp_
         ctx.close()
 
 
+def test_default_precision_is_the_fastest_measured_per_backend(browser, site):
+    """wasm: fp32 (marvis-250m, 2 threads: 362 ms/frame against q8 526 and q4 3,204); WebGPU without
+    shader-f16 (SwiftShader here): q4, whose 4-bit MatMuls have WebGPU kernels."""
+    ctx, page, console = open_page(browser, site)
+    for backend, want in (("wasm", "fp32"), ("webgpu", "q4")):
+        page.select_option("#backend", backend)
+        page.wait_for_function(f"document.querySelector('#precision').dataset.backend === '{backend}'")
+        assert page.input_value("#precision") == want, backend
+    assert console.errors == []
+    ctx.close()
+
+
 def test_q4_runs_on_wasm(browser, site, tiny_dir):
     """q4 keeps its embedding tables in a form wasm has (int8 Gather + DequantizeLinear, not
     GatherBlockQuantized): the 4-bit variant loads and speaks on the wasm fallback, one call a frame."""

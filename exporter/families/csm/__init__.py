@@ -117,6 +117,7 @@ class CsmFamily(Family):
         """Batch 1 (one stream per session; batches go through the step graphs). Written from the
         weights with fused ops (frame.build_frame); FrameStep is its PyTorch reference."""
         cfg = self.model.config
+        fused = all(c.head_dim % 8 == 0 for c in (cfg, self.model.depth_decoder.config))
         n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
         k, v = cfg.num_codebooks, cfg.vocab_size
         backbone = self._backbone()
@@ -143,7 +144,10 @@ class CsmFamily(Family):
                          {"seq": 1, "past": 30, "temperature": 1.0, "top_k": v},
                          {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50}],
             tolerance={"codes": Tolerance(exact=True)},
-            build=lambda inputs, outputs: build_frame(self.model, inputs, outputs),
+            # written with fused ops where onnxruntime's GroupQueryAttention takes the head size
+            # (a multiple of 8: every released checkpoint); else FrameStep traced, as before
+            build=(lambda inputs, outputs: build_frame(self.model, inputs, outputs)) if fused else None,
+            optimize=not fused,
         )
 
     def _mimi_decoder_stream(self) -> GraphSpec:
