@@ -53,7 +53,7 @@ SNR_MIN_DB = {"fp32": 90.0, "fp16": 40.0, "q8": 15.0, "q4": 7.0, "q4f16": 7.0}
 # at different scales (marvis-250m: 8.1 dB, worse than q4's weight-only 9.5).
 SNR_MIN_DB_GRAPH: dict[tuple[str, str], float] = {("depth", "q8"): 6.0}
 # integer outputs (the frame graph's codes): exact in fp32; in the other variants reported, not gated,
-# since random weights give near-flat logits whose argmax flips say little (NOTES.md section 4)
+# since random weights give near-flat logits whose argmax flips say little (docs/design.md)
 CODE_AGREEMENT_MIN = {"fp32": 1.0, "fp16": 0.0, "q8": 0.0, "q4": 0.0, "q4f16": 0.0}
 
 

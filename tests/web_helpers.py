@@ -12,7 +12,7 @@ import pytest
 from voxport.serve import WEB_ROOT, make_server
 
 CHROMIUM = "/usr/bin/chromium"
-# NOTES.md section 5: Playwright's own browser download does not work here; Debian's Chromium does.
+# Playwright's own browser download does not work here (no CDN); Debian's Chromium does.
 FLAGS = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--enable-unsafe-webgpu",
          "--autoplay-policy=no-user-gesture-required"]

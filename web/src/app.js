@@ -58,6 +58,7 @@ function modelUrl() {
 
 async function refreshPrecisions() {
   const sel = $('precision');
+  delete sel.dataset.backend;  // set again once the list below is current
   sel.replaceChildren();
   try {
     const r = await fetch(new URL('manifest.json', new URL(modelUrl(), location.href)), { cache: 'no-store' });

@@ -1,7 +1,7 @@
 """Mimi's decoder as a streaming module: codes for 1..n frames + state -> waveform + new state.
 
 transformers' Mimi decoder has no streaming state (decoding frame by frame without it differs from
-the batch decode by ~12 on a random model, NOTES.md section 3). This maps its modules onto the
+the batch decode by ~12 on a random model, measured). This maps its modules onto the
 generic streaming modules in exporter/streaming.py, reusing their weights, and adds the one
 Mimi-specific piece: the decoder transformer with a fixed window of past keys/values and an absolute
 step offset (for RoPE and the sliding-window mask). Streaming output equals the batch decode
