@@ -46,7 +46,8 @@ def linear_bias(*linears) -> np.ndarray | None:
 @dataclass(frozen=True)
 class Rope:
     """cos/sin caches [max_positions, head_dim/2] in GroupQueryAttention's layout, computed with the
-    reference rotary module's own inv_freq and attention scaling (llama3 / dynamic scaling included)."""
+    reference rotary module's own inv_freq and attention scaling (llama3 scaling included; a dynamic
+    scaling that changes with the sequence length is not)."""
 
     cos: str
     sin: str
@@ -60,12 +61,13 @@ def rope_caches(b: GraphBuilder, name: str, rotary, max_positions: int) -> Rope:
                 b.weight(f"{name}.sin_cache", _np(freqs.sin() * scale)))
 
 
-def check_attention(cfg, where: str) -> None:
+def unfusable(cfg) -> str | None:
+    """Why a Llama-style config cannot be written with these blocks, or None."""
     if cfg.head_dim % 8:
-        raise ValueError(f"{where}: head_dim {cfg.head_dim} is not a multiple of 8, which onnxruntime's "
-                         "GroupQueryAttention requires")
+        return f"head_dim {cfg.head_dim} is not a multiple of 8, which onnxruntime's GroupQueryAttention requires"
     if getattr(cfg, "hidden_act", "silu") != "silu":
-        raise ValueError(f"{where}: hidden_act {cfg.hidden_act!r}; the fused MLP is SiLU-gated")
+        return f"hidden_act {cfg.hidden_act!r}; the fused MLP is SiLU-gated"
+    return None
 
 
 class LlamaStack:
@@ -76,7 +78,8 @@ class LlamaStack:
 
     def __init__(self, b: GraphBuilder, model, prefix: str, rope: Rope):
         cfg = model.config
-        check_attention(cfg, prefix)
+        if unfusable(cfg):
+            raise ValueError(f"{prefix}: {unfusable(cfg)}")
         self.b, self.rope, self.cfg = b, rope, cfg
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.eps = float(model.norm.variance_epsilon)

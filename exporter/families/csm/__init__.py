@@ -7,6 +7,7 @@ import torch
 from exporter.families.csm import wrappers
 from exporter.families.csm.frame import FrameStep, build_frame
 from exporter.families.csm.mimi_stream import MimiDecodeStream
+from exporter.blocks import unfusable
 from exporter.families.csm.precision import CSM_PRECISION
 from exporter.spec import Family, GraphSpec, TensorSpec, Tolerance, register
 
@@ -117,7 +118,7 @@ class CsmFamily(Family):
         """Batch 1 (one stream per session; batches go through the step graphs). Written from the
         weights with fused ops (frame.build_frame); FrameStep is its PyTorch reference."""
         cfg = self.model.config
-        fused = all(c.head_dim % 8 == 0 for c in (cfg, self.model.depth_decoder.config))
+        fused = not any(unfusable(c) for c in (cfg, self.model.depth_decoder.config))
         n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
         k, v = cfg.num_codebooks, cfg.vocab_size
         backbone = self._backbone()
@@ -144,8 +145,8 @@ class CsmFamily(Family):
                          {"seq": 1, "past": 30, "temperature": 1.0, "top_k": v},
                          {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50}],
             tolerance={"codes": Tolerance(exact=True)},
-            # written with fused ops where onnxruntime's GroupQueryAttention takes the head size
-            # (a multiple of 8: every released checkpoint); else FrameStep traced, as before
+            # written with fused ops where the blocks take the config (head size a multiple of 8, SiLU:
+            # every released checkpoint); else FrameStep traced, as before
             build=(lambda inputs, outputs: build_frame(self.model, inputs, outputs)) if fused else None,
             optimize=not fused,
         )
