@@ -78,8 +78,9 @@ class LlamaStack:
 
     def __init__(self, b: GraphBuilder, model, prefix: str, rope: Rope):
         cfg = model.config
-        if unfusable(cfg):
-            raise ValueError(f"{prefix}: {unfusable(cfg)}")
+        why = unfusable(cfg)
+        if why:
+            raise ValueError(f"{prefix}: {why}")
         self.b, self.rope, self.cfg = b, rope, cfg
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.eps = float(model.norm.variance_epsilon)
@@ -156,7 +157,7 @@ class Sampler:
     (a full sort, whatever k), 2,560 of tiny's 3,667 per frame; on CPU the traced graph's full sort
     cost ~7 ms of a marvis-250m frame."""
 
-    def __init__(self, b: GraphBuilder, temperature: str, top_k: str, noise: str, codebooks: int):
+    def __init__(self, b: GraphBuilder, temperature: str, top_k: str, noise: str):
         with b.scope("sampling"):
             self.sampling = b.op("Greater", [temperature, b.const(0.0, np.float32)])
             self.k = b.op("Reshape", [top_k, b.const([1])], label="k")

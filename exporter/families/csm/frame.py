@@ -133,7 +133,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
         names[t.name] = b.input(t.name, t.dtype, t.shape)
     n_layers = cfg.num_hidden_layers
     past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"]) for i in range(n_layers)]
-    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"], k)
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"])
 
     with b.scope("backbone"):
         mask = names["attention_mask"]
