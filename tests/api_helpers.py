@@ -14,7 +14,7 @@ import soundfile as sf
 
 from voxport.serve import make_server
 
-WAV_HEADER = 44  # runtime/audio.py wav_stream_header
+WAV_HEADER = 44  # voxport/runtime/audio.py wav_stream_header
 
 
 @contextmanager

@@ -18,7 +18,7 @@ def cache_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory, cache_root) -> Path:
-    from exporter.export import export
+    from voxport.exporter.export import export
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
     if os.environ.get("VOXPORT_TEST_TINY_DIR"):  # development: reuse an export (copied; tests write into it)
@@ -31,6 +31,6 @@ def tiny_dir(tmp_path_factory, cache_root) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(cache_root) -> Path:
-    from exporter.presets import materialize
+    from voxport.exporter.presets import materialize
 
     return materialize("tiny", cache_root)

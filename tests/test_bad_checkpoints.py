@@ -73,7 +73,7 @@ def test_hub_id_fails_fast_without_network(tmp_path, capsys, monkeypatch):
 
 
 def test_failure_half_way_leaves_no_directory(tiny_checkpoint, tmp_path, monkeypatch):
-    import exporter.export as ex
+    import voxport.exporter.export as ex
 
     real, calls = ex.export_graph, []
 

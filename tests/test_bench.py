@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from bench import roofline, suite
+from voxport.bench import roofline, suite
 from voxport.cli import main
 from voxport.errors import InputError
 

@@ -44,7 +44,7 @@ def test_no_partial_directories_left(tiny_dir):
 
 
 def test_preset_is_deterministic(tiny_checkpoint, tmp_path):
-    from exporter.presets import PRESETS, build_model, build_tokenizer
+    from voxport.exporter.presets import PRESETS, build_model, build_tokenizer
 
     a = build_model(PRESETS["tiny"], build_tokenizer(512)).state_dict()
     from transformers import CsmForConditionalGeneration
@@ -60,9 +60,9 @@ def test_large_graphs_use_external_data(tiny_checkpoint, tmp_path, monkeypatch):
     import numpy as np
     import torch
 
-    import exporter.export as ex
-    from exporter.checkpoint import Checkpoint, load
-    from exporter.families.csm import CsmFamily
+    import voxport.exporter.export as ex
+    from voxport.exporter.checkpoint import Checkpoint, load
+    from voxport.exporter.families.csm import CsmFamily
 
     model, _ = load(Checkpoint(tiny_checkpoint, {}))
     spec = next(g for g in CsmFamily(model, {}).graphs() if g.name == "embed")

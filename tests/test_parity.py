@@ -43,9 +43,9 @@ def test_parity_names_the_graph_that_fails(tiny_dir, tmp_path):
     import torch
     import onnxruntime as ort
 
-    from exporter.checkpoint import load, resolve
-    from exporter.families.csm import CsmFamily
-    from validation.graphs import GraphMismatch, check_graph
+    from voxport.exporter.checkpoint import load, resolve
+    from voxport.exporter.families.csm import CsmFamily
+    from voxport.validation.graphs import GraphMismatch, check_graph
 
     model, _ = load(resolve("tiny"))
     spec = next(g for g in CsmFamily(model, {}).graphs() if g.name == "backbone")

@@ -8,8 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from exporter.precision import SNR_MIN_DB, GraphPrecision, snr_threshold
-from runtime.csm import CsmRuntime
+from voxport.exporter.precision import SNR_MIN_DB, GraphPrecision, snr_threshold
+from voxport.runtime.csm import CsmRuntime
 from voxport import manifest as mf
 from voxport.cli import main
 
@@ -19,7 +19,7 @@ SUFFIX = {"fp32": "", "fp16": "_fp16", "q8": "_quantized", "q4": "_q4", "q4f16":
 
 @pytest.fixture(scope="module")
 def fidelity(tiny_dir):
-    from validation.fidelity import run
+    from voxport.validation.fidelity import run
 
     return run(tiny_dir, "all", frames=8, progress=lambda m: None)
 
@@ -78,8 +78,8 @@ def test_mixed_precision_follows_the_policy(tiny_dir):
 
 
 def test_undeclared_graph_gets_the_default_policy(tiny_checkpoint):
-    from exporter.checkpoint import Checkpoint, load
-    from exporter.families.csm import CsmFamily
+    from voxport.exporter.checkpoint import Checkpoint, load
+    from voxport.exporter.families.csm import CsmFamily
 
     fam = CsmFamily(load(Checkpoint(tiny_checkpoint, {}))[0], {})
     assert fam.precision_policy("a_graph_added_later") == GraphPrecision()
@@ -136,10 +136,10 @@ def test_every_variant_speaks(tiny_dir, tmp_path, capsys):
 
 
 def test_large_variants_use_onnx_data(tiny_dir, tmp_path, monkeypatch):
-    import exporter.quantize as q
+    import voxport.exporter.quantize as q
 
     monkeypatch.setattr(q, "EXTERNAL_DATA_BYTES", 0)
-    from exporter.families.csm.precision import CSM_PRECISION
+    from voxport.exporter.families.csm.precision import CSM_PRECISION
 
     files, p = q.make_variant(tiny_dir / "onnx/depth.onnx", tmp_path / "depth_q4.onnx", "q4", CSM_PRECISION["depth"])
     assert [f.name for f in files] == ["depth_q4.onnx", "depth_q4.onnx_data"] and p["dtype"] == "q4"

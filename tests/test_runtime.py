@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from runtime.csm import CsmRuntime
-from runtime.prompt import Utterance
-from runtime.sampling import Sampling
+from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.prompt import Utterance
+from voxport.runtime.sampling import Sampling
 from voxport.cli import main
 from voxport.errors import InputError
 

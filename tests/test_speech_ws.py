@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from runtime.audio import pcm16
-from runtime.csm import CsmRuntime
-from runtime.sampling import Sampling
-from runtime.stream import Speech
+from voxport.runtime.audio import pcm16
+from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.sampling import Sampling
+from voxport.runtime.stream import Speech
 from tests.api_helpers import api_server, health, pcm, wait_for
 
 SAMPLING = dict(seed=9, temperature=0.9, top_k=50)

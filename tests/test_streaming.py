@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from runtime.csm import CsmRuntime
-from runtime.prompt import Utterance
-from runtime.sampling import Sampling
-from runtime.stream import Speech
-from validation.streaming import LONG_TEXT
+from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.prompt import Utterance
+from voxport.runtime.sampling import Sampling
+from voxport.runtime.stream import Speech
+from voxport.validation.streaming import LONG_TEXT
 from voxport.cli import main
 
 TEXT = "Streaming speech arrives one frame at a time."

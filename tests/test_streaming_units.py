@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from exporter.streaming import StreamingConv1d, StreamingConvTranspose1d
+from voxport.exporter.streaming import StreamingConv1d, StreamingConvTranspose1d
 
 
 def _stream(mod, x, chunks):

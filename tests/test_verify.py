@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from runtime.graphs import Graphs
+from voxport.runtime.graphs import Graphs
 from voxport.cli import main
 from voxport.errors import ArtifactError, DtypeError
 from voxport.verify import verify

@@ -1,5 +1,5 @@
 """The browser demo in a real Chromium (Debian's, driven by Playwright): token ids, generated codes and
-streamed audio equal the Python runtime's fused path (runtime/stream.py), voice prompts, damaged
+streamed audio equal the Python runtime's fused path (voxport/runtime/stream.py), voice prompts, damaged
 artifacts are named on the page.
 
 The page's test hook (README): window.voxport.{ready, load, speak, tokenize, useVoice, last, lastError}
@@ -25,7 +25,7 @@ FRAMES = 16  # wasm; the WebGPU adapter here is a slow software one
 
 def python_speech(runtime, text, **kw):
     """The Python runtime's fused path (what `voxport speak` runs): codes [frames, K], PCM, stats."""
-    from runtime.stream import Speech
+    from voxport.runtime.stream import Speech
 
     speech = Speech(runtime, text, **kw)
     pcm = [c for c in speech]
@@ -62,7 +62,7 @@ def site(tiny_dir):
 
 @pytest.fixture(scope="module")
 def runtime(tiny_dir):
-    from runtime.csm import CsmRuntime
+    from voxport.runtime.csm import CsmRuntime
 
     return CsmRuntime(tiny_dir)
 
@@ -139,7 +139,7 @@ def check_download(page, pcm, tol=2e-4):
 def test_sampled_codes_equal_python_for_the_same_seed(browser, site, runtime):
     """The page draws the noise uniforms with a port of numpy's default_rng (PCG64 + SeedSequence),
     so temperature + top-k sampling gives Python's codes for the same seed; chunks of 3 frames."""
-    from runtime.sampling import Sampling
+    from voxport.runtime.sampling import Sampling
 
     frames, seed = 8, 1234
     ctx, page, console = open_page(browser, site)
@@ -157,7 +157,7 @@ def test_sampled_codes_equal_python_for_the_same_seed(browser, site, runtime):
 
 
 def test_token_ids_equal_python(browser, site, runtime):
-    from runtime.prompt import Utterance
+    from voxport.runtime.prompt import Utterance
 
     ctx, page, console = open_page(browser, site)
     page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
@@ -214,7 +214,7 @@ def test_default_precision_is_the_fastest_measured_per_backend(browser, site):
 def test_q4_runs_on_wasm(browser, site, tiny_dir):
     """q4 keeps its embedding tables in a form wasm has (int8 Gather + DequantizeLinear, not
     GatherBlockQuantized): the 4-bit variant loads and speaks on the wasm fallback, one call a frame."""
-    from runtime.csm import CsmRuntime
+    from voxport.runtime.csm import CsmRuntime
 
     ctx, page, console = open_page(browser, site)
     page.select_option("#backend", "wasm")
@@ -231,7 +231,7 @@ def test_q4_runs_on_wasm(browser, site, tiny_dir):
     # (accuracy_level 4) where wasm computes in fp32, and tiny's flat random logits flip argmaxes
     # (measured: 32% of codes equal). The page's audio is compared instead: the Python q4 codec on
     # the page's own codes.
-    from runtime.codec_stream import CodecStream
+    from voxport.runtime.codec_stream import CodecStream
 
     codec = CodecStream(q4.graphs)
     pcm = np.concatenate([codec.decode(np.array(f)[None]) for f in r["codes"]])
@@ -297,7 +297,7 @@ def _tone(seconds, amp=0.3, rate=24000):
 
 
 def test_voice_prompt_from_a_file_gives_the_python_codes(browser, site, runtime, tmp_path):
-    from runtime.prompt import Utterance
+    from voxport.runtime.prompt import Utterance
 
     frames, ref_text = 10, "A short reference."
     path = tmp_path / "voice.wav"

@@ -12,8 +12,8 @@ from voxport.errors import VoxportError
 
 
 def _export(a) -> int:
-    from exporter.export import export
-    from exporter.presets import PRESETS
+    from voxport.exporter.export import export
+    from voxport.exporter.presets import PRESETS
 
     out = Path(a.output) if a.output else Path("artifacts") / (a.model if a.model in PRESETS else Path(a.model).name)
     export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes)
@@ -37,12 +37,12 @@ def _verify(a) -> int:
 
 
 def _parity(a) -> int:
-    from validation.harness import run
+    from voxport.validation.harness import run
 
     progress = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     fidelity_ok = True
     if a.dtypes != "fp32":  # the variants' gates first (every variant hash-checked before torch loads)
-        from validation.fidelity import run as fidelity
+        from voxport.validation.fidelity import run as fidelity
 
         f = fidelity(Path(a.dir), a.dtypes, device=a.device, frames=min(a.frames, 20), progress=progress)
         print(f"fidelity {'PASS' if f['ok'] else 'FAIL'} for {', '.join(f['dtypes'])}: worst SNR margin "
@@ -67,7 +67,7 @@ def _parity(a) -> int:
 
 def _check_outputs(a) -> None:
     """Every file speak will write, checked before anything is loaded or generated."""
-    from runtime.audio import output_format
+    from voxport.runtime.audio import output_format
     from voxport.fsutil import check_writable
 
     if a.output != "-":
@@ -79,8 +79,8 @@ def _check_outputs(a) -> None:
 
 
 def _speak(a) -> int:
-    from runtime.csm import CsmRuntime
-    from runtime.sampling import Sampling
+    from voxport.runtime.csm import CsmRuntime
+    from voxport.runtime.sampling import Sampling
 
     _check_outputs(a)
     rt = CsmRuntime(Path(a.dir), dtype=a.dtype)
@@ -107,7 +107,7 @@ def _speak(a) -> int:
 
 def _speak_steps(rt, a, kw):
     """The step graphs (33 calls per frame), whole utterance: for debugging and comparison."""
-    from runtime.audio import write_wav
+    from voxport.runtime.audio import write_wav
 
     res = rt.generate(a.text, **kw)
     if a.output == "-":
@@ -121,8 +121,8 @@ def _speak_stream(rt, a, kw):
     """The fused frame graph: one call per frame; with --stream (or -o -) audio goes out per chunk."""
     import numpy as np
 
-    from runtime.audio import PcmSink, write_wav
-    from runtime.stream import Speech
+    from voxport.runtime.audio import PcmSink, write_wav
+    from voxport.runtime.stream import Speech
 
     import time
 
@@ -160,7 +160,7 @@ def _serve(a) -> int:
 
 
 def _bench(a) -> int:
-    from bench.suite import RESULTS, run
+    from voxport.bench.suite import RESULTS, run
 
     from voxport import dtypes as dt
 

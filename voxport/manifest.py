@@ -57,7 +57,7 @@ def file_problems(root: Path, entries: list[dict], hash_files: bool = True) -> l
     """What is wrong with these files against their manifest entries (empty: all good)."""
     problems, seen = [], set()
     for e in entries:
-        if e["path"] in seen:  # a variant may share a file with another (see exporter/quantize.py)
+        if e["path"] in seen:  # a variant may share a file with another (see voxport/exporter/quantize.py)
             continue
         seen.add(e["path"])
         p = Path(root) / e["path"]

@@ -33,7 +33,7 @@ class ServerConfig:
                              / "voices")
     dtype: str = "fp32"  # precision when `model` names none ("NAME:q4" picks one)
     # onnxruntime intra-op threads per session. 1: streams run side by side, each in its own thread;
-    # measured (bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3
+    # measured (voxport/bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3
     # streams/s at one stream, marvis-250m q4 0.72 vs 0.47 streams/s at four
     threads: int = 1
     chunk_frames: int = 1  # frames per audio chunk: 80 ms, the first bytes after one frame

@@ -1,7 +1,7 @@
 """Audio out of the API: float32 PCM chunks -> bytes of one response format, as they come.
 
 - pcm: raw 16-bit little-endian mono, and wav: the same after a header whose sizes are the maximum
-  (runtime/audio.py, the code of `voxport speak -o -`): both stream per chunk.
+  (voxport/runtime/audio.py, the code of `voxport speak -o -`): both stream per chunk.
 - opus (Ogg): libsndfile writes to our buffer as it goes; it releases an Ogg page about once a
   second (measured: every 12-13 frames of 80 ms), so opus streams in ~1 s steps.
 - flac, mp3: encoded as they come but sent when the utterance ends: libsndfile rewrites their headers
@@ -17,7 +17,7 @@ import io
 import numpy as np
 import soundfile as sf
 
-from runtime.audio import pcm16, wav_stream_header
+from voxport.runtime.audio import pcm16, wav_stream_header
 
 # response_format -> (soundfile format, subtype, media type, streams per chunk)
 SOUNDFILE = {"opus": ("OGG", "OPUS", "audio/ogg", True), "flac": ("FLAC", "PCM_16", "audio/flac", False),

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from runtime import open_runtime
+from voxport.runtime import open_runtime
 from voxport import manifest as mf
 from voxport.api.errors import ApiError
 from voxport.errors import VoxportError

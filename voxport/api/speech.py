@@ -9,10 +9,10 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from runtime import runtime_class
-from runtime.prompt import Utterance
-from runtime.sampling import Sampling
-from runtime.stream import Speech
+from voxport.runtime import runtime_class
+from voxport.runtime.prompt import Utterance
+from voxport.runtime.sampling import Sampling
+from voxport.runtime.stream import Speech
 from voxport.api.bodies import read_json
 from voxport.api.encode import Encoder, formats, media_type
 from voxport.api.errors import ApiError, bad

@@ -27,8 +27,8 @@ import threading
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from runtime.audio import pcm16
-from runtime.chunking import complete_sentences
+from voxport.runtime.audio import pcm16
+from voxport.runtime.chunking import complete_sentences
 from voxport.api.errors import ApiError, bad
 from voxport.api.speech import parse_options
 from voxport.errors import InputError, VoxportError

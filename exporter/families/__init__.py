@@ -1,3 +1,0 @@
-"""Model families. Each module registers itself with exporter.spec.register on import."""
-
-from exporter.families import csm  # noqa: F401

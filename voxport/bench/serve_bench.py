@@ -1,0 +1,169 @@
+"""Speech-API benchmark: `voxport serve` in its own process, N clients at once streaming
+/v1/audio/speech (raw PCM) over loopback; time to first byte and streams per second per level.
+
+    python -m voxport.bench.serve_bench artifacts/tiny [artifacts/marvis-250m] [--dtype q4] \\
+        [--streams 1 2 4] [--requests 6] [--frames 10] [--json out.json]
+
+`run(dirs, dtype, streams, requests, frames) -> list[dict]`, one dict per directory x level:
+    model, dtype        served name and precision
+    streams             clients at once (each sends `requests` requests, one after another)
+    requests            requests completed at this level
+    ttfb_ms             {p50, p95}: request sent -> first audio byte (prompt + one frame + codec)
+    stream_ms           {p50, p95}: request sent -> last byte (`frames` frames of audio)
+    streams_per_s       completed requests / wall time of the level
+    x_realtime          seconds of audio made per second of wall time, all clients together
+    load_s              server start (spawn -> listening: imports, hash checks, sessions)
+    session_load_s      of which: hash check + session creation of the runtime (the server's figure)
+    rss_mb              the server's resident memory after the level
+    load_avg            the machine's 1-minute load average when the level started
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+TEXT = "The quick brown fox jumps over the lazy dog near the riverbank."  # ten-ish words, as bench/
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def _one(port: int, model: str, seed: int, frames: int) -> tuple[float, float, int]:
+    body = json.dumps({"model": model, "input": TEXT, "response_format": "pcm", "seed": seed,
+                       "max_frames": frames})
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t = time.perf_counter()
+    c.request("POST", "/v1/audio/speech", body, {"Content-Type": "application/json"})
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"HTTP {r.status}: {r.read()[:200]!r}")
+    first = r.read(1)
+    ttfb = time.perf_counter() - t
+    n = len(first) + len(r.read())
+    c.close()
+    return ttfb, time.perf_counter() - t, n
+
+
+class _Server:
+    def __init__(self, artifact: Path, dtype: str, max_streams: int, threads: int):
+        self.voices = tempfile.TemporaryDirectory()
+        t = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "voxport.cli", "serve", str(artifact), "--port", "0", "--dtype", dtype,
+             "--max-streams", str(max_streams), "--threads", str(threads), "--voices-dir", self.voices.name, "--quiet"],
+            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+        line = ""
+        while "serving on" not in line:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"server did not start: {self.proc.stderr.read()[-500:]}")
+        self.load_s = time.perf_counter() - t
+        self.port = int(re.search(r":(\d+)/ ", line).group(1))
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # keep the log pipe drained
+
+    def health(self) -> dict:
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c.request("GET", "/healthz")
+        return json.loads(c.getresponse().read())
+
+    def rss_mb(self) -> float:
+        return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{self.proc.pid}/status").read_text()).group(1)) / 1024
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.voices.cleanup()
+
+
+def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4), requests: int = 6,
+        frames: int = 10, threads: int = 1, progress=lambda m: None) -> list[dict]:
+    rows = []
+    for d in dirs:
+        d = Path(d).resolve()
+        srv = _Server(d, dtype, max(streams), threads)
+        try:
+            model = d.name
+            _one(srv.port, model, 0, 2)  # warm-up: first-run allocations, not counted
+            for n in streams:
+                load_avg = os.getloadavg()[0]
+                results: list[tuple[float, float, int]] = []
+                lock = threading.Lock()
+
+                def client(i):
+                    for r in range(requests):
+                        out = _one(srv.port, model, 1000 * i + r, frames)
+                        with lock:
+                            results.append(out)
+
+                t = time.perf_counter()
+                workers = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+                wall = time.perf_counter() - t
+                if len(results) != n * requests:
+                    raise RuntimeError(f"{model}: {n * requests - len(results)} requests failed at {n} streams")
+                ttfb, total = [r[0] * 1e3 for r in results], [r[1] * 1e3 for r in results]
+                audio_s = sum(r[2] for r in results) / 2 / 24000
+                row = {"model": model, "dtype": dtype, "streams": n, "requests": len(results), "frames": frames,
+                       "ttfb_ms": {"p50": round(statistics.median(ttfb), 1), "p95": round(_pct(ttfb, 0.95), 1)},
+                       "stream_ms": {"p50": round(statistics.median(total), 1), "p95": round(_pct(total, 0.95), 1)},
+                       "streams_per_s": round(len(results) / wall, 2), "x_realtime": round(audio_s / wall, 2),
+                       "load_s": round(srv.load_s, 2), "session_load_s": srv.health()["loaded"].get(f"{model}:{dtype}"),
+                       "rss_mb": round(srv.rss_mb()), "load_avg": round(load_avg, 2)}
+                progress(markdown([row]).splitlines()[-1])
+                rows.append(row)
+        finally:
+            srv.close()
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| model | dtype | streams | requests | TTFB p50 ms | TTFB p95 ms | stream p50 ms | streams/s | "
+           "x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 12]
+    for r in rows:
+        out.append(f"| {r['model']} | {r['dtype']} | {r['streams']} | {r['requests']} | {r['ttfb_ms']['p50']} | "
+                   f"{r['ttfb_ms']['p95']} | {r['stream_ms']['p50']} | {r['streams_per_s']} | {r['x_realtime']} | "
+                   f"{r['load_s']} ({r['session_load_s']}) | {r['rss_mb']} | {r['load_avg']} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m voxport.bench.serve_bench", description=__doc__.splitlines()[0])
+    p.add_argument("dirs", nargs="+", type=Path)
+    p.add_argument("--dtype", default="q4")
+    p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--requests", type=int, default=6, help="per client, one after another")
+    p.add_argument("--frames", type=int, default=10, help="frames per request (80 ms each)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per session in the server "
+                   "(serve's default 1; 0: all cores)")
+    p.add_argument("--json", type=Path, help="also write the rows as JSON")
+    a = p.parse_args(argv)
+    missing = [str(d) for d in a.dirs if not (d / "manifest.json").is_file()]
+    if missing:
+        print(f"serve_bench: not artifact directories: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    rows = run(a.dirs, a.dtype, tuple(a.streams), a.requests, a.frames, a.threads,
+               progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(markdown(rows))
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The generic export driver: family spec -> one ONNX file per graph + manifest, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import inspect
+import io
+import json
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+from voxport import __version__
+from voxport.errors import CheckpointError
+from voxport.fsutil import atomic_dir
+from voxport import dtypes as dt
+from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, variant_bytes
+from voxport.exporter import checkpoint
+from voxport.exporter.spec import Family, GraphSpec, family_for
+
+EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to <graph>.onnx_data (protobuf's 2 GB limit)
+
+
+def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None,
+           dtypes: str | list[str] | None = None) -> Path:
+    """Export every graph of the model's family in fp32, then make each requested precision variant
+    (default: all of voxport.dtypes.DTYPES) from the fp32 files, after the PyTorch model is freed."""
+    t0 = time.time()
+    dtypes = dt.parse(dtypes)  # an unknown name fails here, before minutes of export
+    ckpt = checkpoint.resolve(model, cache_root)
+    progress(f"loading {ckpt.path}")
+    ref, tokenizer = checkpoint.load(ckpt, device)
+    fam_cls = family_for(ref.config)
+    if fam_cls is None:
+        raise CheckpointError(f"{ckpt.path}: no voxport family handles model_type {ref.config.model_type!r}")
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        tok_files = _copy_tokenizer(ckpt.path, tmp, tokenizer)
+        family: Family = fam_cls(ref, tok_files)
+        (tmp / "onnx").mkdir()
+        graphs, policies = {}, {}
+        specs = family.graphs()
+        for i, spec in enumerate(specs, 1):
+            t = time.time()
+            progress(f"[{i}/{len(specs)}] exporting {spec.name} ...")
+            files = export_graph(spec, tmp, device)
+            entries = [file_entry(tmp, f) for f in files]
+            graphs[spec.name] = {
+                "inputs": [s.as_json() for s in spec.inputs],
+                "outputs": [s.as_json() for s in spec.outputs],
+                "variants": {"fp32": {"files": entries, "precision": {"dtype": "fp32"}}},
+            }
+            policies[spec.name] = family.precision_policy(spec.name)
+            progress(f"[{i}/{len(specs)}] {spec.name}: {sum(e['bytes'] for e in entries) / 1e6:.1f} MB "
+                     f"in {time.time() - t:.1f} s")
+        source = {**ckpt.source, "model_type": ref.config.model_type,
+                  "parameters": sum(p.numel() for p in ref.parameters())}
+        runtime, family_name = family.runtime_config(), family.name
+        # quantization works on the files alone: free the PyTorch model first (csm-1b: 6 GB)
+        del specs, family, ref, spec
+        gc.collect()
+        _make_variants(tmp, graphs, policies, dtypes[1:], progress)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "toolchain": {"voxport": __version__, **_versions()},
+            "source": source,
+            "family": family_name,
+            "runtime": runtime,
+            "files": [file_entry(tmp, f) for f in tok_files.values()],
+            "dtypes": dtypes,
+            "graphs": graphs,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    progress(f"wrote {out} in {time.time() - t0:.1f} s")
+    return out
+
+
+def _make_variants(root: Path, graphs: dict, policies: dict, dtypes: list[str], progress) -> None:
+    """Each graph's fp16/q8/q4/q4f16 files from its fp32 file, named with the transformers.js suffixes.
+    A graph that cannot take a dtype (its policy says why), or has nothing to quantize, reuses its fp32
+    files in that variant; the manifest records the precision actually used and the reason."""
+    from voxport.exporter.quantize import make_variant
+
+    for dtype in dtypes:
+        t = time.time()
+        for name, g in graphs.items():
+            fp32 = g["variants"]["fp32"]
+            src = root / fp32["files"][0]["path"]
+            files, precision = make_variant(src, src.with_name(dt.file_stem(name, dtype) + ".onnx"),
+                                            dtype, policies[name])
+            entries = [file_entry(root, str(f.relative_to(root))) for f in files] or fp32["files"]
+            g["variants"][dtype] = {"files": entries, "precision": precision}
+        progress(f"[{dtype}] {variant_bytes({'graphs': graphs}, dtype) / 1e6:.1f} MB in {time.time() - t:.1f} s")
+
+
+def _copy_tokenizer(src: Path, dst: Path, tokenizer) -> dict[str, str]:
+    shutil.copy(src / checkpoint.TOKENIZER_FILE, dst / checkpoint.TOKENIZER_FILE)
+    (dst / checkpoint.TEMPLATE_FILE).write_text(checkpoint.chat_template(src))
+    # bos/eos strings are template variables; store them beside the template for torch-free runtimes
+    special = {"bos_token": tokenizer.bos_token, "eos_token": tokenizer.eos_token}
+    (dst / "special_tokens.json").write_text(json.dumps(special, indent=2))
+    return {"tokenizer_file": checkpoint.TOKENIZER_FILE, "chat_template_file": checkpoint.TEMPLATE_FILE,
+            "special_tokens_file": "special_tokens.json"}
+
+
+def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
+    """Trace `spec.module` with torch.export (named dynamic dims), or write the graph `spec.build`
+    makes from the weights, to onnx/<name>.onnx."""
+    import onnx
+    import torch
+
+    if spec.build is not None:
+        return _write_built(spec, root)
+    args = [a.to(device) for a in spec.make_inputs(spec.export_sizes)]
+    rel = f"onnx/{spec.name}.onnx"
+    n_bytes = sum(p.numel() * p.element_size() for p in spec.module.parameters())
+    with torch.no_grad(), warnings.catch_warnings(), _quiet_torch_onnx(), spec.exporting():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            spec.module, tuple(args), dynamo=True, verbose=False,
+            input_names=[s.name for s in spec.inputs], output_names=[s.name for s in spec.outputs],
+            dynamic_shapes=_dynamic_shapes(spec), optimize=spec.optimize,
+        )
+    if not spec.optimize:
+        _fold_constants(program.model)
+    external = n_bytes > EXTERNAL_DATA_BYTES
+    path = root / rel
+    program.save(str(path), external_data=external)
+    del program
+    model = onnx.load(str(path), load_external_data=False)
+    _name_axes(model, spec)
+    files = [rel]
+    if external:
+        files.append(_rename_external_data(model, path))
+    onnx.save(model, str(path))
+    return files
+
+
+def _write_built(spec: GraphSpec, root: Path) -> list[str]:
+    import torch
+
+    from voxport.exporter.quantize import save
+
+    with torch.no_grad():
+        model = spec.build(spec.inputs, spec.outputs)
+    _name_axes(model, spec)
+    path = root / f"onnx/{spec.name}.onnx"
+    return [str(f.relative_to(root)) for f in save(model, path)]
+
+
+def _rename_external_data(model, path: Path) -> str:
+    """torch writes <graph>.onnx.data; transformers.js and optimum expect <graph>.onnx_data. Rename the
+    file and the location recorded in each tensor (no weight is loaded)."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    new = path.with_name(path.name + "_data")
+    olds = set()
+    for t in _get_all_tensors(model):
+        if uses_external_data(t):
+            for kv in t.external_data:
+                if kv.key == "location":
+                    olds.add(kv.value)
+                    kv.value = new.name
+    if len(olds) != 1:
+        raise RuntimeError(f"{path}: expected one external data file, the exporter wrote {sorted(olds)}")
+    (path.parent / olds.pop()).rename(new)
+    return f"onnx/{new.name}"
+
+
+def _fold_constants(model) -> None:
+    """The cheap parts of the optimizer for graphs that skip it. Common subexpressions first: each of
+    the 31 unrolled depth steps of a traced frame graph has its own Transpose of the same Linear
+    weight, and folding those one by one wrote 31 copies (marvis-250m: 9.5 GB instead of 2). Then
+    fold constant subgraphs, so MatMuls take initializers (the quantizers need that)."""
+    from onnx_ir.passes.common import CommonSubexpressionEliminationPass
+    from onnxscript.optimizer import _constant_folding, remove_unused_nodes
+
+    CommonSubexpressionEliminationPass()(model)
+    _constant_folding.fold_constants(model, input_size_limit=1 << 40, output_size_limit=1 << 40)
+    remove_unused_nodes(model)
+
+
+def _dynamic_shapes(spec: GraphSpec):
+    """torch.export Dims from the spec's named axes. Axes whose size is a relation of others
+    (past + seq) are left DYNAMIC for the exporter to infer; their names are set afterwards."""
+    from torch.export import Dim
+
+    dims: dict[str, object] = {}
+
+    def dim(name):
+        if name not in dims:
+            dims[name] = Dim(name, min=0) if name == "past" else Dim(name)
+        return dims[name]
+
+    derived = {"past_seq"}
+    per_input = [{ax: (Dim.DYNAMIC if n in derived else dim(n)) for ax, n in enumerate(s.shape) if isinstance(n, str)}
+                 for s in spec.inputs]
+    params = inspect.signature(spec.module.forward).parameters.values()
+    n_fixed = sum(p.kind == p.POSITIONAL_OR_KEYWORD for p in params)
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return (*per_input[:n_fixed], tuple(per_input[n_fixed:]))
+    return tuple(per_input)
+
+
+def _name_axes(model, spec: GraphSpec) -> None:
+    """Give graph inputs/outputs the spec's axis names (the exporter invents names like s53)."""
+    by_name = {s.name: s for s in spec.inputs + spec.outputs}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        s = by_name.get(vi.name)
+        if s is None:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) != len(s.shape):
+            raise RuntimeError(f"{spec.name}.{vi.name}: exported rank {len(dims)} != declared {len(s.shape)}")
+        for d, want in zip(dims, s.shape):
+            if isinstance(want, str):
+                d.dim_param = want
+            elif d.HasField("dim_value") and d.dim_value != want:
+                raise RuntimeError(f"{spec.name}.{vi.name}: exported axis {d.dim_value} != declared {want}")
+
+
+@contextlib.contextmanager
+def _quiet_torch_onnx():
+    """torch.onnx prints progress lines and warnings per graph; keep the CLI output ours."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _versions() -> dict:
+    import onnx
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__}

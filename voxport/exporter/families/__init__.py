@@ -1,0 +1,3 @@
+"""Model families. Each module registers itself with exporter.spec.register on import."""
+
+from voxport.exporter.families import csm  # noqa: F401

@@ -1,0 +1,187 @@
+"""The fused per-frame graph: one runtime call produces a whole audio frame.
+
+backbone step -> codebook 0 -> 31 depth-decoder steps (unrolled, depth KV never leaves the graph)
+-> the frame's 32 codes and the summed embedding the backbone takes next.
+
+`build_frame` writes the ONNX graph from the checkpoint's weights with fused onnxruntime ops
+(voxport/exporter/blocks.py): 1,7xx nodes for marvis-250m instead of the 9,109 the traced graph had.
+`FrameStep` is the same frame in PyTorch on the reference model's own modules: the parity harness
+compares the written graph against it, and it is what the graph's design is checked by. Each codebook
+head is its own constant MatMul weight so the 4-bit quantizer takes it (a head picked by Gather on a
+[31, Hd, V] table is skipped).
+
+Sampling is Gumbel-max over top-k-masked logits / temperature with the uniforms given as an input,
+so a PyTorch run (or the step graphs) fed the same noise draws the same codes. Temperature 0 (or
+top-k 1) is greedy.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.models.csm.modeling_csm import apply_rotary_pos_emb
+
+from voxport.exporter.families.csm.wrappers import _cache_from, _flat_present
+
+
+def gumbel_choice(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor,
+                  top_k: torch.Tensor) -> torch.Tensor:
+    """logits [B, V], noise uniforms in [0, 1) [B, V], temperature [] (0 = greedy), top_k [] (1..V)
+    -> ids [B]. Same arithmetic as voxport/runtime/sampling.py's numpy version."""
+    ranked = torch.sort(logits, dim=-1, descending=True).values
+    kth = ranked.gather(-1, (top_k - 1).clamp(0, logits.shape[-1] - 1).reshape(1, 1).expand(logits.shape[0], 1))
+    kept = torch.where(logits >= kth, logits, torch.full_like(logits, float("-inf")))
+    gumbel = -torch.log(-torch.log(noise.clamp(1e-20, 1.0 - 1e-7)))
+    sampled = kept / temperature.clamp(min=1e-6) + gumbel
+    scores = torch.where(temperature > 0, sampled, logits)
+    return scores.argmax(-1)
+
+
+class FrameStep(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        cfg = model.config
+        self.backbone, self.lm_head = model.backbone_model, model.lm_head
+        self.audio_embed = model.backbone_model.embed_tokens  # codes [B, 1, K] -> summed [B, 1, H]
+        self.depth = model.depth_decoder.model
+        self.n_layers, self.k = cfg.num_hidden_layers, cfg.num_codebooks
+        self.vocab = model.depth_decoder.config.vocab_size
+        heads = model.depth_decoder.codebooks_head.weight  # [K-1, Hd, V]
+        for i in range(self.k - 1):  # views: no copy in torch, one initializer per head in ONNX
+            self.register_buffer(f"head_{i}", heads[i], persistent=False)
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, temperature, top_k, noise, *past):
+        cache = _cache_from(self.backbone.config, past)
+        out = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                            position_ids=position_ids, past_key_values=cache, use_cache=True)
+        hidden = out.last_hidden_state[:, -1:]  # [B, 1, H]
+        logits = self.lm_head(hidden)[:, 0]
+        code = gumbel_choice(logits, noise[:, 0], temperature, top_k)
+        codes = [code]
+        kv: list = [None] * len(self.depth.layers)
+        # position 0: the backbone hidden state; position p >= 1: code p-1 from embedding table p-1
+        embeds = torch.cat([hidden, self.depth.embed_tokens(code[:, None])], dim=1)
+        for i in range(self.k - 1):
+            h = self._depth_step(embeds, kv, 0 if i == 0 else i + 1)
+            head = getattr(self, f"head_{i}")
+            code = gumbel_choice(torch.matmul(h[:, -1:], head)[:, 0], noise[:, i + 1], temperature, top_k)
+            codes.append(code)
+            embeds = self.depth.embed_tokens(code[:, None] + (i + 1) * self.vocab)
+        codes = torch.stack(codes, dim=1)  # [B, K]
+        next_embeds = self.audio_embed(codes[:, None])  # [B, 1, H]
+        return (codes, next_embeds, *_flat_present(cache, self.n_layers))
+
+    def _depth_step(self, embeds: torch.Tensor, kv: list, start: int) -> torch.Tensor:
+        """The depth decoder on positions start.. with its KV in `kv` (one (k, v) per layer, grown in
+        place). Written out from the model's own submodules instead of calling its forward: that
+        builds masks and caches per call, which made the 31-step trace take minutes and the graph
+        several times larger. Causal masking is needed only on the first call (2 positions)."""
+        d = self.depth
+        x = d.inputs_embeds_projector(embeds)
+        b, n = x.shape[0], x.shape[1]
+        cos, sin = self._rope(start, n, x)
+        mask = torch.full((n, n), float("-inf"), device=x.device).triu(1) if n > 1 else None
+        for j, layer in enumerate(d.layers):
+            a = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = a.q_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
+            k = a.k_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
+            v = a.v_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            if kv[j] is not None:
+                k, v = torch.cat([kv[j][0], k], 2), torch.cat([kv[j][1], v], 2)
+            kv[j] = (k, v)
+            g = a.num_key_value_groups
+            kr, vr = (k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)) if g > 1 else (k, v)
+            w = q @ kr.transpose(2, 3) * a.scaling
+            w = torch.softmax(w if mask is None else w + mask, dim=-1)
+            x = x + a.o_proj((w @ vr).transpose(1, 2).reshape(b, n, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return d.norm(x)
+
+    def _rope(self, start: int, n: int, x: torch.Tensor):
+        """cos/sin for positions start..start+n-1, the arithmetic of the model's rotary_emb. Not its
+        forward: that is @torch.no_grad(), and each such region becomes a submodule torch.export
+        splits out and recompiles (31 of them made the trace take minutes)."""
+        rope = self.depth.rotary_emb
+        # positions are known when tracing: a constant, not a float Range (no fp16 Range kernel)
+        pos = torch.tensor([float(p) for p in range(start, start + n)], device=x.device)
+        freqs = pos[None, :, None] * rope.inv_freq.to(torch.float32)[None, None, :]
+        emb = torch.cat([freqs, freqs], dim=-1)
+        return (emb.cos() * rope.attention_scaling).to(x.dtype), (emb.sin() * rope.attention_scaling).to(x.dtype)
+
+
+def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelProto":
+    """The frame graph written with fused ops from `model`'s weights; I/O as the frame GraphSpec
+    declares (graph_inputs/outputs: its TensorSpecs, in order). Batch 1.
+
+    Backbone positions come from the attention mask (GroupQueryAttention takes seqlens = mask sum - 1,
+    positions past..total-1); `position_ids` is accepted for the contract and equals those positions
+    for the one unpadded stream this graph serves. A depth step gathers its code's embedding and
+    projects it (storing the tables already projected saved one small MatMul a step but added 260 MB
+    to marvis-250m's fp32 frame, past what the page's 4 GB wasm heap held)."""
+    import numpy as np
+
+    from voxport.exporter.blocks import LlamaStack, Sampler, linear_t, rope_caches
+    from voxport.exporter.onnx_builder import GraphBuilder
+
+    cfg, dcfg = model.config, model.depth_decoder.config
+    k, v = cfg.num_codebooks, cfg.vocab_size
+    b = GraphBuilder("frame")
+    names = {}
+    for t in graph_inputs:
+        names[t.name] = b.input(t.name, t.dtype, t.shape)
+    n_layers = cfg.num_hidden_layers
+    past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"]) for i in range(n_layers)]
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"])
+
+    with b.scope("backbone"):
+        mask = names["attention_mask"]
+        total = b.op("Cast", [b.op("Gather", [b.op("Shape", [mask]), b.const(1)], label="total")], to=6)
+        seqlens = b.op("Sub", [b.op("Cast", [b.op("ReduceSum", [mask, b.const([1])], keepdims=0)], to=6),
+                               b.const([1], np.int32)], label="seqlens_k")
+        rope = rope_caches(b, "backbone", model.backbone_model.rotary_emb, cfg.max_position_embeddings)
+        stack = LlamaStack(b, model.backbone_model, "backbone", rope)
+        last, presents = stack(names["inputs_embeds"], past, seqlens, total, last_only=True)  # [1, 1, H]
+        logits = b.op("MatMul", [last, b.weight("lm_head.weight", linear_t(model.lm_head))], label="lm_head")
+        codes = [sampler(logits, 0)]
+
+    depth = model.depth_decoder.model
+    drope = rope_caches(b, "depth", depth.rotary_emb, dcfg.max_position_embeddings)
+    dstack = LlamaStack(b, depth, "depth", drope)
+    audio = model.backbone_model.embed_tokens
+    # CSM ties the depth decoder's code embeddings to the backbone's audio table
+    # (tie_codebooks_embeddings): one initializer then serves both (marvis-250m: 403 MB fp32)
+    tied = depth.embed_tokens.weight.data_ptr() == audio.embed_audio_tokens.weight.data_ptr()
+    table = b.weight("embed_audio_tokens.weight" if tied else "depth.embed_tokens.weight",
+                     depth.embed_tokens.weight.detach().numpy())
+    projector = b.weight("depth.inputs_embeds_projector.weight", linear_t(depth.inputs_embeds_projector))
+    heads = model.depth_decoder.codebooks_head.weight  # [K-1, Hd, V]
+    kv = None
+    for i in range(k - 1):
+        with b.scope("depth", f"step{i}"):
+            rows = codes[-1] if i == 0 else b.op("Add", [codes[-1], b.const(i * v)], label="offset")
+            x = b.op("Gather", [table, rows], label="embed")  # codebook i's rows start at i * V
+            if i == 0:  # position 0: the backbone state, position 1: codebook 0
+                x = b.op("Concat", [last, x], axis=1)
+            x = b.op("MatMul", [x, projector], label="projector")
+            pos = 1 if i == 0 else i + 1  # the last position this step writes
+            h, kv = dstack(x, kv, b.const([pos], np.int32), b.const(pos + 1, np.int32), seq=2 if i == 0 else 1,
+                           last_only=i == 0)
+            logits = b.op("MatMul", [h, b.weight(f"depth.codebooks_head.{i}", heads[i].detach().numpy())],
+                          label="head")
+            codes.append(sampler(logits, i + 1))
+
+    with b.scope("next_embeds"):
+        frame = b.op("Concat", codes, axis=1, label="codes")  # [1, K]
+        rows = b.op("Add", [frame, b.weight("audio_tokens_offsets", audio.audio_tokens_offsets.numpy()[None])])
+        embeds = b.op("Gather", [b.weight("embed_audio_tokens.weight",
+                                          audio.embed_audio_tokens.weight.detach().numpy()), rows])
+        next_embeds = b.op("ReduceSum", [embeds, b.const([1])], keepdims=1)  # [1, 1, H]
+
+    outs = {"codes": frame, "next_embeds": next_embeds}
+    for i, (key, value) in enumerate(presents):
+        outs[f"present.{i}.key"], outs[f"present.{i}.value"] = key, value
+    for t in graph_outputs:
+        b.output(outs[t.name], t.name, t.dtype, t.shape)
+    return b.model()

@@ -1,0 +1,106 @@
+"""What a model family declares: its graphs as data (wrapper, tensors with named axes, cases, tolerances).
+
+The export driver, the manifest writer and the parity harness read only these declarations, so a new
+family (Qwen3-TTS, Orpheus) is one module under voxport/exporter/families/ and nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable
+
+from voxport.exporter.precision import GraphPrecision
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name: "float32", "int64"
+    shape: tuple  # ints for fixed axes, strings for named dynamic axes
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """max |onnx - torch| <= atol + rtol * max|torch| per output (the output's own scale).
+
+    fp32 default 2e-5: measured worst 1.8e-6 (marvis-250m backbone), 4e-7 (tiny); 10x margin, and
+    5x tighter than the 1e-4 the project asks of fp32."""
+
+    rtol: float = 2e-5
+    atol: float = 1e-6
+    exact: bool = False  # integer outputs (codes) must match exactly
+
+
+@dataclass
+class GraphSpec:
+    name: str
+    module: Any  # torch.nn.Module wrapper whose forward takes the inputs positionally
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    make_inputs: Callable[[dict], list]  # sizes -> torch tensors, in input order
+    export_sizes: dict  # sizes used for tracing (every dynamic size >= 2)
+    check_sizes: list[dict]  # parity cases: differ from export_sizes so baked constants are caught
+    tolerance: dict[str, Tolerance] = field(default_factory=dict)  # per output; default Tolerance()
+    # export-only patches of the reference model, restored on exit (None: export it as it is)
+    export_context: Callable[[], AbstractContextManager] | None = None
+    # onnxscript's rewriter is quadratic on big unrolled graphs; such a graph skips it (constants are
+    # folded instead) and is left to onnxruntime's own graph optimizations at load.
+    optimize: bool = True
+    # a graph written from the weights instead of traced (voxport/exporter/blocks.py: fused onnxruntime ops):
+    # build(inputs, outputs) -> onnx.ModelProto with exactly the declared I/O. `module` then stays the
+    # PyTorch reference the parity harness compares the written graph against.
+    build: Callable[[list, list], Any] | None = None
+
+    def exporting(self) -> AbstractContextManager:
+        return self.export_context() if self.export_context else nullcontext()
+
+    def tolerance_for(self, output: str) -> Tolerance:
+        return self.tolerance.get(output, Tolerance())
+
+
+class Family:
+    """A model family: which checkpoints it claims, its graphs, and what a runtime needs to know."""
+
+    name: str = ""
+    # per graph: how its fp16/q8/q4/q4f16 variants are made (voxport/exporter/precision.py); a graph not
+    # listed gets GraphPrecision(): MatMul weights quantized, everything else as exported
+    precision: dict[str, GraphPrecision] = {}
+
+    @classmethod
+    def matches(cls, config) -> bool:
+        raise NotImplementedError
+
+    def __init__(self, model, tokenizer_files: dict[str, str]):
+        self.model = model
+        self.tokenizer_files = tokenizer_files
+
+    def graphs(self) -> list[GraphSpec]:
+        raise NotImplementedError
+
+    def precision_policy(self, graph: str) -> GraphPrecision:
+        return self.precision.get(graph, GraphPrecision())
+
+    def runtime_config(self) -> dict:
+        """Everything a runtime needs besides the graphs (ids, sizes, template), stored in the manifest."""
+        raise NotImplementedError
+
+
+_FAMILIES: list[type[Family]] = []
+
+
+def register(cls: type[Family]) -> type[Family]:
+    _FAMILIES.append(cls)
+    return cls
+
+
+def family_for(config) -> type[Family] | None:
+    import voxport.exporter.families  # noqa: F401  (imports every family module, which registers itself)
+
+    for cls in _FAMILIES:
+        if cls.matches(config):
+            return cls
+    return None

@@ -1,0 +1,169 @@
+"""Streaming speech from the fused `frame` graph: one runtime call per frame, PCM as soon as a
+chunk of frames exists, text longer than one utterance split at sentences with the Mimi state
+carried across the joins."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from voxport.runtime.chunking import plan_utterances
+from voxport.runtime.codec_stream import CodecStream
+from voxport.runtime.csm import CsmRuntime, _empty_past, _kv_feeds
+from voxport.runtime.prompt import Utterance
+from voxport.runtime.sampling import Sampling, draw_noise
+from voxport.errors import InputError
+
+
+@dataclass
+class Speech:
+    """One request. Iterate it for float32 PCM chunks; `codes` and `stats` fill in as it goes.
+    A consumer that stops early (closes the iterator, breaks out of the loop) ends generation; so does
+    setting `cancel` (a threading.Event, for a consumer in another thread), checked before every frame.
+    `sentences`, when given, replaces `text`: utterances as they come (the iterator may block, e.g. on
+    a live text stream), spoken in order with one codec stream and each as the next one's context."""
+
+    rt: CsmRuntime
+    text: str
+    speaker: int = 0
+    context: list[Utterance] = field(default_factory=list)
+    max_frames: int = 125  # per utterance
+    sampling: Sampling = Sampling()
+    seed: int = 0
+    chunk_frames: int = 1
+    cancel: object | None = None  # anything with is_set(): threading.Event
+    sentences: Iterable[str] | None = None
+    codes: list[np.ndarray] = field(default_factory=list)  # every generated frame, eos frames included
+    utterances: list[dict] = field(default_factory=list)  # per utterance: text, first frame, frames
+    stats: dict = field(default_factory=dict)
+    # wall time of every frame call (the first of an utterance includes its prompt) and codec call
+    timings: dict = field(default_factory=lambda: {"frame_s": [], "codec_s": []})
+
+    def __iter__(self):
+        if self.chunk_frames < 1:
+            raise InputError(f"chunk size must be >= 1 frame, got {self.chunk_frames}")
+        self.sampling.validate(self.rt.rt["codebook_vocab"])
+        return self._run()
+
+    def _run(self):
+        rt, t0 = self.rt, time.perf_counter()
+        timer = {"prefill_s": 0.0, "frames_s": 0.0, "codec_s": 0.0}
+        calls = {"embed": 0, "frame": 0}
+        codec, rng = CodecStream(rt.graphs), np.random.default_rng(self.seed)
+        samples, first_audio = 0, None
+        self.stats = {"stages": timer}
+
+        def emit(pending):
+            nonlocal samples, first_audio
+            t = time.perf_counter()
+            pcm = codec.decode(np.stack(pending))
+            self.timings["codec_s"].append(time.perf_counter() - t)
+            timer["codec_s"] += self.timings["codec_s"][-1]
+            samples += pcm.shape[0]
+            first_audio = first_audio or time.perf_counter() - t0
+            self._update(t0, timer, calls, codec.calls, samples, first_audio)
+            return pcm
+
+        try:
+            context = list(self.context)
+            for text in self._plan():
+                context = self._fit_context(text, context)
+                start, pending = len(self.codes), []
+                for frame in self._frames(text, context, rng, timer, calls):
+                    self.codes.append(frame)
+                    if self._is_eos(frame):
+                        break
+                    pending.append(frame)
+                    if len(pending) == self.chunk_frames:
+                        yield emit(pending)
+                        pending = []
+                if pending and not self._cancelled():
+                    yield emit(pending)
+                spoken = np.stack(self.codes[start:]) if len(self.codes) > start else np.zeros((0, 1), np.int64)
+                spoken = spoken[: len(spoken) - int(len(spoken) > 0 and self._is_eos(spoken[-1]))]
+                self.utterances.append({"text": text, "first_frame": start, "frames": int(len(spoken))})
+                if self._cancelled():
+                    return
+                context = [Utterance(text, self.speaker, spoken)] if len(spoken) else []
+        finally:
+            self._update(t0, timer, calls, codec.calls, samples, first_audio)
+
+    def _cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def _is_eos(self, frame: np.ndarray) -> bool:
+        # transformers stops when every codebook but the last is eos; that frame is not audio
+        return bool(np.all(frame[:-1] == self.rt.rt["codebook_eos_token_id"]))
+
+    def _plan(self) -> Iterable[str]:
+        if self.sentences is not None:  # lazily: the source may still be being written
+            return (part for s in self.sentences for part in self._split(s))
+        return self._split(self.text)
+
+    def _split(self, text: str) -> list[str]:
+        ctx_tokens = self.rt.prompts.build(self.context)[0].shape[1] if self.context else 0
+        limit = self.rt.rt["max_positions"] - ctx_tokens
+
+        def tokens(t: str) -> int:
+            return self.rt.prompts.build([Utterance(t, self.speaker)])[0].shape[1]
+
+        if not text.strip():
+            raise InputError("text is empty")
+        if tokens(text) + self.max_frames <= limit:
+            return [text]
+        # leave room for the previous utterance (text and audio) as the next one's context
+        return plan_utterances(text, lambda t: tokens(t) + self.max_frames <= limit // 2)
+
+    def _fit_context(self, text: str, context: list[Utterance]) -> list[Utterance]:
+        """Carry the previous utterance as context while it fits beside the new one; else none."""
+        if not context:
+            return context
+        n = self.rt.prompts.build([*context, Utterance(text, self.speaker)])[0].shape[1]
+        return context if n + self.max_frames <= self.rt.rt["max_positions"] else []
+
+    def _frames(self, text, context, rng, timer, calls):
+        """Frame codes from the fused graph: embed the prompt once, then one call per frame."""
+        rt, graphs = self.rt.rt, self.rt.graphs
+        t = time.perf_counter()
+        ids, audio_codes, max_frames = self.rt.prepare(text, self.speaker, context, self.max_frames, self.sampling)
+        embeds = graphs.run("embed", {"input_ids": ids, "audio_codes": audio_codes})[0]
+        calls["embed"] += 1
+        past, pos, sampling = _empty_past(rt["backbone"]), 0, self.sampling.feeds()
+        names = ["codes", "next_embeds"] + [f"present.{i // 2}.{'key' if i % 2 == 0 else 'value'}"
+                                            for i in range(2 * rt["backbone"]["layers"])]
+        for n in range(max_frames):
+            if self._cancelled():
+                return
+            seq = embeds.shape[1]
+            out = graphs.session("frame").run(names, {
+                "inputs_embeds": embeds, "attention_mask": np.ones((1, pos + seq), np.int64),
+                "position_ids": np.arange(pos, pos + seq, dtype=np.int64)[None], **sampling,
+                "noise": draw_noise(rng, rt["num_codebooks"], rt["codebook_vocab"]), **_kv_feeds(past)})
+            calls["frame"] += 1
+            codes, embeds, past, pos = out[0][0], out[1], out[2:], pos + seq
+            self.timings["frame_s"].append(time.perf_counter() - t)
+            timer["prefill_s" if n == 0 else "frames_s"] += self.timings["frame_s"][-1]
+            yield codes
+            t = time.perf_counter()
+
+    def _update(self, t0, timer, calls, codec_calls, samples, first_audio):
+        wall = time.perf_counter() - t0
+        frames = len(self.codes)
+        audio_s = samples / self.rt.rt["sample_rate"]
+        self.stats.update({
+            "frames": frames, "utterances": len(self.utterances) or 1, "audio_s": round(audio_s, 4),
+            "wall_s": round(wall, 4), "rtf": round(wall / audio_s, 4) if audio_s else None,
+            "first_audio_s": None if first_audio is None else round(first_audio, 4),
+            # generation calls only: the prompt's embed call and the codec calls are counted apart
+            "runtime_calls_per_frame": round(calls["frame"] / frames, 4) if frames else None,
+            "embed_calls": calls["embed"], "codec_calls": codec_calls, "chunk_frames": self.chunk_frames,
+            "stages": {k: round(v, 4) for k, v in timer.items()},
+        })
+
+
+def speak(rt: CsmRuntime, text: str, **kw) -> Speech:
+    """`for pcm in speak(rt, "Hello."): ...` streams float32 PCM at rt.rt['sample_rate']."""
+    return Speech(rt, text, **kw)
