@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml requirements.lock
 	# torch first, pinned to the local CPU wheel, so no dependency can pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements.lock
+	# the Qwen3-TTS reference (pyproject extra "qwen"), without the torchaudio/gradio it names
+	$(BIN)/pip install -q --no-deps qwen-tts-hf==0.1.1.post1
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
