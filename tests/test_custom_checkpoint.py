@@ -4,7 +4,7 @@ exports from its directory and passes parity: nothing in the exporter assumes CS
 import dataclasses
 import json
 
-from voxport.exporter.presets import PRESETS, build_model, build_tokenizer, save_checkpoint
+from voxport.exporter.families.csm.presets import PRESETS, build_model, build_tokenizer, save_checkpoint
 from voxport.validation.harness import run
 from voxport.cli import main
 

@@ -44,7 +44,7 @@ def test_no_partial_directories_left(tiny_dir):
 
 
 def test_preset_is_deterministic(tiny_checkpoint, tmp_path):
-    from voxport.exporter.presets import PRESETS, build_model, build_tokenizer
+    from voxport.exporter.families.csm.presets import PRESETS, build_model, build_tokenizer
 
     a = build_model(PRESETS["tiny"], build_tokenizer(512)).state_dict()
     from transformers import CsmForConditionalGeneration

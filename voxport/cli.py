@@ -13,9 +13,10 @@ from voxport.errors import VoxportError
 
 def _export(a) -> int:
     from voxport.exporter.export import export
-    from voxport.exporter.presets import PRESETS
+    from voxport.exporter.presets import all_presets
 
-    out = Path(a.output) if a.output else Path("artifacts") / (a.model if a.model in PRESETS else Path(a.model).name)
+    name = a.model if a.model in all_presets() else Path(a.model).name
+    out = Path(a.output) if a.output else Path("artifacts") / name
     export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes)
     print(out)
     return 0
@@ -163,7 +164,12 @@ def _bench(a) -> int:
     from voxport.bench.suite import RESULTS, run
 
     from voxport import dtypes as dt
+    from voxport.errors import InputError
+    from voxport.exporter.presets import all_presets
 
+    unknown = [p for p in a.preset or [] if p not in all_presets()]
+    if unknown:
+        raise InputError(f"unknown preset {unknown[0]!r}; presets: {', '.join(all_presets())}")
     dtypes = dt.parse(a.dtypes) if a.dtypes else None  # fp32 is always measured: the ratios need it
     path = run(a.preset or ["tiny"], dtypes=dtypes, quick=a.quick, frames=a.frames, threads=a.threads,
                device=a.device, browser=not a.no_browser, artifacts=Path(a.artifacts) if a.artifacts else None,
@@ -178,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("export", help="export a checkpoint (preset, local directory or hub id) to ONNX")
-    e.add_argument("model", help="preset (tiny, marvis-250m, csm-1b), checkpoint directory, or hub id")
+    e.add_argument("model", help="a preset (tiny, marvis-250m, csm-1b, qwen3-tts-tiny, qwen3-tts-0.6b, ...), a "
+                   "checkpoint directory, or a hub id")
     e.add_argument("-o", "--output", help="artifact directory (default: artifacts/<name>)")
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     e.add_argument("--dtypes", default="all", help="comma list of fp32,fp16,q8,q4,q4f16 (default: all)")
@@ -220,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_speak)
 
     b = sub.add_parser("bench", help="voxport vs PyTorch side by side: per-frame time, RTF, first audio, memory")
-    b.add_argument("--preset", action="append", choices=["tiny", "marvis-250m", "csm-1b"],
+    b.add_argument("--preset", action="append", metavar="PRESET",
                    help="repeatable (default: tiny); exported to artifacts/<preset> when missing")
     b.add_argument("--artifacts", help="use this artifact directory for the (single) preset")
     b.add_argument("--quick", action="store_true", help="fp32 and q4, fewer frames, no browser (< 2 min on tiny)")

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxport.errors import CheckpointError
+from voxport.exporter.spec import families, family_for
 
-TOKENIZER_FILE = "tokenizer.json"
-TEMPLATE_FILE = "chat_template.jinja"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -26,11 +25,12 @@ class Checkpoint:
 
 
 def resolve(model: str, cache_root: Path | None = None) -> Checkpoint:
-    from voxport.exporter.presets import PRESETS, materialize
+    from voxport.exporter.presets import all_presets, materialize
 
-    if model in PRESETS:
+    presets = all_presets()
+    if model in presets:
         return Checkpoint(materialize(model, cache_root), {"kind": "preset", "name": model,
-                                                           "seed": PRESETS[model].seed})
+                                                           "seed": presets[model][1].seed})
     path = Path(model).expanduser()
     if path.exists() or model.startswith((".", "/", "~")) or not _HUB_ID.match(model):
         validate_dir(path)
@@ -45,7 +45,7 @@ def _download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt"]))
+        path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "speech_tokenizer/*"]))
     except Exception as e:  # network errors, unknown repo, gated repo: all one message
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{repo_id}: could not fetch from the Hugging Face hub ({first[:200]}); "
@@ -65,20 +65,23 @@ def validate_dir(path: Path) -> None:
         cfg = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_path}: config.json is not valid JSON ({e})") from None
-    model_type = cfg.get("model_type")
-    if model_type != "csm":
-        raise CheckpointError(f"{cfg_path}: unsupported architecture {model_type!r} "
+    family = family_for(cfg.get("model_type"))
+    if family is None:
+        known = ", ".join(t for f in families() for t in f.model_types)
+        raise CheckpointError(f"{cfg_path}: unsupported architecture {cfg.get('model_type')!r} "
                               f"({', '.join(cfg.get('architectures') or []) or 'no architectures'}); "
-                              "voxport exports CsmForConditionalGeneration (model_type 'csm')")
-    _check_weights(path)
-    if not (path / TOKENIZER_FILE).is_file():
-        raise CheckpointError(f"{path}: missing {TOKENIZER_FILE}; the checkpoint's tokenizer is needed")
-    if chat_template(path) is None:
-        raise CheckpointError(f"{path}: no chat template ({TEMPLATE_FILE}, or chat_template in "
-                              "processor_config.json / tokenizer_config.json)")
+                              f"voxport exports model_type {known}")
+    check_weights(path)
+    family.check_dir(path, cfg)
 
 
-def _check_weights(path: Path) -> None:
+def family_of(path: Path):
+    """The family class of a checked checkpoint directory."""
+    return family_for(json.loads((Path(path) / "config.json").read_text()).get("model_type"))
+
+
+def check_weights(path: Path) -> None:
+    """Every safetensors file (and shard the index names) present and readable."""
     from safetensors import safe_open
 
     files = sorted(path.glob("*.safetensors"))
@@ -103,29 +106,13 @@ def _check_weights(path: Path) -> None:
             raise CheckpointError(f"{f}: corrupt or truncated safetensors file ({str(e)[:160]})") from None
 
 
-def chat_template(path: Path) -> str | None:
-    if (path / TEMPLATE_FILE).is_file():
-        return (path / TEMPLATE_FILE).read_text()
-    for name in ("processor_config.json", "tokenizer_config.json", "chat_template.json"):
-        f = path / name
-        if f.is_file():
-            try:
-                tpl = json.loads(f.read_text()).get("chat_template")
-            except json.JSONDecodeError:
-                continue
-            if isinstance(tpl, str):
-                return tpl
-    return None
-
-
 def load(ckpt: Checkpoint, device: str = "cpu"):
-    """The reference model (fp32, eval) and its tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, CsmForConditionalGeneration
-
+    """The reference model (fp32, eval) and its family class."""
+    family = family_of(ckpt.path)
     try:
-        model = CsmForConditionalGeneration.from_pretrained(ckpt.path, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(ckpt.path)
+        model = family.load(ckpt.path, device)
+    except CheckpointError:
+        raise
     except Exception as e:
-        raise CheckpointError(f"{ckpt.path}: transformers could not load it ({str(e).splitlines()[0][:200]})") from None
-    return model.to(device).eval(), tokenizer
+        raise CheckpointError(f"{ckpt.path}: could not load it ({str(e).splitlines()[0][:200]})") from None
+    return model, family

@@ -8,18 +8,16 @@ import inspect
 import io
 import json
 import logging
-import shutil
 import time
 import warnings
 from pathlib import Path
 
 from voxport import __version__
-from voxport.errors import CheckpointError
 from voxport.fsutil import atomic_dir
 from voxport import dtypes as dt
 from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, variant_bytes
 from voxport.exporter import checkpoint
-from voxport.exporter.spec import Family, GraphSpec, family_for
+from voxport.exporter.spec import Family, GraphSpec
 
 EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to <graph>.onnx_data (protobuf's 2 GB limit)
 
@@ -32,14 +30,11 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
     dtypes = dt.parse(dtypes)  # an unknown name fails here, before minutes of export
     ckpt = checkpoint.resolve(model, cache_root)
     progress(f"loading {ckpt.path}")
-    ref, tokenizer = checkpoint.load(ckpt, device)
-    fam_cls = family_for(ref.config)
-    if fam_cls is None:
-        raise CheckpointError(f"{ckpt.path}: no voxport family handles model_type {ref.config.model_type!r}")
+    ref, fam_cls = checkpoint.load(ckpt, device)
     out = Path(out)
     with atomic_dir(out) as tmp:
-        tok_files = _copy_tokenizer(ckpt.path, tmp, tokenizer)
-        family: Family = fam_cls(ref, tok_files)
+        family: Family = fam_cls(ref, ckpt.path)
+        tok_files = family.artifact_files(tmp)
         (tmp / "onnx").mkdir()
         graphs, policies = {}, {}
         specs = family.graphs()
@@ -58,7 +53,7 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
                      f"in {time.time() - t:.1f} s")
         source = {**ckpt.source, "model_type": ref.config.model_type,
                   "parameters": sum(p.numel() for p in ref.parameters())}
-        runtime, family_name = family.runtime_config(), family.name
+        runtime, family_name = {**family.runtime_config(), **tok_files}, family.name
         # quantization works on the files alone: free the PyTorch model first (csm-1b: 6 GB)
         del specs, family, ref, spec
         gc.collect()
@@ -94,16 +89,6 @@ def _make_variants(root: Path, graphs: dict, policies: dict, dtypes: list[str], 
             entries = [file_entry(root, str(f.relative_to(root))) for f in files] or fp32["files"]
             g["variants"][dtype] = {"files": entries, "precision": precision}
         progress(f"[{dtype}] {variant_bytes({'graphs': graphs}, dtype) / 1e6:.1f} MB in {time.time() - t:.1f} s")
-
-
-def _copy_tokenizer(src: Path, dst: Path, tokenizer) -> dict[str, str]:
-    shutil.copy(src / checkpoint.TOKENIZER_FILE, dst / checkpoint.TOKENIZER_FILE)
-    (dst / checkpoint.TEMPLATE_FILE).write_text(checkpoint.chat_template(src))
-    # bos/eos strings are template variables; store them beside the template for torch-free runtimes
-    special = {"bos_token": tokenizer.bos_token, "eos_token": tokenizer.eos_token}
-    (dst / "special_tokens.json").write_text(json.dumps(special, indent=2))
-    return {"tokenizer_file": checkpoint.TOKENIZER_FILE, "chat_template_file": checkpoint.TEMPLATE_FILE,
-            "special_tokens_file": "special_tokens.json"}
 
 
 def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:

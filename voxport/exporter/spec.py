@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, Callable
 
 from voxport.exporter.precision import GraphPrecision
@@ -63,20 +64,36 @@ class GraphSpec:
 
 
 class Family:
-    """A model family: which checkpoints it claims, its graphs, and what a runtime needs to know."""
+    """A model family, the one place that knows a model: which checkpoints it claims, how to load and
+    build them, its presets, its graphs, its parity cases, and the generation contract it writes into
+    the manifest for the runtimes."""
 
     name: str = ""
-    # per graph: how its fp16/q8/q4/q4f16 variants are made (voxport/exporter/precision.py); a graph not
+    model_types: tuple[str, ...] = ()  # config.json "model_type" values this family exports
+    # built-in random-weight models: name -> a preset object (a dataclass with `seed`); build_preset
+    # writes one as a checkpoint directory in the family's released layout
+    presets: dict = {}
+    # per graph: how its fp16/q8/q4/q4f16 variants are made (exporter/precision.py); a graph not
     # listed gets GraphPrecision(): MatMul weights quantized, everything else as exported
     precision: dict[str, GraphPrecision] = {}
 
     @classmethod
-    def matches(cls, config) -> bool:
+    def build_preset(cls, preset, out: Path) -> None:
         raise NotImplementedError
 
-    def __init__(self, model, tokenizer_files: dict[str, str]):
+    @classmethod
+    def check_dir(cls, path: Path, config: dict) -> None:
+        """Cheap structural checks beyond config.json and the weights (tokenizer files, sub-models):
+        raise CheckpointError naming what is missing and where."""
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu"):
+        """The reference model (fp32, eval) of a checked checkpoint directory."""
+        raise NotImplementedError
+
+    def __init__(self, model, source: Path | None = None):
         self.model = model
-        self.tokenizer_files = tokenizer_files
+        self.source = source  # the checkpoint directory (tokenizer files are copied from it)
 
     def graphs(self) -> list[GraphSpec]:
         raise NotImplementedError
@@ -84,9 +101,20 @@ class Family:
     def precision_policy(self, graph: str) -> GraphPrecision:
         return self.precision.get(graph, GraphPrecision())
 
+    def artifact_files(self, out: Path) -> dict[str, str]:
+        """Write the non-graph files a runtime needs (tokenizer, template) into `out`:
+        {manifest runtime key: file name}."""
+        return {}
+
     def runtime_config(self) -> dict:
-        """Everything a runtime needs besides the graphs (ids, sizes, template), stored in the manifest."""
+        """Everything a runtime needs besides the graphs (ids, sizes, the generation contract),
+        stored in the manifest."""
         raise NotImplementedError
+
+    def parity(self, rt, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
+        """The family's end-to-end parity cases against its reference implementation:
+        (results by case name, failure lines)."""
+        return {}, []
 
 
 _FAMILIES: list[type[Family]] = []
@@ -97,10 +125,14 @@ def register(cls: type[Family]) -> type[Family]:
     return cls
 
 
-def family_for(config) -> type[Family] | None:
+def families() -> list[type[Family]]:
     import voxport.exporter.families  # noqa: F401  (imports every family module, which registers itself)
 
-    for cls in _FAMILIES:
-        if cls.matches(config):
+    return list(_FAMILIES)
+
+
+def family_for(model_type: str | None) -> type[Family] | None:
+    for cls in families():
+        if model_type in cls.model_types:
             return cls
     return None

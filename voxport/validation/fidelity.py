@@ -101,7 +101,6 @@ def agreement(runtimes: dict, frames: int) -> dict:
 def run(artifact_dir: Path, dtypes: str | list[str] = "all", device: str = "cpu", frames: int = 20,
         progress=print, cache_root: Path | None = None, end_to_end: bool = True) -> dict:
     from voxport.exporter import checkpoint
-    from voxport.exporter.spec import family_for
     from voxport.runtime.csm import CsmRuntime
     from voxport.validation import fidelity_report
     from voxport.validation.harness import onnx_providers, source_checkpoint
@@ -116,8 +115,9 @@ def run(artifact_dir: Path, dtypes: str | list[str] = "all", device: str = "cpu"
     for rt in runtimes.values():
         for name in manifest["graphs"]:
             rt.graphs.session(name)
-    model, _ = checkpoint.load(source_checkpoint(manifest, cache_root), device)
-    family = family_for(model.config)(model, {})
+    ckpt = source_checkpoint(manifest, cache_root)
+    model, family_cls = checkpoint.load(ckpt, device)
+    family = family_cls(model, ckpt.path)
     rows = []
     for spec in family.graphs():
         if spec.name not in manifest["graphs"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from voxport.exporter.families.csm import wrappers
+from voxport.exporter.families.csm import checkpoint, presets, wrappers
 from voxport.exporter.families.csm.frame import FrameStep, build_frame
 from voxport.exporter.families.csm.mimi_stream import MimiDecodeStream
 from voxport.exporter.blocks import unfusable
@@ -26,11 +26,29 @@ def _rand_past(gen, n_layers, batch, kv_heads, past, head_dim) -> list[torch.Ten
 @register
 class CsmFamily(Family):
     name = "csm"
+    model_types = ("csm",)
+    presets = presets.PRESETS
     precision = CSM_PRECISION
 
     @classmethod
-    def matches(cls, config) -> bool:
-        return getattr(config, "model_type", None) == "csm"
+    def build_preset(cls, preset, out):
+        presets.build_preset(preset, out)
+
+    @classmethod
+    def check_dir(cls, path, config):
+        checkpoint.check_dir(path)
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        return checkpoint.load(path, device)
+
+    def artifact_files(self, out):
+        return checkpoint.write_runtime_files(self.source, out)
+
+    def parity(self, rt, ckpt, frames, device, progress):
+        from voxport.exporter.families.csm.parity import run
+
+        return run(rt, self, ckpt, frames, device, progress)
 
     def graphs(self) -> list[GraphSpec]:
         return [self._embed(), self._backbone(), self._depth(), self._frame(), self._mimi_decoder(),
@@ -249,5 +267,4 @@ class CsmFamily(Family):
             "codec_stream": {"graph": "mimi_decoder_stream", "initial": "zeros", "state": [
                 {"input": f"state_in.{st.name}", "output": f"state_out.{st.name}", "shape": list(st.shape),
                  "dtype": st.dtype} for st in MimiDecodeStream(self.model).stream.state_specs()]},
-            **self.tokenizer_files,
         }

@@ -1,0 +1,52 @@
+"""CSM / Marvis end-to-end parity cases: the ONNX runtime against transformers' own generate, codec
+and streaming decode, on one reference model (the graphs were checked shape by shape before this)."""
+
+from __future__ import annotations
+
+
+def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
+    model = family.model
+    from transformers import AutoProcessor
+
+    from voxport.validation import e2e, streaming
+
+    processor = AutoProcessor.from_pretrained(ckpt.path)
+    progress(f"parity: greedy generation, {frames} frames, ONNX vs transformers.generate")
+    greedy, codes = e2e.greedy_case(rt, model, processor, frames, device)
+    progress("parity: waveform, ONNX Mimi decoder vs PyTorch on the generated codes")
+    wave = e2e.waveform_case(rt, model, codes, device)
+    progress("parity: voice prompt (context utterance through the Mimi encoder graph)")
+    voice = e2e.voice_prompt_case(rt, model, processor, max(10, frames // 2), device)
+    progress("parity: sampling reproducibility")
+    sampling = e2e.sampling_case(rt)
+    progress(f"parity: fused frame graph, {frames} greedy frames vs transformers and the step graphs")
+    fused = streaming.fused_greedy_case(rt, codes, frames)
+    progress("parity: fused frame graph sampling, same noise as PyTorch and the step graphs")
+    fused_sampling = streaming.fused_sampling_case(rt, model, family)
+    progress("parity: streaming Mimi decode (chunks of 1, 2, 3, 7 frames) vs batch decode")
+    stream = streaming.stream_decode_case(rt, model, device=device)
+    progress("parity: utterance joins in long text")
+    joins = streaming.join_case(rt)
+
+    failures = []
+    if not greedy["identical"]:
+        failures.append(f"greedy generation: codes differ from transformers at frame {greedy['first_mismatch_frame']}"
+                        f" ({greedy['frames_onnx']} vs {greedy['frames_reference']} frames)")
+    if not wave["ok"]:
+        failures.append(f"waveform: relative error {wave['rel']:.3g} > {wave['allowed_rel']}")
+    if not voice["identical"]:
+        failures.append(f"voice prompt: codes differ from transformers at frame {voice['first_mismatch_frame']}")
+    if not (sampling["reproducible"] and sampling["other_seed_differs"]):
+        failures.append(f"sampling: not reproducible from the seed ({sampling})")
+    if not (fused["identical"] and fused["identical_to_step_graphs"]):
+        failures.append(f"fused frame graph: greedy codes differ (from transformers at frame "
+                        f"{fused['first_mismatch_frame']}; equal to step graphs: {fused['identical_to_step_graphs']})")
+    if not (fused_sampling["fused_equals_torch"] and fused_sampling["fused_equals_step_graphs"]
+            and fused_sampling["other_seed_differs"]):
+        failures.append(f"fused frame graph sampling with the same noise: {fused_sampling}")
+    if not stream["ok"]:
+        failures.append(f"streaming decode: relative error {stream['worst_rel']:.3g} > {stream['allowed_rel']}")
+    if not joins["ok"]:
+        failures.append(f"utterance join: step {joins['join_step_max']} > largest step inside {joins['inside_step_max']}")
+    return {"greedy": greedy, "waveform": wave, "voice_prompt": voice, "sampling": sampling, "fused": fused,
+            "fused_sampling": fused_sampling, "stream_decode": stream, "joins": joins}, failures
