@@ -1,8 +1,8 @@
-// Generation and audio, ported from runtime/stream.py (the fused path): the `embed` graph turns the
+// Generation and audio, ported from voxport/runtime/stream.py (the fused path): the `embed` graph turns the
 // prompt into backbone inputs once, then one `frame` graph call per 80 ms frame gives the frame's K
 // codes, the next frame's input embedding and the backbone KV (the 31 depth-decoder steps and the
 // sampling happen inside the graph). Audio comes from the stateful `mimi_decoder_stream`, one call
-// per chunk of frames, its state fed back from call to call (runtime/codec_stream.py).
+// per chunk of frames, its state fed back from call to call (voxport/runtime/codec_stream.py).
 import { samplingFeeds } from './sampling.js';
 
 export function i64(values, dims, ort) {
@@ -50,7 +50,7 @@ export function isEos(frame, rt) {
  * Frames of K codes, one `frame` call each, until the eos frame (yielded, as Python keeps it in
  * `codes`) or maxFrames or shouldStop().
  * g: {ort, rt, run(name, feeds) -> outputs by name}; prompt: {ids, codes} from PromptBuilder.build;
- * sampling: {temperature, topK}; seed: the noise generator's seed (runtime/sampling.py draw_noise).
+ * sampling: {temperature, topK}; seed: the noise generator's seed (voxport/runtime/sampling.py draw_noise).
  */
 export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, shouldStop = () => false }) {
   const { ort, rt } = g;

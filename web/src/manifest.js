@@ -3,7 +3,7 @@
 
 export const FORMAT_VERSION = 2;
 export const DEFAULT_DTYPE = 'fp32';
-// What the page runs (the fused path of runtime/stream.py): prompt embedding, one call per frame,
+// What the page runs (the fused path of voxport/runtime/stream.py): prompt embedding, one call per frame,
 // the stateful codec. backbone, depth and mimi_decoder stay in the artifact for Python's parity
 // checks and batches; the page does not download them. mimi_encoder is loaded on first voice prompt.
 export const PAGE_GRAPHS = ['embed', 'frame', 'mimi_decoder_stream'];

@@ -1,6 +1,6 @@
 // The frame graph's sampling inputs: temperature, top-k and the per-frame `noise` uniforms.
 //
-// The graph samples by Gumbel-max from the uniforms it is given (runtime/sampling.py), so the codes
+// The graph samples by Gumbel-max from the uniforms it is given (voxport/runtime/sampling.py), so the codes
 // depend only on the uniforms. The Python runtime draws them with numpy's default_rng(seed)
 // (PCG64 seeded through SeedSequence) as `rng.random((1, K, vocab), dtype=float32)`; this module
 // reproduces that generator bit for bit, so a seed gives the same noise, and hence the same sampled

@@ -1,5 +1,5 @@
 // Text -> prompt token ids with the checkpoint's own tokenizer.json and chat template, exactly as
-// runtime/prompt.py (and transformers' CsmProcessor) build them. @huggingface/tokenizers and
+// voxport/runtime/prompt.py (and transformers' CsmProcessor) build them. @huggingface/tokenizers and
 // @huggingface/jinja are the tokenizer and template engines of transformers.js, used directly.
 import { Tokenizer } from '../node_modules/@huggingface/tokenizers/dist/tokenizers.mjs';
 import { Environment, Template } from '../node_modules/@huggingface/jinja/dist/index.js';

@@ -1,5 +1,5 @@
 // Voice prompt audio in: any format the browser decodes -> mono float32 at the codec rate, with the
-// same checks as runtime/audio.py (too short, too long for the context, silent, undecodable).
+// same checks as voxport/runtime/audio.py (too short, too long for the context, silent, undecodable).
 
 export const MIN_SECONDS = 0.5;
 export const SILENCE_RMS = 1e-4;

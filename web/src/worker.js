@@ -172,7 +172,7 @@ async function speak(req) {
       stats: { frames: frames.length, prompt_tokens: prompt.ids.length, first_frame_ms: tFirstFrame,
         first_audio_out_ms: tFirstAudio, generate_ms: generateMs, decode_ms: decodeMs, total_ms: totalMs,
         audio_s: audioS, ms_per_frame: generateMs / frames.length, rtf: audioS ? totalMs / 1000 / audioS : null,
-        // the same counts as runtime/stream.py's stats: generation calls per frame, apart from the
+        // the same counts as voxport/runtime/stream.py's stats: generation calls per frame, apart from the
         // prompt's embed call and the codec calls (one per chunk)
         runtime_calls_per_frame: calls('frame') / frames.length, embed_calls: calls('embed'),
         codec_calls: codec.calls, chunk_frames: chunkFrames,
