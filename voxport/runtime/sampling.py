@@ -30,10 +30,6 @@ class Sampling:
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
 
-    def feeds(self) -> dict[str, np.ndarray]:
-        """The frame graph's sampling inputs."""
-        return {"temperature": np.array(self.temperature, np.float32), "top_k": np.array(self.top_k, np.int64)}
-
 
 def draw_noise(rng: np.random.Generator, codebooks: int, vocab: int) -> np.ndarray:
     """Uniforms for one frame, [1, codebooks, vocab] float32."""

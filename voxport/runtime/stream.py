@@ -12,9 +12,10 @@ import numpy as np
 
 from voxport.runtime.chunking import plan_utterances
 from voxport.runtime.codec_stream import CodecStream
-from voxport.runtime.csm import CsmRuntime, _empty_past, _kv_feeds
+from voxport.runtime.contract import FrameContract
+from voxport.runtime.csm import CsmRuntime
 from voxport.runtime.prompt import Utterance
-from voxport.runtime.sampling import Sampling, draw_noise
+from voxport.runtime.sampling import Sampling
 from voxport.errors import InputError
 
 
@@ -45,7 +46,8 @@ class Speech:
     def __iter__(self):
         if self.chunk_frames < 1:
             raise InputError(f"chunk size must be >= 1 frame, got {self.chunk_frames}")
-        self.sampling.validate(self.rt.rt["codebook_vocab"])
+        self.contract = FrameContract(self.rt.rt)
+        self.contract.sampling_feeds(self.sampling)  # checks the settings against every group
         return self._run()
 
     def _run(self):
@@ -95,8 +97,8 @@ class Speech:
         return self.cancel is not None and self.cancel.is_set()
 
     def _is_eos(self, frame: np.ndarray) -> bool:
-        # transformers stops when every codebook but the last is eos; that frame is not audio
-        return bool(np.all(frame[:-1] == self.rt.rt["codebook_eos_token_id"]))
+        # the manifest's stop rule; the stop frame is kept in `codes` but is not audio
+        return self.contract.is_stop(frame)
 
     def _plan(self) -> Iterable[str]:
         if self.sentences is not None:  # lazily: the source may still be being written
@@ -126,24 +128,18 @@ class Speech:
 
     def _frames(self, text, context, rng, timer, calls):
         """Frame codes from the fused graph: embed the prompt once, then one call per frame."""
-        rt, graphs = self.rt.rt, self.rt.graphs
+        c, graphs = self.contract, self.rt.graphs
         t = time.perf_counter()
         ids, audio_codes, max_frames = self.rt.prepare(text, self.speaker, context, self.max_frames, self.sampling)
         embeds = graphs.run("embed", {"input_ids": ids, "audio_codes": audio_codes})[0]
         calls["embed"] += 1
-        past, pos, sampling = _empty_past(rt["backbone"]), 0, self.sampling.feeds()
-        names = ["codes", "next_embeds"] + [f"present.{i // 2}.{'key' if i % 2 == 0 else 'value'}"
-                                            for i in range(2 * rt["backbone"]["layers"])]
+        cache, pos, sampling = c.empty_cache(), 0, c.sampling_feeds(self.sampling)
         for n in range(max_frames):
             if self._cancelled():
                 return
-            seq = embeds.shape[1]
-            out = graphs.session("frame").run(names, {
-                "inputs_embeds": embeds, "attention_mask": np.ones((1, pos + seq), np.int64),
-                "position_ids": np.arange(pos, pos + seq, dtype=np.int64)[None], **sampling,
-                "noise": draw_noise(rng, rt["num_codebooks"], rt["codebook_vocab"]), **_kv_feeds(past)})
+            out = graphs.session(c.graph).run(c.outputs, c.feeds(embeds, cache, pos, sampling, c.draw_noise(rng)))
             calls["frame"] += 1
-            codes, embeds, past, pos = out[0][0], out[1], out[2:], pos + seq
+            codes, pos, embeds, cache = out[0][0], pos + embeds.shape[1], out[1], out[2:]
             self.timings["frame_s"].append(time.perf_counter() - t)
             timer["prefill_s" if n == 0 else "frames_s"] += self.timings["frame_s"][-1]
             yield codes

@@ -16,24 +16,28 @@ function zeros(ort, dtype, dims) {
   return new ort.Tensor(dtype, data, dims);
 }
 
-function emptyPast(spec, ort) {
-  const feeds = {};
-  for (let i = 0; i < spec.layers; i++) {
-    for (const kind of ['key', 'value']) {
-      feeds[`past_key_values.${i}.${kind}`] = new ort.Tensor('float32', new Float32Array(0),
-        [1, spec.kv_heads, 0, spec.head_dim]);
+// The manifest's generation contract (voxport/runtime/contract.py): KV cache names from templates,
+// each present.* output fed back into its past input on the next call.
+function cacheNames(frame) {
+  const c = frame.cache, inputs = [], outputs = [];
+  for (let layer = 0; layer < c.layers; layer++) {
+    for (const kv of c.kv) {
+      inputs.push(c.input.replace('{layer}', layer).replace('{kv}', kv));
+      outputs.push(c.output.replace('{layer}', layer).replace('{kv}', kv));
     }
   }
-  return feeds;
+  return { inputs, outputs };
 }
 
-// present.{i}.key -> past_key_values.{i}.key: one call's outputs are the next call's inputs
-function nextPast(out) {
-  const past = {};
-  for (const [name, t] of Object.entries(out)) {
-    if (name.startsWith('present.')) past[`past_key_values.${name.slice(8)}`] = t;
-  }
-  return past;
+function emptyCache(frame, ort) {
+  const { inputs } = cacheNames(frame);
+  return Object.fromEntries(inputs.map((name) => [name, new ort.Tensor('float32', new Float32Array(0),
+    [1, frame.cache.kv_heads, 0, frame.cache.head_dim])]));
+}
+
+function nextCache(frame, out) {
+  const { inputs, outputs } = cacheNames(frame);
+  return Object.fromEntries(outputs.map((name, i) => [inputs[i], out[name]]));
 }
 
 // tensors may live on the GPU ('gpu-buffer'); release them when replaced, or the allocator fragments
@@ -41,9 +45,10 @@ export function dispose(tensors) {
   for (const t of Object.values(tensors)) if (t?.location === 'gpu-buffer') t.dispose();
 }
 
-/** transformers stops when every codebook but the last is eos; that frame is not audio. */
+/** The manifest's stop rule: codes[a:b] all equal to its token end the utterance; that frame is not audio. */
 export function isEos(frame, rt) {
-  return frame.slice(0, -1).every((c) => c === rt.codebook_eos_token_id);
+  const { codebooks: [a, b], token } = rt.generation.stop;
+  return frame.slice(a, b).every((c) => c === token);
 }
 
 /**
@@ -54,29 +59,29 @@ export function isEos(frame, rt) {
  */
 export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, shouldStop = () => false }) {
   const { ort, rt } = g;
-  const k = rt.num_codebooks;
-  const s = samplingFeeds(ort, sampling, seed, k, rt.codebook_vocab);
+  const gen = rt.generation, fr = gen.frame, k = rt.num_codebooks;
+  const s = samplingFeeds(ort, sampling, seed, gen);
   const n = prompt.ids.length;
   let embeds = (await g.run('embed', {
     input_ids: i64(prompt.ids, [1, n], ort), audio_codes: i64(prompt.codes.flat(), [1, n, k], ort),
   })).inputs_embeds;
-  let past = emptyPast(rt.backbone, ort);
+  let past = emptyCache(fr, ort);
   let pos = 0;
   try {
     for (let f = 1; ; f++) {
       const seq = embeds.dims[1];
-      const out = await g.run('frame', {
-        inputs_embeds: embeds,
-        attention_mask: i64(new Array(pos + seq).fill(1), [1, pos + seq], ort),
-        position_ids: i64(Array.from({ length: seq }, (_, i) => pos + i), [1, seq], ort),
-        ...s.feeds, noise: s.noise(), ...past,
+      const out = await g.run(fr.graph, {
+        [fr.embeds.input]: embeds,
+        [fr.attention_mask]: i64(new Array(pos + seq).fill(1), [1, pos + seq], ort),
+        [fr.position_ids]: i64(Array.from({ length: seq }, (_, i) => pos + i), [1, seq], ort),
+        ...s.feeds, [fr.noise]: s.noise(), ...past,
       });
       dispose(past);
       dispose([embeds]);
-      past = nextPast(out);
-      embeds = out.next_embeds;
+      past = nextCache(fr, out);
+      embeds = out[fr.embeds.output];
       pos += seq;
-      const frame = Array.from(out.codes.data, Number);  // codes [1, K]
+      const frame = Array.from(out[fr.codes].data, Number);  // codes [1, K]
       yield frame;
       if (isEos(frame, rt) || f >= maxFrames || shouldStop()) return;
     }

@@ -116,18 +116,22 @@ export class NumpyRng {
  * (the graph ignores the noise), topK 0 means the whole vocabulary. Returns {feeds, noise()} where
  * noise() gives the next frame's [1, K, vocab] uniforms (the same draws as Python's draw_noise).
  */
-export function samplingFeeds(ort, { temperature = 0, topK = 0 } = {}, seed, k, vocab) {
+export function samplingFeeds(ort, { temperature = 0, topK = 0 } = {}, seed, generation) {
   if (!Number.isFinite(temperature) || temperature < 0) throw new Error(`temperature must be >= 0 (0 = greedy), got ${temperature}`);
-  const top = topK === 0 ? vocab : topK;
-  if (!Number.isInteger(top) || top < 1 || top > vocab) throw new Error(`top-k must be between 1 and ${vocab} (0 = all), got ${topK}`);
+  // the same settings on every sampling group's inputs (the manifest's generation.sampling)
+  const feeds = {};
+  for (const group of generation.sampling) {
+    const top = topK === 0 ? group.vocab : topK;
+    if (!Number.isInteger(top) || top < 1 || top > group.vocab) throw new Error(`top-k must be between 1 and ${group.vocab} (0 = all), got ${topK}`);
+    feeds[group.inputs.temperature] = new ort.Tensor('float32', new Float32Array([temperature]), []);
+    feeds[group.inputs.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(top)]), []);
+  }
+  const k = generation.codebooks, vocab = generation.noise_vocab;
   const rng = new NumpyRng(seed);
   const greedy = temperature === 0;
   const buf = new Float32Array(k * vocab);
   return {
-    feeds: {
-      temperature: new ort.Tensor('float32', new Float32Array([temperature]), []),
-      top_k: new ort.Tensor('int64', new BigInt64Array([BigInt(top)]), []),
-    },
+    feeds,
     // greedy: Python still draws (its generator advances), but the codes cannot depend on it
     noise: () => new ort.Tensor('float32', greedy ? buf : rng.fillFloat32(new Float32Array(k * vocab)), [1, k, vocab]),
   };

@@ -242,6 +242,24 @@ class CsmFamily(Family):
     def frame_size(self) -> int:
         return int(self.model.config.codec_config.frame_size)
 
+    def _generation(self) -> dict:
+        """The frame graph's contract (voxport/runtime/contract.py): one sampling group over every codebook,
+        and transformers' stop rule: a frame whose codebooks but the last are all eos ends the utterance."""
+        cfg = self.model.config
+        k, v = cfg.num_codebooks, cfg.vocab_size
+        return {
+            "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
+                      "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
+                      "attention_mask": "attention_mask", "position_ids": "position_ids",
+                      "cache": {"layers": cfg.num_hidden_layers, "kv_heads": cfg.num_key_value_heads,
+                                "head_dim": cfg.head_dim, "kv": ["key", "value"],
+                                "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}},
+            "codebooks": k, "noise_vocab": v,
+            "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,
+                          "inputs": {"temperature": "temperature", "top_k": "top_k"}}],
+            "stop": {"codebooks": [0, k - 1], "token": cfg.codebook_eos_token_id},
+        }
+
     def runtime_config(self) -> dict:
         cfg, dcfg = self.model.config, self.model.depth_decoder.config
         return {
@@ -263,6 +281,7 @@ class CsmFamily(Family):
             "sample_rate": self.sample_rate,
             "frame_size": self.frame_size,
             "frame_rate": float(cfg.codec_config.frame_rate),
+            "generation": self._generation(),
             # the streaming codec's state: a runtime starts from zeros of these and feeds back each output
             "codec_stream": {"graph": "mimi_decoder_stream", "initial": "zeros", "state": [
                 {"input": f"state_in.{st.name}", "output": f"state_out.{st.name}", "shape": list(st.shape),

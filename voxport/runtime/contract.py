@@ -1,0 +1,71 @@
+"""The generation contract a family writes into the manifest (`runtime.generation`), read once.
+
+Modelled on onnxruntime-genai's genai_config.json: the frame graph's roles by input/output name, the
+KV cache as name templates, which outputs feed back into which inputs, the stop rule and the sampling
+groups. The runtimes hold no model knowledge of their own: everything below comes from the manifest.
+
+    "generation": {
+      "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
+                "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
+                "attention_mask": "attention_mask", "position_ids": "position_ids",
+                "cache": {"layers": 2, "kv_heads": 2, "head_dim": 16, "kv": ["key", "value"],
+                          "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"},
+                "per_frame": [{"input": "text_embed", "source": "trailing_text"}]},   # optional
+      "codebooks": 32, "noise_vocab": 2051,
+      "sampling": [{"name": "all", "codebooks": [0, 32], "vocab": 2051,
+                    "inputs": {"temperature": "temperature", "top_k": "top_k"}}],
+      "stop": {"codebooks": [0, 31], "token": 2050}   # codes[a:b] all equal token: the utterance ends
+    }
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voxport.runtime.sampling import draw_noise
+
+
+class FrameContract:
+    def __init__(self, rt: dict):
+        g = rt["generation"]
+        f = g["frame"]
+        self.graph, self.codes, self.noise = f["graph"], f["codes"], f["noise"]
+        self.embeds_in, self.embeds_out = f["embeds"]["input"], f["embeds"]["output"]
+        self.attention_mask, self.position_ids = f["attention_mask"], f["position_ids"]
+        c = f["cache"]
+        names = [(i, kv) for i in range(c["layers"]) for kv in c["kv"]]
+        self.cache_in = [c["input"].format(layer=i, kv=kv) for i, kv in names]
+        self.cache_out = [c["output"].format(layer=i, kv=kv) for i, kv in names]
+        self.cache_empty = (1, c["kv_heads"], 0, c["head_dim"])
+        self.per_frame = f.get("per_frame", [])
+        self.codebooks, self.noise_vocab = g["codebooks"], g["noise_vocab"]
+        self.sampling = g["sampling"]
+        self.stop = g["stop"]
+        self.outputs = [self.codes, self.embeds_out, *self.cache_out]
+
+    def empty_cache(self) -> list[np.ndarray]:
+        return [np.zeros(self.cache_empty, np.float32) for _ in self.cache_in]
+
+    def feeds(self, embeds: np.ndarray, cache: list[np.ndarray], pos: int, sampling: dict,
+              noise: np.ndarray, extra: dict | None = None) -> dict[str, np.ndarray]:
+        seq = embeds.shape[1]
+        return {self.embeds_in: embeds, self.attention_mask: np.ones((1, pos + seq), np.int64),
+                self.position_ids: np.arange(pos, pos + seq, dtype=np.int64)[None], **sampling,
+                self.noise: noise, **dict(zip(self.cache_in, cache)), **(extra or {})}
+
+    def sampling_feeds(self, s) -> dict[str, np.ndarray]:
+        """One Sampling's settings on every group's inputs (checked against each group's vocabulary)."""
+        feeds = {}
+        for group in self.sampling:
+            s.validate(group["vocab"])
+            names = group["inputs"]
+            feeds[names["temperature"]] = np.array(s.temperature, np.float32)
+            feeds[names["top_k"]] = np.array(s.top_k, np.int64)
+        return feeds
+
+    def draw_noise(self, rng: np.random.Generator) -> np.ndarray:
+        return draw_noise(rng, self.codebooks, self.noise_vocab)
+
+    def is_stop(self, frame: np.ndarray) -> bool:
+        a, b = self.stop["codebooks"]
+        return bool(np.all(frame[a:b] == self.stop["token"]))
