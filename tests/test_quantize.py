@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from voxport.exporter.precision import SNR_MIN_DB, GraphPrecision, snr_threshold
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport import manifest as mf
 from voxport.cli import main
 
@@ -128,7 +128,7 @@ def test_fidelity_report_shows_figures_beside_gates(fidelity, tiny_dir):
 
 def test_every_variant_speaks(tiny_dir, tmp_path, capsys):
     for d in DTYPES:
-        res = CsmRuntime(tiny_dir, dtype=d).generate("Hello there.", max_frames=3)
+        res = Runtime(tiny_dir, dtype=d).generate("Hello there.", max_frames=3)
         assert res.codes.shape == (3, 32) and np.abs(res.audio).max() > 1e-4, d
     assert main(["speak", str(tiny_dir), "Hi.", "-o", str(tmp_path / "q4.wav"), "--dtype", "q4",
                  "--greedy", "--max-frames", "3"]) == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.cli import main
@@ -45,7 +45,7 @@ def test_speak_cli_never_imports_torch(tiny_dir, tmp_path):
 
 
 def test_greedy_is_deterministic_and_sampling_follows_seed(tiny_dir):
-    rt = CsmRuntime(tiny_dir)
+    rt = Runtime(tiny_dir)
     a = rt.generate("Same text.", max_frames=5).codes
     assert np.array_equal(a, rt.generate("Same text.", max_frames=5).codes)
     s = Sampling(temperature=1.0, top_k=20)
@@ -58,7 +58,7 @@ def test_prompt_token_ids_match_transformers_processor(tiny_dir, tiny_checkpoint
     from transformers import AutoProcessor
 
     proc = AutoProcessor.from_pretrained(tiny_checkpoint)
-    rt = CsmRuntime(tiny_dir)
+    rt = Runtime(tiny_dir)
     wave = np.sin(np.arange(24000 * 2) / 24000 * 2 * np.pi * 150).astype(np.float32) * 0.3
     codes = rt.encode_audio(wave)
     for text in TEXTS:
@@ -74,7 +74,7 @@ def test_prompt_token_ids_match_transformers_processor(tiny_dir, tiny_checkpoint
 
 
 def test_text_beyond_context_is_refused_with_the_limit(tiny_dir):
-    rt = CsmRuntime(tiny_dir)
+    rt = Runtime(tiny_dir)
     with pytest.raises(InputError, match=r"context is 512 positions"):
         rt.generate("word " * 600, max_frames=4)
 
@@ -83,7 +83,7 @@ def test_text_beyond_context_is_refused_with_the_limit(tiny_dir):
     ("garbage", "cannot read audio"), ("silent", "silent"), ("short", "at least 0.5 s"), ("long", "at most"),
     ("missing", "not found")])
 def test_bad_reference_audio(tiny_dir, tmp_path, kind, message):
-    rt = CsmRuntime(tiny_dir)
+    rt = Runtime(tiny_dir)
     path = tmp_path / "ref.wav"
     tone = lambda s: (0.3 * np.sin(np.arange(int(s * 16000)) / 16000 * 2 * np.pi * 200)).astype(np.float32)
     if kind == "garbage":

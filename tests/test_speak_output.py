@@ -14,12 +14,12 @@ from voxport.cli import main
 @pytest.fixture
 def no_generation(monkeypatch):
     """Loading the runtime is the first expensive step: reaching it fails the test."""
-    import voxport.runtime.csm
+    import voxport.runtime.runtime
 
     def refuse(*a, **k):
         raise AssertionError("speak loaded the runtime before checking its output path")
 
-    monkeypatch.setattr(voxport.runtime.csm.CsmRuntime, "__init__", refuse)
+    monkeypatch.setattr(voxport.runtime.runtime.Runtime, "__init__", refuse)
 
 
 @pytest.mark.parametrize("where,extra,message", [

@@ -11,7 +11,7 @@ import pytest
 from websockets.sync.client import connect
 
 from voxport.runtime.audio import pcm16
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
 from tests.api_helpers import api_server, health, pcm, wait_for
@@ -69,7 +69,7 @@ def test_sentences_are_spoken_while_the_text_still_arrives(port, tiny_dir):
     assert [d["text"] for d in done] == ["The first sentence ends here.", "The second one waits for its end."]
     assert [d["index"] for d in done] == [0, 1] and [d["frames"] for d in done] == [10, 10]
     # the Python runtime, fed the same sentences: one Speech, each sentence the next one's context
-    rt = CsmRuntime(tiny_dir)
+    rt = Runtime(tiny_dir)
     ref = Speech(rt, "", sentences=[d["text"] for d in done], max_frames=10,
                  sampling=Sampling(SAMPLING["temperature"], SAMPLING["top_k"]), seed=SAMPLING["seed"])
     ref_pcm = pcm(b"".join(pcm16(c) for c in ref))

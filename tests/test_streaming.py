@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
@@ -75,7 +75,7 @@ def test_reader_closing_the_pipe_stops_generation_cleanly(tiny_dir, tmp_path):
 
 
 def test_generator_closed_early_ends_generation(tiny_dir):
-    rt = CsmRuntime(tiny_dir)
+    rt = Runtime(tiny_dir)
     speech = Speech(rt, TEXT, max_frames=50, sampling=Sampling(0.9, 50), seed=3, chunk_frames=2)
     chunks = iter(speech)
     first = next(chunks)
@@ -85,7 +85,7 @@ def test_generator_closed_early_ends_generation(tiny_dir):
 
 
 def test_long_text_is_spoken_as_consecutive_utterances(tiny_dir):
-    rt = CsmRuntime(tiny_dir)
+    rt = Runtime(tiny_dir)
     speech = Speech(rt, LONG_TEXT, max_frames=4, chunk_frames=3)
     audio = np.concatenate(list(speech))
     texts = [u["text"] for u in speech.utterances]

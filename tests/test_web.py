@@ -62,9 +62,9 @@ def site(tiny_dir):
 
 @pytest.fixture(scope="module")
 def runtime(tiny_dir):
-    from voxport.runtime.csm import CsmRuntime
+    from voxport.runtime.runtime import Runtime
 
-    return CsmRuntime(tiny_dir)
+    return Runtime(tiny_dir)
 
 
 def open_page(browser, url, allowed=()):
@@ -214,7 +214,7 @@ def test_default_precision_is_the_fastest_measured_per_backend(browser, site):
 def test_q4_runs_on_wasm(browser, site, tiny_dir):
     """q4 keeps its embedding tables in a form wasm has (int8 Gather + DequantizeLinear, not
     GatherBlockQuantized): the 4-bit variant loads and speaks on the wasm fallback, one call a frame."""
-    from voxport.runtime.csm import CsmRuntime
+    from voxport.runtime.runtime import Runtime
 
     ctx, page, console = open_page(browser, site)
     page.select_option("#backend", "wasm")
@@ -225,7 +225,7 @@ def test_q4_runs_on_wasm(browser, site, tiny_dir):
     assert wait_state(page, ["ready", "error"]) == "ready", page.text_content("#error")
     assert page.text_content("#s-backend").endswith(", q4")
     r = speak_via_ui(page, TEXT, 6)
-    q4 = CsmRuntime(tiny_dir, dtype="q4")
+    q4 = Runtime(tiny_dir, dtype="q4")
     assert_fused_stats(r["stats"], r["codes"], q4.rt)
     # Codes are not compared: onnxruntime's CPU kernel runs MatMulNBits on int8 activations
     # (accuracy_level 4) where wasm computes in fp32, and tiny's flat random logits flip argmaxes

@@ -80,11 +80,11 @@ def _check_outputs(a) -> None:
 
 
 def _speak(a) -> int:
-    from voxport.runtime.csm import CsmRuntime
+    from voxport.runtime.runtime import Runtime
     from voxport.runtime.sampling import Sampling
 
     _check_outputs(a)
-    rt = CsmRuntime(Path(a.dir), dtype=a.dtype)
+    rt = Runtime(Path(a.dir), dtype=a.dtype)
     sampling = Sampling() if a.greedy else Sampling(a.temperature, a.top_k)
     context = []
     if a.ref_audio or a.ref_text:

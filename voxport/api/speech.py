@@ -9,7 +9,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
-from voxport.runtime import runtime_class
+from voxport.runtime.runtime import speakers, takes_voice_prompts
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
@@ -165,12 +165,12 @@ async def models(request: Request) -> JSONResponse:
     data = []
     for name in state.models.speakable():
         m = state.models.manifest(name)
-        rt, cls = m["runtime"], runtime_class(m, name)
+        rt = m["runtime"]
         data.append({
             "id": name, "object": "model", "owned_by": "voxport", "family": m.get("family"),
             "dtypes": m.get("dtypes", []), "default_dtype": state.models.dtype,
             "sample_rate": rt["sample_rate"], "response_formats": formats(),
-            "voices": [*cls.speakers, *(v["name"] for v in saved if v["model"] == name)],
-            "voice_prompts": cls.takes_voice_prompts(m),
+            "voices": [*speakers(m), *(v["name"] for v in saved if v["model"] == name)],
+            "voice_prompts": takes_voice_prompts(m),
         })
     return JSONResponse({"object": "list", "data": data})

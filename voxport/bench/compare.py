@@ -10,7 +10,6 @@ the same checkpoint exported twice must speak the same in fp32.
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +30,10 @@ def _one(rt, frames: int) -> dict:
 
 def interleaved(current: Path, baseline: Path, dtype: str, frames: int, windows: int, threads: int,
                 providers: list[str] | None = None, progress=lambda m: None) -> dict:
-    from voxport.runtime.csm import CsmRuntime
+    from voxport.runtime.runtime import Runtime
 
     dirs = {"current": Path(current), "baseline": Path(baseline)}
-    rts = {k: CsmRuntime(d, providers=providers, threads=threads, dtype=dtype) for k, d in dirs.items()}
+    rts = {k: Runtime(d, providers=providers, threads=threads, dtype=dtype) for k, d in dirs.items()}
     for rt in rts.values():
         _one(rt, 2)  # warm-up: sessions created, first-run allocations done
     runs: dict[str, list[dict]] = {k: [] for k in rts}

@@ -19,11 +19,11 @@ from voxport.bench.configs import FIRST_AUDIO_REPEATS, TEN_WORDS, Config
 
 
 def _runtime(artifact_dir: Path, dtype: str, threads: int, device: str, graphs: list[str]):
-    from voxport.runtime.csm import CsmRuntime
+    from voxport.runtime.runtime import Runtime
     from voxport.validation.harness import onnx_providers
 
     t = time.perf_counter()
-    rt = CsmRuntime(artifact_dir, providers=onnx_providers(device), threads=threads, dtype=dtype)
+    rt = Runtime(artifact_dir, providers=onnx_providers(device), threads=threads, dtype=dtype)
     for g in graphs:
         rt.graphs.session(g)  # hash check and session creation are load time, not frame time
     return rt, time.perf_counter() - t

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voxport.dtypes import DTYPES, SUFFIX, file_stem, parse as parse_dtypes  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

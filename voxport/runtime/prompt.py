@@ -1,4 +1,8 @@
-"""Text -> prompt token ids with the checkpoint's own tokenizer and chat template (no transformers)."""
+"""Text -> the prompt graph's inputs, in the format the manifest names (generation.prompt.format),
+with the checkpoint's own tokenizer (no transformers).
+
+"chat_template": the checkpoint's Jinja chat template renders the turns; each context clip's audio
+is one audio token per codec frame, its codes on a parallel [S, K] track (CSM's processor layout)."""
 
 from __future__ import annotations
 
@@ -10,9 +14,7 @@ import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from voxport.errors import InputError
-
-AUDIO_TOKEN = "<|AUDIO|>"
+from voxport.errors import ArtifactError, InputError
 
 
 @dataclass
@@ -30,6 +32,10 @@ class PromptBuilder:
     def __init__(self, artifact_dir: Path, rt: dict):
         root = Path(artifact_dir)
         self.rt = rt
+        self.spec = spec = rt["generation"]["prompt"]
+        if spec["format"] != "chat_template":
+            raise ArtifactError(f"{artifact_dir}: prompt format {spec['format']!r} is not known to this runtime")
+        self.graph = spec["graph"]
         self.tokenizer = Tokenizer.from_file(str(root / rt["tokenizer_file"]))
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
@@ -45,21 +51,25 @@ class PromptBuilder:
             messages.append({"role": str(u.speaker), "content": content})
         text = self.template.render(messages=messages, add_generation_prompt=False, **self.special)
         # one audio token per codec frame, in order (as CsmProcessor expands them)
-        parts = text.split(AUDIO_TOKEN)
+        audio_token = self.spec["audio_token"]
+        parts = text.split(audio_token)
         frames = [u.codes.shape[0] for u in turns if u.codes is not None]
         if len(parts) - 1 != len(frames):
             raise InputError(f"chat template produced {len(parts) - 1} audio slots for {len(frames)} audio clips")
-        return parts[0] + "".join(AUDIO_TOKEN * n + p for n, p in zip(frames, parts[1:]))
+        return parts[0] + "".join(audio_token * n + p for n, p in zip(frames, parts[1:]))
 
     def build(self, turns: list[Utterance]) -> tuple[np.ndarray, np.ndarray]:
-        """input_ids [1, S] and audio_codes [1, S, K] for the embed graph."""
+        """input_ids [1, S] and audio_codes [1, S, K] for the prompt graph."""
+        spec = self.spec
         ids = np.asarray(self.tokenizer.encode(self.render(turns), add_special_tokens=False).ids, dtype=np.int64)
-        k = self.rt["num_codebooks"]
-        codes = np.zeros((ids.shape[0], k), dtype=np.int64)
-        audio_pos = np.flatnonzero(ids == self.rt["audio_token_id"])
+        codes = np.zeros((ids.shape[0], spec["codebooks"]), dtype=np.int64)
+        audio_pos = np.flatnonzero(ids == spec["audio_token_id"])
         clips = [u.codes for u in turns if u.codes is not None]
         if clips:
             codes[audio_pos] = np.concatenate(clips, axis=0)
         # the audio-eos position carries an all-eos frame (transformers embeds it the same way)
-        codes[ids == self.rt["audio_eos_token_id"]] = self.rt["codebook_eos_token_id"]
+        codes[ids == spec["audio_eos_token_id"]] = spec["audio_eos_frame_token"]
         return ids[None], codes[None]
+
+    def feeds(self, ids: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.spec["ids"]: ids, self.spec["codes"]: codes}

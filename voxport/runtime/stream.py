@@ -13,7 +13,7 @@ import numpy as np
 from voxport.runtime.chunking import plan_utterances
 from voxport.runtime.codec_stream import CodecStream
 from voxport.runtime.contract import FrameContract
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.errors import InputError
@@ -27,7 +27,7 @@ class Speech:
     `sentences`, when given, replaces `text`: utterances as they come (the iterator may block, e.g. on
     a live text stream), spoken in order with one codec stream and each as the next one's context."""
 
-    rt: CsmRuntime
+    rt: Runtime
     text: str
     speaker: int = 0
     context: list[Utterance] = field(default_factory=list)
@@ -131,7 +131,7 @@ class Speech:
         c, graphs = self.contract, self.rt.graphs
         t = time.perf_counter()
         ids, audio_codes, max_frames = self.rt.prepare(text, self.speaker, context, self.max_frames, self.sampling)
-        embeds = graphs.run("embed", {"input_ids": ids, "audio_codes": audio_codes})[0]
+        embeds = graphs.run(self.rt.prompts.graph, self.rt.prompts.feeds(ids, audio_codes))[0]
         calls["embed"] += 1
         cache, pos, sampling = c.empty_cache(), 0, c.sampling_feeds(self.sampling)
         for n in range(max_frames):
@@ -160,6 +160,6 @@ class Speech:
         })
 
 
-def speak(rt: CsmRuntime, text: str, **kw) -> Speech:
+def speak(rt: Runtime, text: str, **kw) -> Speech:
     """`for pcm in speak(rt, "Hello."): ...` streams float32 PCM at rt.rt['sample_rate']."""
     return Speech(rt, text, **kw)

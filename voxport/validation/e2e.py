@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 
@@ -41,14 +41,14 @@ def compare_codes(ref: np.ndarray, got: np.ndarray) -> dict:
             "first_mismatch_frame": bad[0] if bad else None, "agreement_per_frame": per_frame}
 
 
-def greedy_case(rt: CsmRuntime, model, processor, frames: int, device: str) -> tuple[dict, np.ndarray]:
+def greedy_case(rt: Runtime, model, processor, frames: int, device: str) -> tuple[dict, np.ndarray]:
     conv = [{"role": "0", "content": [{"type": "text", "text": TEXT}]}]
     ref = torch_generate(model, processor, conv, frames, device)
     got = rt.generate(TEXT, speaker=0, max_frames=frames, decode=False).codes
     return compare_codes(ref, got), got
 
 
-def voice_prompt_case(rt: CsmRuntime, model, processor, frames: int, device: str) -> dict:
+def voice_prompt_case(rt: Runtime, model, processor, frames: int, device: str) -> dict:
     wave = reference_wave(rt.rt["sample_rate"])
     conv = [{"role": "0", "content": [{"type": "text", "text": REF_TEXT}, {"type": "audio", "path": wave}]},
             {"role": "0", "content": [{"type": "text", "text": TEXT}]}]
@@ -58,7 +58,7 @@ def voice_prompt_case(rt: CsmRuntime, model, processor, frames: int, device: str
     return {**compare_codes(ref, got), "context_frames": int(ctx.codes.shape[0])}
 
 
-def sampling_case(rt: CsmRuntime, frames: int = 8) -> dict:
+def sampling_case(rt: Runtime, frames: int = 8) -> dict:
     s = Sampling(temperature=0.9, top_k=50)
     a = rt.generate(TEXT, max_frames=frames, sampling=s, seed=1234, decode=False).codes
     b = rt.generate(TEXT, max_frames=frames, sampling=s, seed=1234, decode=False).codes
@@ -66,7 +66,7 @@ def sampling_case(rt: CsmRuntime, frames: int = 8) -> dict:
     return {"frames": frames, "reproducible": bool(np.array_equal(a, b)), "other_seed_differs": bool(not np.array_equal(a, c))}
 
 
-def waveform_case(rt: CsmRuntime, model, codes: np.ndarray, device: str) -> dict:
+def waveform_case(rt: Runtime, model, codes: np.ndarray, device: str) -> dict:
     import torch
 
     got = rt.decode(codes)

@@ -101,7 +101,7 @@ def agreement(runtimes: dict, frames: int) -> dict:
 def run(artifact_dir: Path, dtypes: str | list[str] = "all", device: str = "cpu", frames: int = 20,
         progress=print, cache_root: Path | None = None, end_to_end: bool = True) -> dict:
     from voxport.exporter import checkpoint
-    from voxport.runtime.csm import CsmRuntime
+    from voxport.runtime.runtime import Runtime
     from voxport.validation import fidelity_report
     from voxport.validation.harness import onnx_providers, source_checkpoint
 
@@ -111,7 +111,7 @@ def run(artifact_dir: Path, dtypes: str | list[str] = "all", device: str = "cpu"
     t0 = time.time()
     # every variant's files hash-checked and loaded before the PyTorch reference (a damaged file or a
     # missing variant stops here with a specific error)
-    runtimes = {d: CsmRuntime(artifact_dir, providers=onnx_providers(device), dtype=d) for d in dtypes}
+    runtimes = {d: Runtime(artifact_dir, providers=onnx_providers(device), dtype=d) for d in dtypes}
     for rt in runtimes.values():
         for name in manifest["graphs"]:
             rt.graphs.session(name)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from voxport.exporter import checkpoint
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport.validation import report
 from voxport.validation.graphs import check_graph
 from voxport import manifest as mf
@@ -37,7 +37,7 @@ def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=prin
     manifest = mf.load(artifact_dir)
     t0 = time.time()
     # Hash-check and load every graph once, before the (large) PyTorch reference is loaded.
-    rt = CsmRuntime(artifact_dir, providers=onnx_providers(device))
+    rt = Runtime(artifact_dir, providers=onnx_providers(device))
     for name in manifest["graphs"]:
         rt.graphs.session(name)
     ckpt = source_checkpoint(manifest, cache_root)

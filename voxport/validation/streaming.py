@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from voxport.runtime.codec_stream import CodecStream
-from voxport.runtime.csm import CsmRuntime
+from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling, draw_noise
 from voxport.runtime.stream import Speech
@@ -17,7 +17,7 @@ LONG_TEXT = " ".join(["The first sentence is here.", "Then a second one follows 
                       "Numbers like 3.14 stay whole.", "And this one ends the paragraph."] * 12)
 
 
-def fused_codes(rt: CsmRuntime, frames: int, sampling: Sampling = Sampling(), seed: int = 0,
+def fused_codes(rt: Runtime, frames: int, sampling: Sampling = Sampling(), seed: int = 0,
                 text: str = TEXT) -> np.ndarray:
     speech = Speech(rt, text, max_frames=frames, sampling=sampling, seed=seed, chunk_frames=frames)
     for _ in speech:
@@ -25,14 +25,14 @@ def fused_codes(rt: CsmRuntime, frames: int, sampling: Sampling = Sampling(), se
     return np.stack(speech.codes)
 
 
-def fused_greedy_case(rt: CsmRuntime, reference: np.ndarray, frames: int) -> dict:
+def fused_greedy_case(rt: Runtime, reference: np.ndarray, frames: int) -> dict:
     """Fused graph vs transformers.generate (the greedy reference) and vs the step graphs."""
     got = fused_codes(rt, frames)
     steps = rt.generate(TEXT, max_frames=frames, decode=False).codes
     return {**compare_codes(reference, got), "identical_to_step_graphs": bool(np.array_equal(steps, got))}
 
 
-def torch_frame_codes(model, family, rt: CsmRuntime, frames: int, sampling: Sampling, seed: int) -> np.ndarray:
+def torch_frame_codes(model, family, rt: Runtime, frames: int, sampling: Sampling, seed: int) -> np.ndarray:
     """The PyTorch frame module, run eagerly on the same prompt and the same per-frame noise."""
     import torch
 
@@ -55,7 +55,7 @@ def torch_frame_codes(model, family, rt: CsmRuntime, frames: int, sampling: Samp
     return np.stack(out)
 
 
-def fused_sampling_case(rt: CsmRuntime, model, family, frames: int = 12, seed: int = 1234) -> dict:
+def fused_sampling_case(rt: Runtime, model, family, frames: int = 12, seed: int = 1234) -> dict:
     s = Sampling(temperature=0.9, top_k=50)
     fused = fused_codes(rt, frames, s, seed)
     steps = rt.generate(TEXT, max_frames=frames, sampling=s, seed=seed, decode=False).codes
@@ -67,7 +67,7 @@ def fused_sampling_case(rt: CsmRuntime, model, family, frames: int = 12, seed: i
             "other_seed_differs": bool(not np.array_equal(fused, other))}
 
 
-def stream_decode_case(rt: CsmRuntime, model, frames: int = 320, device: str = "cpu") -> dict:
+def stream_decode_case(rt: Runtime, model, frames: int = 320, device: str = "cpu") -> dict:
     """Streaming decode in chunks of 1, 2, 3, 7 frames vs PyTorch's batch decode of the same codes,
     past the 250-step window of Mimi's decoder transformer (2 steps per frame)."""
     import torch
@@ -89,7 +89,7 @@ def stream_decode_case(rt: CsmRuntime, model, frames: int = 320, device: str = "
             "ok": bool(worst <= STREAM_RTOL), "chunks": rows}
 
 
-def join_case(rt: CsmRuntime, frames_per_utterance: int = 8) -> dict:
+def join_case(rt: Runtime, frames_per_utterance: int = 8) -> dict:
     """Long text in consecutive utterances, one Mimi stream throughout. The step across each join
     (|x[j] - x[j-1]|) must be no larger than the largest step inside the utterances; restarting the
     codec at the join instead is measured beside it."""
@@ -110,7 +110,7 @@ def join_case(rt: CsmRuntime, frames_per_utterance: int = 8) -> dict:
             "ok": bool(at_join) and max(at_join) <= float(inside.max())}
 
 
-def long_text(rt: CsmRuntime, frames: int) -> str:
+def long_text(rt: Runtime, frames: int) -> str:
     """LONG_TEXT repeated until it no longer fits one utterance of this model's context."""
     text = LONG_TEXT
     while rt.prompts.build([Utterance(text)])[0].shape[1] + frames <= rt.rt["max_positions"]:
@@ -118,7 +118,7 @@ def long_text(rt: CsmRuntime, frames: int) -> str:
     return text
 
 
-def _reset_jumps(rt: CsmRuntime, speech: Speech) -> float | None:
+def _reset_jumps(rt: Runtime, speech: Speech) -> float | None:
     """The same codes decoded with a fresh codec state per utterance (what carrying the state avoids)."""
     steps = []
     prev = None

@@ -245,19 +245,36 @@ class CsmFamily(Family):
     def _generation(self) -> dict:
         """The frame graph's contract (voxport/runtime/contract.py): one sampling group over every codebook,
         and transformers' stop rule: a frame whose codebooks but the last are all eos ends the utterance."""
-        cfg = self.model.config
+        cfg, dcfg = self.model.config, self.model.depth_decoder.config
         k, v = cfg.num_codebooks, cfg.vocab_size
+
+        def cache(c):
+            return {"layers": c.num_hidden_layers, "kv_heads": c.num_key_value_heads, "head_dim": c.head_dim,
+                    "kv": ["key", "value"], "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}
+
         return {
             "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                       "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                      "attention_mask": "attention_mask", "position_ids": "position_ids",
-                      "cache": {"layers": cfg.num_hidden_layers, "kv_heads": cfg.num_key_value_heads,
-                                "head_dim": cfg.head_dim, "kv": ["key", "value"],
-                                "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}},
+                      "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache(cfg)},
             "codebooks": k, "noise_vocab": v,
             "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,
                           "inputs": {"temperature": "temperature", "top_k": "top_k"}}],
             "stop": {"codebooks": [0, k - 1], "token": cfg.codebook_eos_token_id},
+            "prompt": {"format": "chat_template", "graph": "embed", "ids": "input_ids", "codes": "audio_codes",
+                       "codebooks": k, "audio_token": "<|AUDIO|>", "audio_token_id": cfg.audio_token_id,
+                       "audio_eos_token_id": cfg.audio_eos_token_id,
+                       "audio_eos_frame_token": cfg.codebook_eos_token_id},
+            # the chat template takes any integer as a speaker id; CSM and Marvis are trained on
+            # two-party conversations, speakers 0 and 1, which is what a server lists
+            "speakers": {"kind": "integer", "names": ["0", "1"]},
+            "codec": {"decoder": "mimi_decoder", "encoder": "mimi_encoder", "stream": "mimi_decoder_stream"},
+            "steps": {
+                "embed": {"graph": "embed", "ids": "input_ids", "codes": "audio_codes",
+                          "frame_token": cfg.audio_token_id},
+                "backbone": {"graph": "backbone", "embeds": "inputs_embeds", "attention_mask": "attention_mask",
+                             "position_ids": "position_ids", "cache": cache(cfg)},
+                "depth": {"graph": "depth", "ids": "input_ids", "hidden": "backbone_last_hidden_state",
+                          "cache": cache(dcfg)}},
         }
 
     def runtime_config(self) -> dict:
