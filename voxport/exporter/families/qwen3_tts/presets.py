@@ -156,6 +156,10 @@ def save_checkpoint(model, codec, tokenizer, out: Path) -> None:
     # the speaker encoder's config takes only its own fields (released files carry just those)
     config["speaker_encoder_config"] = {k: v for k, v in config["speaker_encoder_config"].items()
                                         if k in inspect.signature(type(model.config.speaker_encoder_config)).parameters}
+    # transformers 5 writes `rope_parameters`; the reference (and the released files) read `rope_scaling`
+    for sub in (config["talker_config"], config["talker_config"]["code_predictor_config"]):
+        rope = {k: v for k, v in sub.pop("rope_parameters", {}).items() if k != "rope_theta"}
+        sub["rope_scaling"] = rope if set(rope) - {"rope_type"} else None
     (out / "config.json").write_text(json.dumps(config, indent=2))
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
