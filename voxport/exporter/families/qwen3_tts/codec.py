@@ -20,13 +20,15 @@ FULL_CODEC: dict = dict(encoder_config=dict(num_quantizers=32, codebook_size=204
 
 
 def build_codec(kwargs: dict, seed: int):
+    import copy
+
     import torch
 
     from voxport.exporter.families.qwen3_tts.reference import reference
 
     with reference() as qt:
         torch.manual_seed(seed)
-        model = qt.codec.Qwen3TTSTokenizerV2Model(qt.codec_config.Qwen3TTSTokenizerV2Config(**kwargs))
+        model = qt.codec.Qwen3TTSTokenizerV2Model(qt.codec_config.Qwen3TTSTokenizerV2Config(**copy.deepcopy(kwargs)))
     randomize_codec(model)
     return model.eval()
 

@@ -10,6 +10,7 @@ down: 64 codes + 1024 specials, every special id shifted by 2048 - 64.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -115,6 +116,7 @@ def _shift(ids: dict, by: int) -> dict:
 def build_config(preset: QwenPreset, tokenizer=None):
     from voxport.exporter.families.qwen3_tts.reference import reference
 
+    preset = copy.deepcopy(preset)  # the configs write into the dicts they are given (rope_scaling)
     by = 2048 - preset.codebook_size  # tiny: specials keep their released offsets past the codes
     text_ids = ({attr: tokenizer.convert_tokens_to_ids(t) for t, attr in TEXT_SPECIALS.items()}
                 if preset.text_vocab_size is None else _TEXT_IDS)
