@@ -170,3 +170,106 @@ def test_csm_still_builds_and_exports_after_qwen(exported, tmp_path):
     frame = next(s for s in CsmFamily(model, {}).graphs() if s.name == "frame")
     (tmp_path / "onnx").mkdir()
     assert (tmp_path / export_graph(frame, tmp_path)[0]).stat().st_size > 0
+
+
+class _Captured(Exception):
+    pass
+
+
+def _reference_prompt(model, **kwargs):
+    """The talker prompt and trailing text the reference's generate builds (captured, not generated)."""
+    seen = {}
+
+    def capture(**kw):
+        seen.update(kw)
+        raise _Captured
+
+    model.talker.generate = capture
+    try:
+        with pytest.raises(_Captured):
+            model.generate(**kwargs)
+    finally:
+        del model.talker.generate
+    return seen["inputs_embeds"][0].numpy(), seen["trailing_text_hidden"][0].numpy()
+
+
+def _tracks(model, ids, language, speaker=None, instruct=None, ref_ids=None, ref_code=None):
+    """The recipe of voxport.exporter.families.qwen3_tts's docstring -> (prompt tracks, trailing text ids)."""
+    cfg, tc = model.config, model.config.talker_config
+    g, none = tc.num_code_groups, -1
+    pad, bos, eos = cfg.tts_pad_token_id, cfg.tts_bos_token_id, cfg.tts_eos_token_id
+    lang = None if language == "auto" else tc.codec_language_id[language]
+    if speaker and language in ("chinese", "auto") and tc.spk_is_dialect[speaker]:
+        lang = tc.codec_language_id[tc.spk_is_dialect[speaker]]
+    think = ([tc.codec_nothink_id, tc.codec_think_bos_id, tc.codec_think_eos_id] if lang is None else
+             [tc.codec_think_id, tc.codec_think_bos_id, lang, tc.codec_think_eos_id])
+    rows = [(t, [none] * g) for t in (instruct or [])] + [(t, [none] * g) for t in ids[:3]]
+    specials = think + ([tc.spk_id[speaker]] if speaker else [none] if ref_code is not None else [])
+    rows += [(pad, [s] + [none] * (g - 1)) for s in specials]
+    rows += [(bos, [tc.codec_pad_id] + [none] * (g - 1))]
+    if ref_code is None:
+        return rows + [(ids[3], [tc.codec_bos_id] + [none] * (g - 1))], [*ids[4:-5], eos]
+    text = [*ref_ids[3:-2], *ids[3:-5], eos]
+    codec = [[tc.codec_bos_id] + [none] * (g - 1), *ref_code.tolist()]
+    if len(text) > len(codec):
+        return rows + list(zip(text, codec)), text[len(codec):]
+    return rows + list(zip(text + [pad] * (len(codec) - len(text)), codec)), []
+
+
+def _embed(model, rows):
+    import torch
+
+    from voxport.exporter.families.qwen3_tts.wrappers import PromptEmbed
+
+    text = torch.tensor([[r[0] for r in rows]])
+    codec = torch.tensor([[r[1] for r in rows]])
+    with torch.no_grad():
+        return PromptEmbed(model)(text, codec)[0].numpy()
+
+
+@pytest.mark.parametrize("case", ["instruct_auto", "dialect"])
+def test_prompt_recipe_equals_reference_prompt(tiny, case):
+    import torch
+    from tokenizers import Tokenizer
+
+    path, model = tiny
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    ids = tok.encode(f"<|im_start|>assistant\n{TEXT}<|im_end|>\n<|im_start|>assistant\n").ids
+    if case == "instruct_auto":
+        instruct = tok.encode("<|im_start|>user\nSpeak slowly and warmly.<|im_end|>\n").ids
+        kw = dict(instruct_ids=[torch.tensor([instruct])], languages=["auto"], speakers=["vivian"])
+        rows, trailing = _tracks(model, ids, "auto", "vivian", instruct=instruct)
+    else:
+        kw = dict(languages=["chinese"], speakers=["dylan"])
+        rows, trailing = _tracks(model, ids, "chinese", "dylan")
+    ref, ref_trailing = _reference_prompt(model, input_ids=[torch.tensor([ids])], **kw)
+    np.testing.assert_allclose(_embed(model, rows), ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_embed(model, [(t, [-1] * 16) for t in trailing]), ref_trailing, rtol=0, atol=1e-6)
+
+
+def test_voice_clone_prompt_recipe_equals_reference_prompt(cache_root):
+    import torch
+    from tokenizers import Tokenizer
+
+    from voxport.exporter.families.qwen3_tts import presets
+
+    path = presets.materialize("qwen3-tts-tiny-base", cache_root)
+    model = presets.load(path)
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    ids = tok.encode("<|im_start|>assistant\nHello there!<|im_end|>\n<|im_start|>assistant\n").ids
+    ref_ids = tok.encode(f"<|im_start|>assistant\n{TEXT}<|im_end|>\n").ids
+    gen = torch.Generator().manual_seed(0)
+    xvec = torch.randn(model.config.talker_config.hidden_size, generator=gen)
+    for frames in (4, 40):  # reference text longer than the codes, then shorter
+        code = torch.randint(0, 64, (frames, 16), generator=gen)
+        prompt = {"ref_spk_embedding": [xvec], "x_vector_only_mode": [False], "icl_mode": [True], "ref_code": [code]}
+        ref, ref_trailing = _reference_prompt(model, input_ids=[torch.tensor([ids])], ref_ids=[torch.tensor([ref_ids])],
+                                              voice_clone_prompt=prompt, languages=["english"])
+        rows, trailing = _tracks(model, ids, "english", ref_ids=ref_ids, ref_code=code)
+        ours = _embed(model, rows)
+        spk = next(i for i, r in enumerate(rows) if r[0] == model.config.tts_pad_token_id and r[1][0] == -1)
+        ours[spk] += xvec.numpy()  # the x-vector position: both tracks NONE, the runtime adds the vector
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
+        if trailing:
+            np.testing.assert_allclose(_embed(model, [(t, [-1] * 16) for t in trailing]),
+                                       ref_trailing, rtol=0, atol=1e-6)
