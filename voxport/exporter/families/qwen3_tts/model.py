@@ -1,0 +1,145 @@
+"""Qwen3-TTS's language-model graphs as GraphSpecs: prompt_embed, talker, code_predictor, frame."""
+
+from __future__ import annotations
+
+import torch
+
+from voxport.exporter.families.qwen3_tts import wrappers
+from voxport.exporter.families.qwen3_tts.frame import FrameStep
+from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+
+F32, I64 = "float32", "int64"
+
+
+def _kv(prefix: str, n_layers: int, kv_heads: int, head_dim: int, seq_axis: str) -> list[TensorSpec]:
+    return [TensorSpec(f"{prefix}.{i}.{kv}", F32, ("batch", kv_heads, seq_axis, head_dim))
+            for i in range(n_layers) for kv in ("key", "value")]
+
+
+def _rand_past(gen, n_layers, batch, kv_heads, past, head_dim) -> list[torch.Tensor]:
+    return [torch.randn(batch, kv_heads, past, head_dim, generator=gen) for _ in range(2 * n_layers)]
+
+
+def _one(specs):
+    return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
+
+
+def prompt_embed(model) -> GraphSpec:
+    tc = model.talker.config
+    g, h = tc.num_code_groups, tc.hidden_size
+    vp = tc.code_predictor_config.vocab_size
+
+    def make(s):
+        gen = torch.Generator().manual_seed(s["batch"] * 100 + s["seq"])
+        b, n = s["batch"], s["seq"]
+        text = torch.randint(0, tc.text_vocab_size, (b, n), generator=gen)
+        text[:, ::3] = wrappers.NONE  # codec-only positions
+        codec = torch.randint(0, vp, (b, n, g), generator=gen)
+        codec[:, 1::3, 0] = torch.randint(vp, tc.vocab_size, (b, len(range(1, n, 3))), generator=gen)  # specials
+        codec[:, 1::3, 1:] = wrappers.NONE
+        codec[:, 2::3] = wrappers.NONE  # text-only positions
+        if n > 3:
+            text[:, -1], codec[:, -1] = wrappers.NONE, wrappers.NONE  # neither: zero
+        return [text, codec]
+
+    return GraphSpec(
+        "prompt_embed", wrappers.PromptEmbed(model),
+        inputs=[TensorSpec("text_ids", I64, ("batch", "seq")), TensorSpec("codec_ids", I64, ("batch", "seq", g))],
+        outputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h))],
+        make_inputs=make, export_sizes={"batch": 2, "seq": 5},
+        check_sizes=[{"batch": 1, "seq": 9}, {"batch": 3, "seq": 1}, {"batch": 1, "seq": 1}, {"batch": 1, "seq": 40}],
+        tolerance={"inputs_embeds": Tolerance(rtol=1e-6)},
+    )
+
+
+def talker(model) -> GraphSpec:
+    tc = model.talker.config
+    n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
+
+    def make(s):
+        b, q, p = s["batch"], s["seq"], s["past"]
+        gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
+        mask = torch.ones(b, p + q, dtype=torch.long)
+        if b > 1:  # left padding on the first row exercises the mask
+            mask[0, : max(1, (p + q) // 4)] = 0
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+        embeds = torch.randn(b, q, h, generator=gen) * 0.5
+        return [embeds, mask, pos, *_rand_past(gen, n, b, kvh, p, hd)]
+
+    return GraphSpec(
+        "talker", wrappers.TalkerStep(model),
+        inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)),
+                TensorSpec("attention_mask", I64, ("batch", "past_seq")),
+                TensorSpec("position_ids", I64, ("batch", "seq")),
+                *_kv("past_key_values", n, kvh, hd, "past")],
+        outputs=[TensorSpec("last_hidden_state", F32, ("batch", "seq", h)),
+                 TensorSpec("logits", F32, ("batch", "seq", tc.vocab_size)),
+                 *_kv("present", n, kvh, hd, "past_seq")],
+        make_inputs=make, export_sizes={"batch": 2, "seq": 3, "past": 5},
+        check_sizes=[{"batch": 1, "seq": 7, "past": 0}, {"batch": 3, "seq": 1, "past": 11},
+                     {"batch": 1, "seq": 1, "past": 0}, {"batch": 2, "seq": 4, "past": 300}],
+    )
+
+
+def code_predictor(model) -> GraphSpec:
+    tc = model.talker.config
+    pc = tc.code_predictor_config
+    n, kvh, hd, g = pc.num_hidden_layers, pc.num_key_value_heads, pc.head_dim, tc.num_code_groups
+
+    def make(s):
+        b, q, p = s["batch"], s["seq"], s["past"]
+        gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
+        ids = torch.randint(0, pc.vocab_size, (b, q), generator=gen)
+        hidden = torch.randn(b, tc.hidden_size, generator=gen)
+        return [ids, hidden, *_rand_past(gen, n, b, kvh, p, hd)]
+
+    return GraphSpec(
+        "code_predictor", wrappers.CodePredictorStep(model),
+        inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
+                TensorSpec("talker_hidden_state", F32, ("batch", tc.hidden_size)),
+                *_kv("past_key_values", n, kvh, hd, "past")],
+        outputs=[TensorSpec("logits", F32, ("batch", pc.vocab_size)),
+                 *_kv("present", n, kvh, hd, "past_seq")],
+        make_inputs=make, export_sizes={"batch": 2, "seq": 2, "past": 3},
+        # the two shapes generation uses: (hidden, group 0) with no past, then one code at a time
+        check_sizes=[{"batch": 1, "seq": 2, "past": 0}, {"batch": 3, "seq": 1, "past": 2},
+                     {"batch": 1, "seq": 1, "past": g - 1}, {"batch": 2, "seq": 1, "past": g // 2}],
+    )
+
+
+def frame(model) -> GraphSpec:
+    """Batch 1 (one stream per session; batches go through the step graphs). FrameStep traced."""
+    tc = model.talker.config
+    n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
+    g, v = tc.num_code_groups, tc.vocab_size
+    step = talker(model)
+
+    def make(s):
+        embeds, mask, pos, *past = step.make_inputs({**s, "batch": 1})
+        gen = torch.Generator().manual_seed(7 + s["past"])
+        seen = (torch.rand(1, v, generator=gen) < 0.05).float()
+        bias = torch.zeros(1, v)
+        bias[0, v - 1024:] = float("-inf")
+        bias[0, tc.codec_eos_token_id] = 0.0
+        return [embeds, mask, pos, torch.randn(1, 1, h, generator=gen) * 0.5, torch.tensor(s["temperature"]),
+                torch.tensor(s["top_k"]), torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
+                torch.tensor(s["penalty"]), seen, bias, torch.rand(1, g, v, generator=gen), *past]
+
+    return GraphSpec(
+        "frame", FrameStep(model),
+        inputs=[*_one(step.inputs[:3]), TensorSpec("text_embed", F32, (1, 1, h)),
+                TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
+                TensorSpec("predictor_temperature", F32, ()), TensorSpec("predictor_top_k", I64, ()),
+                TensorSpec("repetition_penalty", F32, ()), TensorSpec("c0_seen", F32, (1, v)),
+                TensorSpec("c0_bias", F32, (1, v)), TensorSpec("noise", F32, (1, g, v)), *_one(step.inputs[3:])],
+        outputs=[TensorSpec("codes", I64, (1, g)), TensorSpec("next_embeds", F32, (1, 1, h)),
+                 *_one(_kv("present", n, kvh, hd, "past_seq"))],
+        make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
+        # greedy, sampling with top-k, and the whole vocabulary; prefill and steps
+        check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1, "penalty": 1.05},
+                     {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
+                     {"seq": 1, "past": 30, "temperature": 1.0, "top_k": 64, "penalty": 1.0},
+                     {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50, "penalty": 1.3}],
+        tolerance={"codes": Tolerance(exact=True)},
+        optimize=False,
+    )
