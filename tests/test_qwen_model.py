@@ -6,15 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voxport.errors import CheckpointError  # noqa: E402
-from voxport.exporter.families.qwen3_tts.reference import reference  # noqa: E402
-
-try:  # the reference is an optional extra
-    with reference():
-        pass
-except CheckpointError as e:
-    pytest.skip(str(e), allow_module_level=True)
-
 FRAMES = 51  # generate completes FRAMES - 1 = 50 frames when no eos comes first
 TEXT = "Hello there! The quick brown fox jumps over the lazy dog, one frame at a time."
 
@@ -22,8 +13,9 @@ TEXT = "Hello there! The quick brown fox jumps over the lazy dog, one frame at a
 @pytest.fixture(scope="module")
 def tiny(cache_root):
     from voxport.exporter.families.qwen3_tts import presets
+    from voxport.exporter.presets import materialize
 
-    path = presets.materialize("qwen3-tts-tiny", cache_root)
+    path = materialize("qwen3-tts-tiny", cache_root)
     return path, presets.load(path)
 
 
@@ -34,7 +26,7 @@ def exported(tiny, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("qwen-onnx")
     (root / "onnx").mkdir()
-    family = Qwen3TtsFamily(tiny[1], {})
+    family = Qwen3TtsFamily(tiny[1], tiny[0])
     specs = {s.name: s for s in family.graphs()}
     files = {name: root / export_graph(spec, root)[0] for name, spec in specs.items()}
     return family, specs, files
@@ -133,17 +125,18 @@ def test_presets_materialise_in_the_released_layout_and_load(tiny, cache_root):
     import torch
 
     from voxport.exporter.families.qwen3_tts import presets
+    from voxport.exporter.presets import materialize
 
     path, model = tiny
     for f in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
               "speech_tokenizer/config.json", "speech_tokenizer/model.safetensors",
               "speech_tokenizer/preprocessor_config.json"):
         assert (path / f).is_file(), f
-    assert presets.materialize("qwen3-tts-tiny", cache_root) == path  # cached
+    assert materialize("qwen3-tts-tiny", cache_root) == path  # cached
     fresh = presets.build_model(presets.PRESETS["qwen3-tts-tiny"], presets.build_tokenizer())
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in fresh.state_dict().items())
-    base = presets.load(presets.materialize("qwen3-tts-tiny-base", cache_root))
+    base = presets.load(materialize("qwen3-tts-tiny-base", cache_root))
     assert base.speaker_encoder is not None and base.config.tts_model_type == "base"
     assert base.speech_tokenizer.model is not None
 
@@ -163,11 +156,11 @@ def test_csm_still_builds_and_exports_after_qwen(exported, tmp_path):
 
     from voxport.exporter.export import export_graph
     from voxport.exporter.families.csm import CsmFamily
-    from voxport.exporter.presets import PRESETS, build_model, build_tokenizer
+    from voxport.exporter.families.csm.presets import PRESETS, build_model, build_tokenizer
 
     assert "default" not in ROPE_INIT_FUNCTIONS
     model = build_model(PRESETS["tiny"], build_tokenizer(512))
-    frame = next(s for s in CsmFamily(model, {}).graphs() if s.name == "frame")
+    frame = next(s for s in CsmFamily(model).graphs() if s.name == "frame")
     (tmp_path / "onnx").mkdir()
     assert (tmp_path / export_graph(frame, tmp_path)[0]).stat().st_size > 0
 
@@ -252,8 +245,9 @@ def test_voice_clone_prompt_recipe_equals_reference_prompt(cache_root):
     from tokenizers import Tokenizer
 
     from voxport.exporter.families.qwen3_tts import presets
+    from voxport.exporter.presets import materialize
 
-    path = presets.materialize("qwen3-tts-tiny-base", cache_root)
+    path = materialize("qwen3-tts-tiny-base", cache_root)
     model = presets.load(path)
     tok = Tokenizer.from_file(str(path / "tokenizer.json"))
     ids = tok.encode("<|im_start|>assistant\nHello there!<|im_end|>\n<|im_start|>assistant\n").ids

@@ -133,7 +133,7 @@ def test_saved_voice_clones_like_speak_ref_audio(port, tiny_dir, tmp_path):
     assert not np.array_equal(pcm(plain), cloned)  # the voice prompt changed the audio
     assert request(port, "DELETE", "/v1/voices/me_1")[0] == 200
     status, err = error_of(speech(port, model="tiny", input=TEXT, voice="me_1"))
-    assert status == 400 and "neither a speaker id" in err["message"]
+    assert status == 400 and "neither a speaker (0, 1)" in err["message"]
     assert error_of(request(port, "DELETE", "/v1/voices/me_1"))[0] == 404
 
 
@@ -162,8 +162,8 @@ def test_bad_voice_uploads(port, tmp_path, kind, status, message):
     ({"input": "word " * 900}, 400, "input is 4500 characters; the limit is 4096", "input"),
     ({"model": "tts-1"}, 404, "model 'tts-1' does not exist here; served: tiny", "model"),
     ({"model": "tiny:int3"}, 400, "has no 'int3' precision", "model"),
-    ({"voice": "alloy"}, 400, "voice 'alloy' is neither a speaker id", "voice"),
-    ({"voice": "../../etc/passwd"}, 400, "neither a speaker id", "voice"),
+    ({"voice": "alloy"}, 400, "voice 'alloy' is neither a speaker (0, 1)", "voice"),
+    ({"voice": "../../etc/passwd"}, 400, "neither a speaker (0, 1)", "voice"),
     ({"response_format": "aac"}, 400, "'aac' is not available; this server makes mp3, opus, flac, wav, pcm",
      "response_format"),
     ({"speed": 1.5}, 400, "speed: only 1.0 is supported", "speed"),

@@ -115,7 +115,7 @@ def test_bad_messages_get_error_events(port):
             assert err["type"] == "error" and text in err["error"]["message"], err
         ws.send(json.dumps({"type": "cancel"}))  # nothing running: answered all the same
         assert json.loads(ws.recv(timeout=10)) == {"type": "cancelled", "frames": 0}
-    for start, text in (({"voice": "nobody"}, "neither a speaker id"), ({"speed": 2}, "unknown start field 'speed'"),
+    for start, text in (({"voice": "nobody"}, "neither a speaker (0, 1)"), ({"speed": 2}, "unknown start field 'speed'"),
                         ({"model": "nope"}, "model 'nope' does not exist")):
         with connect(f"ws://127.0.0.1:{port}/v1/audio/stream", open_timeout=10) as bad:
             bad.send(json.dumps({"type": "start", **start}))

@@ -84,14 +84,15 @@ def _speak(a) -> int:
     from voxport.runtime.sampling import Sampling
 
     _check_outputs(a)
+    if bool(a.ref_audio) != bool(a.ref_text):
+        raise VoxportError("--ref-audio and --ref-text go together: the reference audio and its transcript")
     rt = Runtime(Path(a.dir), dtype=a.dtype)
-    sampling = Sampling() if a.greedy else Sampling(a.temperature, a.top_k)
-    context = []
-    if a.ref_audio or a.ref_text:
-        if not (a.ref_audio and a.ref_text):
-            raise VoxportError("--ref-audio and --ref-text go together: the reference audio and its transcript")
-        context.append(rt.reference(Path(a.ref_audio), a.ref_text, a.speaker))
-    kw = dict(speaker=a.speaker, context=context, max_frames=a.max_frames, sampling=sampling, seed=a.seed)
+    sampling = (Sampling(repetition_penalty=a.repetition_penalty) if a.greedy
+                else Sampling(a.temperature, a.top_k, a.repetition_penalty))
+    speaker = rt.check_voice(a.speaker, a.language, a.instruct, reference=bool(a.ref_audio))
+    context = [rt.reference(Path(a.ref_audio), a.ref_text, speaker)] if a.ref_audio else []
+    kw = dict(speaker=speaker, context=context, max_frames=a.max_frames, sampling=sampling, seed=a.seed,
+              language=a.language, instruct=a.instruct)
     if a.step_graphs:
         codes, stats = _speak_steps(rt, a, kw)
     else:
@@ -219,7 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-frames", type=int, default=125,
                    help="per utterance, at 12.5 frames/s: 125 = 10 s (long text is split into utterances)")
-    s.add_argument("--speaker", type=int, default=0)
+    s.add_argument("--speaker", help="a speaker of the model (CSM: an integer, default 0; a named-speaker "
+                   "model: one of its names, default its first)")
+    s.add_argument("--language", help="language, where the model takes one (default: auto)")
+    s.add_argument("--instruct", help="a style instruction, where the model takes one")
+    s.add_argument("--repetition-penalty", type=float,
+                   help="where the model applies one (default: the model's own, e.g. 1.05 for Qwen3-TTS)")
     s.add_argument("--ref-audio", help="reference audio to clone the voice of (any common format)")
     s.add_argument("--ref-text", help="transcript of --ref-audio")
     s.add_argument("--codes-out", help="also write the generated codes as JSON")

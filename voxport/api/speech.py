@@ -29,15 +29,16 @@ class Options:
 
     model: str
     dtype: str
-    speaker: int
+    speaker: int | str | None
     context: list
     sampling: Sampling
     seed: int
     max_frames: int
+    instruct: str | None = None
 
     def speech(self, rt, text: str | None = None, **kw) -> Speech:
         return Speech(rt, text or "", speaker=self.speaker, context=list(self.context), max_frames=self.max_frames,
-                      sampling=self.sampling, seed=self.seed, **kw)
+                      sampling=self.sampling, seed=self.seed, instruct=self.instruct, **kw)
 
 
 def _number(body: dict, key: str, kind, low, high):
@@ -51,25 +52,32 @@ def _number(body: dict, key: str, kind, low, high):
 
 def parse_options(state, body: dict) -> Options:
     name, dtype = state.models.resolve(body.get("model"))
-    voice = body.get("voice", "0")
+    spk = state.models.manifest(name)["runtime"]["generation"]["speakers"]
+    voice = body.get("voice", spk["names"][0] if spk["names"] else "")
     voice = voice.get("id") if isinstance(voice, dict) else voice
     if not isinstance(voice, str) or not voice:
-        raise bad("voice must be a speaker id (\"0\", \"1\", ...) or a saved voice name", "voice")
-    if voice.isdecimal() and voice.isascii() and int(voice) < 2 ** 31:  # the template takes any integer
-        speaker, context = int(voice), []
+        raise bad(f"voice must be a speaker ({', '.join(spk['names'])}) or a saved voice name", "voice")
+    integer = spk["kind"] == "integer" and voice.isdecimal() and voice.isascii() and int(voice) < 2 ** 31
+    if integer or (spk["kind"] == "name" and voice in spk["names"]):  # a chat template takes any integer
+        speaker, context = (int(voice) if integer else voice), []
     else:
         saved = state.voices.get(voice) if VOICE_NAME.match(voice) else None
         if saved is None:
-            raise bad(f"voice {voice!r} is neither a speaker id (\"0\", \"1\", ...) nor a saved voice "
+            raise bad(f"voice {voice!r} is neither a speaker ({', '.join(spk['names'])}) nor a saved voice "
                       "(GET /v1/voices lists them)", "voice", "voice_not_found")
         info, codes = saved
         if info["model"] != name:
             raise bad(f"voice {voice!r} was made with model {info['model']!r}, not {name!r}", "voice")
         speaker, context = info["speaker"], [Utterance(info["text"], info["speaker"], codes)]
-    vocab = state.models.manifest(name)["runtime"]["codebook_vocab"]
+    runtime = state.models.manifest(name)["runtime"]
+    vocab = min(g["vocab"] for g in runtime["generation"]["sampling"])
     sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab))
+    instruct = body.get("instructions") or None
+    if instruct is not None and not (isinstance(instruct, str) and runtime["generation"]["prompt"].get("instruct")):
+        raise bad("instructions are not supported by this model: the voice comes from `voice` (a speaker or a "
+                  "saved voice)" if isinstance(instruct, str) else "instructions must be a string", "instructions")
     return Options(name, dtype, speaker, context, sampling, _number(body, "seed", int, 0, 2 ** 63 - 1),
-                   _number(body, "max_frames", int, 1, state.config.max_frames))
+                   _number(body, "max_frames", int, 1, state.config.max_frames), instruct)
 
 
 def parse_text(text, limit: int, param: str = "input") -> str:
@@ -98,9 +106,6 @@ async def speech(request: Request) -> StreamingResponse:
         raise bad("speed: only 1.0 is supported (the model has no speaking-rate control)", "speed")
     if body.get("stream_format", "audio") != "audio":
         raise bad("stream_format: only 'audio' is supported (no server-sent events)", "stream_format")
-    if body.get("instructions"):
-        raise bad("instructions are not supported: the voice comes from `voice` (a speaker or a saved voice)",
-                  "instructions")
 
     slot = state.slots.take()  # 503 past --max-streams
     cancel, encoder = threading.Event(), None

@@ -15,7 +15,6 @@ class CodecStream:
     def __init__(self, graphs: Graphs, batch: int = 1):
         spec = graphs.rt["codec_stream"]
         self.graphs, self.graph = graphs, spec["graph"]
-        self.eos = graphs.rt["codebook_eos_token_id"]
         self.state = {s["input"]: np.zeros((batch, *s["shape"]), s["dtype"]) for s in spec["state"]}
         self.outputs = {s["output"]: s["input"] for s in spec["state"]}
         self.calls = 0

@@ -10,7 +10,10 @@ groups. The runtimes hold no model knowledge of their own: everything below come
                 "attention_mask": "attention_mask", "position_ids": "position_ids",
                 "cache": {"layers": 2, "kv_heads": 2, "head_dim": 16, "kv": ["key", "value"],
                           "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"},
-                "per_frame": [{"input": "text_embed", "source": "trailing_text"}]},   # optional
+                "per_frame": [{"input": "text_embed", "source": "trailing_text"}],   # optional
+                "logits": {"codebook": 0, "repetition_penalty": "repetition_penalty", "seen": "c0_seen",
+                           "bias": "c0_bias", "suppress": [2048, 3072], "allow": [2150],
+                           "min_frames": 2, "min_frames_token": 2150}},                # optional
       "codebooks": 32, "noise_vocab": 2051,
       "sampling": [{"name": "all", "codebooks": [0, 32], "vocab": 2051,
                     "inputs": {"temperature": "temperature", "top_k": "top_k"}}],
@@ -38,6 +41,7 @@ class FrameContract:
         self.cache_out = [c["output"].format(layer=i, kv=kv) for i, kv in names]
         self.cache_empty = (1, c["kv_heads"], 0, c["head_dim"])
         self.per_frame = f.get("per_frame", [])
+        self.logits = f.get("logits")
         self.codebooks, self.noise_vocab = g["codebooks"], g["noise_vocab"]
         self.sampling = g["sampling"]
         self.stop = g["stop"]
@@ -63,9 +67,44 @@ class FrameContract:
             feeds[names["top_k"]] = np.array(s.top_k, np.int64)
         return feeds
 
+    def logits_state(self, s) -> LogitsState | None:
+        if self.logits is None:
+            return None
+        default = next((g["defaults"]["repetition_penalty"] for g in self.sampling
+                        if "repetition_penalty" in g.get("defaults", {})), 1.0)
+        penalty = default if s.repetition_penalty is None else s.repetition_penalty
+        return LogitsState(self.logits, self.noise_vocab, penalty)
+
     def draw_noise(self, rng: np.random.Generator) -> np.ndarray:
         return draw_noise(rng, self.codebooks, self.noise_vocab)
 
     def is_stop(self, frame: np.ndarray) -> bool:
         a, b = self.stop["codebooks"]
         return bool(np.all(frame[a:b] == self.stop["token"]))
+
+
+class LogitsState:
+    """The manifest's logits processors for one utterance, as frame-graph inputs (the reference's
+    generate applies them when greedy too): a repetition penalty over the ids one codebook has
+    generated so far (`seen`), and an additive bias that removes suppressed ids and, before
+    `min_frames` frames, the stop token."""
+
+    def __init__(self, spec: dict, vocab: int, penalty: float):
+        self.spec, self.frames = spec, 0
+        self.seen = np.zeros((1, vocab), np.float32)
+        self.penalty = np.array(penalty, np.float32)
+        self.bias = np.zeros((1, vocab), np.float32)
+        lo, hi = spec["suppress"]
+        self.bias[0, lo:hi] = -np.inf
+        self.bias[0, spec["allow"]] = 0.0
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        s, bias = self.spec, self.bias
+        if self.frames < s["min_frames"]:
+            bias = bias.copy()
+            bias[0, s["min_frames_token"]] = -np.inf
+        return {s["repetition_penalty"]: self.penalty, s["seen"]: self.seen, s["bias"]: bias}
+
+    def update(self, frame: np.ndarray) -> None:
+        self.seen[0, frame[self.spec["codebook"]]] = 1.0
+        self.frames += 1

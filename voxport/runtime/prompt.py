@@ -2,7 +2,15 @@
 with the checkpoint's own tokenizer (no transformers).
 
 "chat_template": the checkpoint's Jinja chat template renders the turns; each context clip's audio
-is one audio token per codec frame, its codes on a parallel [S, K] track (CSM's processor layout)."""
+is one audio token per codec frame, its codes on a parallel [S, K] track (CSM's processor layout).
+
+"dual_track": a text track and a codec track per position (Qwen3-TTS's talker), summed by the
+prompt graph; control ids (think, language, speaker) ride the codec track; the text after the first
+token is fed one token per frame (`trailing`), then the pad token; a cloned voice adds its speaker
+vector at the speaker position and its reference text and codes in context.
+
+Every builder gives: build(turns) -> the prompt graph's two inputs, feeds(a, b), trailing(turns) ->
+text ids fed per frame (None: none), vectors(turns) -> (row, vector) pairs added to the embeddings."""
 
 from __future__ import annotations
 
@@ -20,27 +28,44 @@ from voxport.errors import ArtifactError, InputError
 @dataclass
 class Utterance:
     text: str
-    speaker: int = 0
+    speaker: int | str | None = 0
     codes: np.ndarray | None = None  # [frames, K] for a context utterance with audio
+    language: str | None = None  # dual_track: a language name, or None / "auto"
+    instruct: str | None = None  # dual_track: a style instruction, where the model takes one
+    vector: np.ndarray | None = None  # dual_track: a cloned voice's speaker vector [hidden]
+
+
+def PromptBuilder(artifact_dir: Path, rt: dict):  # noqa: N802  (a factory standing for the builders)
+    """The builder of the manifest's prompt format."""
+    fmt = rt["generation"]["prompt"]["format"]
+    if fmt not in FORMATS:
+        raise ArtifactError(f"{artifact_dir}: prompt format {fmt!r} is not known to this runtime "
+                            f"(known: {', '.join(FORMATS)})")
+    return FORMATS[fmt](Path(artifact_dir), rt)
 
 
 def _raise(message):
     raise InputError(f"chat template: {message}")
 
 
-class PromptBuilder:
-    def __init__(self, artifact_dir: Path, rt: dict):
-        root = Path(artifact_dir)
+class ChatTemplatePrompt:
+    carries_context = True  # each utterance of a long text is the next one's context (CSM's turns)
+
+    def __init__(self, root: Path, rt: dict):
         self.rt = rt
         self.spec = spec = rt["generation"]["prompt"]
-        if spec["format"] != "chat_template":
-            raise ArtifactError(f"{artifact_dir}: prompt format {spec['format']!r} is not known to this runtime")
         self.graph = spec["graph"]
         self.tokenizer = Tokenizer.from_file(str(root / rt["tokenizer_file"]))
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
         self.template = env.from_string((root / rt["chat_template_file"]).read_text())
         self.special = json.loads((root / rt["special_tokens_file"]).read_text())
+
+    def check(self, u: Utterance) -> None:
+        if u.language not in (None, "auto"):
+            raise InputError("this model takes no language option; it speaks the language of the text")
+        if u.instruct:
+            raise InputError("this model takes no instruction (--instruct)")
 
     def render(self, turns: list[Utterance]) -> str:
         messages = []
@@ -73,3 +98,88 @@ class PromptBuilder:
 
     def feeds(self, ids: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
         return {self.spec["ids"]: ids, self.spec["codes"]: codes}
+
+    def trailing(self, turns: list[Utterance]) -> None:
+        return None
+
+    def vectors(self, turns: list[Utterance]) -> list:
+        return []
+
+
+class DualTrackPrompt:
+    carries_context = False  # the context is the caller's cloned voice, the same for every utterance
+
+    def __init__(self, root: Path, rt: dict):
+        self.spec = spec = rt["generation"]["prompt"]
+        self.graph, self.none, self.groups = spec["graph"], spec["none"], spec["groups"]
+        self.tokenizer = Tokenizer.from_file(str(root / rt["tokenizer_file"]))
+
+    def _ids(self, template: str, text: str) -> list[int]:
+        return self.tokenizer.encode(template.format(text=text), add_special_tokens=False).ids
+
+    def check(self, u: Utterance) -> None:
+        s = self.spec
+        if u.language not in (None, "auto") and u.language not in s["languages"]:
+            raise InputError(f"language {u.language!r} is not one this model speaks; languages: "
+                             f"auto, {', '.join(sorted(s['languages']))}")
+        if u.speaker is not None and str(u.speaker) not in s["speakers"]:
+            named = ", ".join(sorted(s["speakers"])) or "none (it clones a voice from a reference clip)"
+            raise InputError(f"speaker {u.speaker!r} is not one of this model's speakers: {named}")
+        if u.instruct and not s["instruct"]:
+            raise InputError("this model takes no instruction (--instruct); voxport follows the reference, "
+                             "which ignores it for this model type and size")
+
+    def _rows(self, turns: list[Utterance]) -> tuple[list, list[int], list]:
+        """(text id, codec ids) per position, the trailing text ids, and the speaker-vector rows."""
+        s, none, g = self.spec, self.none, self.groups
+        *context, u = turns
+        self.check(u)
+        ref = context[-1] if context else None
+        if ref is not None and not s["voice_clone"]:
+            raise InputError("this model does not clone voices (a reference clip needs a Base model)")
+        t, c = s["text_ids"], s["codec_ids"]
+        ids = self._ids(s["template"], u.text)
+        head, tail = s["head"], s["tail"]
+        rows = [(i, [none] * g) for i in (self._ids(s["instruct_template"], u.instruct) if u.instruct else [])]
+        rows += [(i, [none] * g) for i in ids[:head]]
+        speaker = None if u.speaker is None else str(u.speaker)
+        lang = None if u.language in (None, "auto") else s["languages"][u.language]
+        if speaker in s["dialects"] and u.language in (None, "auto", "chinese"):
+            lang = s["languages"][s["dialects"][speaker]]
+        think = ([c["nothink"], c["think_bos"], c["think_eos"]] if lang is None
+                 else [c["think"], c["think_bos"], lang, c["think_eos"]])
+        specials = think + ([s["speakers"][speaker]] if speaker else [none] if ref is not None else [])
+        rows += [(t["pad"], [x] + [none] * (g - 1)) for x in specials]
+        vectors = [(len(rows) - 1, ref.vector)] if ref is not None and ref.vector is not None else []
+        rows.append((t["bos"], [c["pad"]] + [none] * (g - 1)))
+        if ref is None:
+            return rows + [(ids[head], [c["bos"]] + [none] * (g - 1))], [*ids[head + 1:-tail], t["eos"]], vectors
+        ref_ids = self._ids(s["ref_template"], ref.text)
+        text = [*ref_ids[s["ref_head"]:-s["ref_tail"]], *ids[head:-tail], t["eos"]]
+        codec = [[c["bos"]] + [none] * (g - 1), *np.asarray(ref.codes).tolist()]
+        if len(text) > len(codec):
+            return rows + list(zip(text, codec)), text[len(codec):], vectors
+        return rows + list(zip(text + [t["pad"]] * (len(codec) - len(text)), codec)), [], vectors
+
+    def build(self, turns: list[Utterance]) -> tuple[np.ndarray, np.ndarray]:
+        """text_ids [1, S] and codec_ids [1, S, G] for the prompt graph."""
+        rows = self._rows(turns)[0]
+        return (np.array([[r[0] for r in rows]], np.int64), np.array([[r[1] for r in rows]], np.int64))
+
+    def feeds(self, text: np.ndarray, codec: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.spec["text"]: text, self.spec["codes"]: codec}
+
+    def trailing(self, turns: list[Utterance]) -> np.ndarray:
+        """Text ids fed one per frame: the rest of the text, its end, then the pad id (repeated by the
+        runtime once these run out)."""
+        return np.array([*self._rows(turns)[1], self.spec["text_ids"]["pad"]], np.int64)
+
+    def trailing_feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The prompt graph's inputs that embed text ids alone (codec track empty)."""
+        return self.feeds(ids[None], np.full((1, len(ids), self.groups), self.none, np.int64))
+
+    def vectors(self, turns: list[Utterance]) -> list:
+        return self._rows(turns)[2]
+
+
+FORMATS = {"chat_template": ChatTemplatePrompt, "dual_track": DualTrackPrompt}

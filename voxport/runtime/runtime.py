@@ -20,6 +20,15 @@ from voxport.errors import InputError
 
 
 @dataclass
+class Prepared:
+    feeds: dict  # the prompt graph's inputs
+    tokens: int  # prompt positions
+    max_frames: int  # frames that fit after the prompt
+    trailing: np.ndarray | None  # text ids fed one per frame (None: the contract feeds none)
+    vectors: list  # (row, vector) added to the prompt's embeddings
+
+
+@dataclass
 class Result:
     codes: np.ndarray  # [frames, K], every generated frame (an eos frame included, as transformers)
     audio: np.ndarray | None  # [samples] float32, frames before the first all-eos frame
@@ -51,6 +60,32 @@ class Runtime:
         return speakers(self.graphs.manifest)
 
     @property
+    def default_speaker(self) -> int | str | None:
+        """CSM's speaker 0, a named model's first speaker; None where the model has no named speakers."""
+        spec = self.rt["generation"]["speakers"]
+        names = spec["names"]
+        if not names:
+            return None
+        return int(names[0]) if spec["kind"] == "integer" else names[0]
+
+    def check_voice(self, speaker: str | int | None, language: str | None = None, instruct: str | None = None,
+                    reference: bool = False) -> int | str | None:
+        """The speaker as the prompt format takes it, after checking every voice option against what
+        the model supports (one-line errors naming what it does support), before anything loads."""
+        spec = self.rt["generation"]["speakers"]
+        if speaker is None:
+            speaker = None if reference and spec["kind"] == "name" else self.default_speaker
+        elif spec["kind"] == "integer":
+            if not str(speaker).lstrip("-").isdigit():
+                raise InputError(f"speaker {speaker!r}: this model's speakers are integers "
+                                 f"(trained on {', '.join(spec['names'])})")
+            speaker = int(speaker)
+        self.prompts.check(Utterance("-", speaker, language=language, instruct=instruct))
+        if reference and not self.voice_prompts:
+            raise InputError("this model does not take a reference clip (it has no codec encoder graph)")
+        return speaker
+
+    @property
     def voice_prompts(self) -> bool:
         return takes_voice_prompts(self.graphs.manifest)
 
@@ -65,42 +100,62 @@ class Runtime:
         codes = self.graphs.run(self.codec["encoder"], {"input_values": wave.reshape(1, 1, -1).astype(np.float32)})[0]
         return codes[0].T.astype(np.int64)
 
-    def reference(self, path: Path, text: str, speaker: int) -> Utterance:
+    def speaker_vector(self, wave: np.ndarray) -> np.ndarray:
+        """mono float32 at the codec rate -> the speaker encoder's vector [hidden]."""
+        return self.graphs.run(self.codec["speaker_encoder"], {"input_values": wave.reshape(1, -1).astype(np.float32)})[0][0]
+
+    def reference(self, path: Path, text: str, speaker: int | str | None = None) -> Utterance:
+        """A voice prompt: the clip's codes (and speaker vector, where the model has a speaker encoder)."""
         # leave at least half the context for the new utterance
         max_s = self.rt["max_positions"] / 2 / self.rt["frame_rate"]
         wave = read_reference(path, self.rt["sample_rate"], max_s)
-        return Utterance(text, speaker, self.encode_audio(wave))
+        vector = self.speaker_vector(wave) if self.codec.get("speaker_encoder") else None
+        return Utterance(text, speaker, self.encode_audio(wave), vector=vector)
 
     # -- generation ------------------------------------------------------------------------------
-    def prepare(self, text: str, speaker: int, context: list[Utterance] | None, max_frames: int,
-                sampling: Sampling) -> tuple[np.ndarray, np.ndarray, int]:
-        """Checked prompt: (token ids [1, T], audio codes [1, T, K], frames that fit after it)."""
-        rt = self.rt
+    def prepare(self, turns: list[Utterance], max_frames: int, sampling: Sampling) -> Prepared:
+        """The checked prompt of these turns (context first, the new utterance last)."""
         self.contract.sampling_feeds(sampling)  # checks the settings against every sampling group
-        if not text.strip():
+        if not turns[-1].text.strip():
             raise InputError("text is empty")
         if max_frames < 1:
             raise InputError(f"max frames must be >= 1, got {max_frames}")
-        ids, audio_codes = self.prompts.build([*(context or []), Utterance(text, speaker)])
-        n_prompt, limit = ids.shape[1], rt["max_positions"]
+        self.prompts.check(turns[-1])
+        a, b = self.prompts.build(turns)
+        n_prompt, limit = a.shape[1], self.rt["max_positions"]
         if n_prompt + 1 > limit:
             raise InputError(f"prompt is {n_prompt} tokens; this model's context is {limit} positions "
                              f"(text + context audio frames + generated frames); shorten the text or the reference")
-        return ids, audio_codes, min(max_frames, limit - n_prompt)
+        return Prepared(self.prompts.feeds(a, b), n_prompt, min(max_frames, limit - n_prompt),
+                        self.prompts.trailing(turns), self.prompts.vectors(turns))
 
-    def generate(self, text: str, speaker: int = 0, context: list[Utterance] | None = None,
+    def embed(self, prepared: Prepared) -> tuple[np.ndarray, list[dict]]:
+        """The prompt's embeddings [1, S, H] (speaker vectors added) and, when the contract feeds text
+        per frame, each frame's extra inputs (the last repeats)."""
+        embeds = self.graphs.run(self.prompts.graph, prepared.feeds)[0]
+        for row, vector in prepared.vectors:
+            embeds[0, row] += vector
+        per_frame = [{}]
+        if prepared.trailing is not None:
+            text = self.graphs.run(self.prompts.graph, self.prompts.trailing_feeds(prepared.trailing))[0][0]
+            (entry,) = self.contract.per_frame  # one source, "trailing_text"
+            per_frame = [{entry["input"]: text[i][None, None]} for i in range(text.shape[0])]
+        return embeds, per_frame
+
+    def generate(self, text: str, speaker: int | str | None = 0, context: list[Utterance] | None = None,
                  max_frames: int = 125, sampling: Sampling = Sampling(), seed: int = 0,
-                 decode: bool = True) -> Result:
+                 decode: bool = True, language: str | None = None, instruct: str | None = None) -> Result:
         """The step-graph loop (one call per graph step): the debugging and parity path."""
         from voxport.runtime.steps import generate_steps
 
         t0 = time.perf_counter()
-        ids, audio_codes, max_frames = self.prepare(text, speaker, context, max_frames, sampling)
-        codes, stats = generate_steps(self, ids, audio_codes, max_frames, sampling, seed)
+        prepared = self.prepare([*(context or []), Utterance(text, speaker, language=language, instruct=instruct)],
+                                max_frames, sampling)
+        codes, stats = generate_steps(self, prepared, sampling, seed)
         t_gen = time.perf_counter()
         audio = self.decode(codes) if decode else None
-        return Result(codes, audio, ids.shape[1], {
-            **stats, "prompt_tokens": ids.shape[1], "generate_s": t_gen - t0,
+        return Result(codes, audio, prepared.tokens, {
+            **stats, "prompt_tokens": prepared.tokens, "generate_s": t_gen - t0,
             "decode_s": time.perf_counter() - t_gen,
             "audio_s": 0.0 if audio is None else audio.shape[0] / self.rt["sample_rate"]})
 

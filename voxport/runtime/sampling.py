@@ -19,12 +19,17 @@ from voxport.errors import InputError
 class Sampling:
     temperature: float = 0.0  # 0: greedy
     top_k: int = 1  # 1..vocab; 1 is greedy too
+    # where the manifest declares one (generation.frame.logits); None: the model's own default
+    repetition_penalty: float | None = None
 
     def validate(self, vocab: int) -> None:
         if not np.isfinite(self.temperature) or self.temperature < 0:
             raise InputError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if int(self.top_k) != self.top_k or not 1 <= self.top_k <= vocab:
             raise InputError(f"top-k must be between 1 and the codebook vocabulary {vocab}, got {self.top_k}")
+        p = self.repetition_penalty
+        if p is not None and not (np.isfinite(p) and p > 0):
+            raise InputError(f"repetition penalty must be > 0 (1 = none), got {p}")
 
     @property
     def greedy(self) -> bool:

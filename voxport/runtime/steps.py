@@ -17,8 +17,7 @@ def _cache(spec: dict) -> tuple[list[str], list[np.ndarray]]:
     return names, [np.zeros((1, spec["kv_heads"], 0, spec["head_dim"]), np.float32) for _ in names]
 
 
-def generate_steps(runtime, ids: np.ndarray, audio_codes: np.ndarray, max_frames: int, sampling: Sampling,
-                   seed: int) -> tuple[np.ndarray, dict]:
+def generate_steps(runtime, prepared, sampling: Sampling, seed: int) -> tuple[np.ndarray, dict]:
     """Frames of codes [frames, K] (the stop frame included, as transformers) and timing stats."""
     steps = runtime.rt["generation"].get("steps")
     if steps is None:
@@ -27,7 +26,7 @@ def generate_steps(runtime, ids: np.ndarray, audio_codes: np.ndarray, max_frames
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     embed, backbone = steps["embed"], steps["backbone"]
-    embeds = graphs.run(embed["graph"], {embed["ids"]: ids, embed["codes"]: audio_codes})[0]
+    embeds, max_frames = graphs.run(embed["graph"], prepared.feeds)[0], prepared.max_frames
     names, past = _cache(backbone["cache"])
     frames, pos, marks = [], 0, [t0]  # marks: when each frame was done
     next_ids = np.full((1, 1), embed["frame_token"], np.int64)

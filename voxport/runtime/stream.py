@@ -29,8 +29,10 @@ class Speech:
 
     rt: Runtime
     text: str
-    speaker: int = 0
+    speaker: int | str | None = None  # None: the model's first speaker
     context: list[Utterance] = field(default_factory=list)
+    language: str | None = None  # where the prompt format takes one (None: auto)
+    instruct: str | None = None  # where the model takes a style instruction
     max_frames: int = 125  # per utterance
     sampling: Sampling = Sampling()
     seed: int = 0
@@ -48,6 +50,8 @@ class Speech:
             raise InputError(f"chunk size must be >= 1 frame, got {self.chunk_frames}")
         self.contract = FrameContract(self.rt.rt)
         self.contract.sampling_feeds(self.sampling)  # checks the settings against every group
+        if self.speaker is None:
+            self.speaker = self.rt.default_speaker
         return self._run()
 
     def _run(self):
@@ -89,7 +93,8 @@ class Speech:
                 self.utterances.append({"text": text, "first_frame": start, "frames": int(len(spoken))})
                 if self._cancelled():
                     return
-                context = [Utterance(text, self.speaker, spoken)] if len(spoken) else []
+                if self.rt.prompts.carries_context:
+                    context = [self._utterance(text, spoken)] if len(spoken) else []
         finally:
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
 
@@ -106,11 +111,12 @@ class Speech:
         return self._split(self.text)
 
     def _split(self, text: str) -> list[str]:
-        ctx_tokens = self.rt.prompts.build(self.context)[0].shape[1] if self.context else 0
+        carried = self.rt.prompts.carries_context
+        ctx_tokens = self.rt.prompts.build(self.context)[0].shape[1] if self.context and carried else 0
         limit = self.rt.rt["max_positions"] - ctx_tokens
 
         def tokens(t: str) -> int:
-            return self.rt.prompts.build([Utterance(t, self.speaker)])[0].shape[1]
+            return self.rt.prompts.build([*self._fixed_context(), self._utterance(t)])[0].shape[1]
 
         if not text.strip():
             raise InputError("text is empty")
@@ -121,25 +127,36 @@ class Speech:
 
     def _fit_context(self, text: str, context: list[Utterance]) -> list[Utterance]:
         """Carry the previous utterance as context while it fits beside the new one; else none."""
-        if not context:
+        if not context or not self.rt.prompts.carries_context:
             return context
-        n = self.rt.prompts.build([*context, Utterance(text, self.speaker)])[0].shape[1]
+        n = self.rt.prompts.build([*context, self._utterance(text)])[0].shape[1]
         return context if n + self.max_frames <= self.rt.rt["max_positions"] else []
+
+    def _utterance(self, text: str, codes: np.ndarray | None = None) -> Utterance:
+        return Utterance(text, self.speaker, codes, self.language, self.instruct)
+
+    def _fixed_context(self) -> list[Utterance]:
+        """A format that does not carry context still keeps the caller's (a cloned voice) each time."""
+        return [] if self.rt.prompts.carries_context else list(self.context)
 
     def _frames(self, text, context, rng, timer, calls):
         """Frame codes from the fused graph: embed the prompt once, then one call per frame."""
         c, graphs = self.contract, self.rt.graphs
         t = time.perf_counter()
-        ids, audio_codes, max_frames = self.rt.prepare(text, self.speaker, context, self.max_frames, self.sampling)
-        embeds = graphs.run(self.rt.prompts.graph, self.rt.prompts.feeds(ids, audio_codes))[0]
+        prepared = self.rt.prepare([*context, self._utterance(text)], self.max_frames, self.sampling)
+        embeds, per_frame = self.rt.embed(prepared)
         calls["embed"] += 1
         cache, pos, sampling = c.empty_cache(), 0, c.sampling_feeds(self.sampling)
-        for n in range(max_frames):
+        logits = c.logits_state(self.sampling)
+        for n in range(prepared.max_frames):
             if self._cancelled():
                 return
-            out = graphs.session(c.graph).run(c.outputs, c.feeds(embeds, cache, pos, sampling, c.draw_noise(rng)))
+            extra = {**per_frame[min(n, len(per_frame) - 1)], **(logits.feeds() if logits else {})}
+            out = graphs.session(c.graph).run(c.outputs, c.feeds(embeds, cache, pos, sampling, c.draw_noise(rng), extra))
             calls["frame"] += 1
             codes, pos, embeds, cache = out[0][0], pos + embeds.shape[1], out[1], out[2:]
+            if logits:
+                logits.update(codes)
             self.timings["frame_s"].append(time.perf_counter() - t)
             timer["prefill_s" if n == 0 else "frames_s"] += self.timings["frame_s"][-1]
             yield codes

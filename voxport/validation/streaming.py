@@ -37,11 +37,12 @@ def torch_frame_codes(model, family, rt: Runtime, frames: int, sampling: Samplin
     import torch
 
     specs = {g.name: g for g in family.graphs() if g.name in ("embed", "frame")}
-    ids, audio_codes, frames = rt.prepare(TEXT, 0, [], frames, sampling)
+    prepared = rt.prepare([Utterance(TEXT, 0)], frames, sampling)
+    frames = prepared.max_frames
     rng = np.random.default_rng(seed)
     cfg = rt.rt["backbone"]
     with torch.no_grad():
-        embeds = specs["embed"].module(torch.from_numpy(ids), torch.from_numpy(audio_codes))
+        embeds = specs["embed"].module(*(torch.from_numpy(a) for a in prepared.feeds.values()))
         past = [torch.zeros(1, cfg["kv_heads"], 0, cfg["head_dim"]) for _ in range(2 * cfg["layers"])]
         pos, out = 0, []
         for _ in range(frames):

@@ -23,57 +23,117 @@ tokenised text, P = tts_pad, B = tts_bos, E = tts_eos text ids; codec specials a
 
 from __future__ import annotations
 
-from voxport.exporter.families.qwen3_tts import model as graphs
+from pathlib import Path
+
+from voxport.errors import CheckpointError
+from voxport.exporter.families.qwen3_tts import model as graphs, presets
 from voxport.exporter.spec import Family, GraphSpec, register
+
+TOKENIZER_FILE = "tokenizer.json"
+# the chat format around the text (qwen-tts-hf's inference wrapper); the reference slices the
+# tokenised prompt by position: a 3-token role prefix and a 5-token suffix (2 for a reference text)
+TEMPLATE = "<|im_start|>assistant\n{text}<|im_end|>\n<|im_start|>assistant\n"
+REF_TEMPLATE = "<|im_start|>assistant\n{text}<|im_end|>\n"
+INSTRUCT_TEMPLATE = "<|im_start|>user\n{text}<|im_end|>\n"
 
 
 @register
 class Qwen3TtsFamily(Family):
     name = "qwen3_tts"
+    model_types = ("qwen3_tts",)
+    presets = presets.PRESETS
 
     @classmethod
-    def matches(cls, config) -> bool:
-        return getattr(config, "model_type", None) == "qwen3_tts"
+    def build_preset(cls, preset, out: Path) -> None:
+        presets.build_preset(preset, out)
+
+    @classmethod
+    def check_dir(cls, path: Path, config: dict) -> None:
+        from voxport.exporter.checkpoint import check_weights
+
+        for need in ("generation_config.json", "speech_tokenizer/config.json"):
+            if not (path / need).is_file():
+                raise CheckpointError(f"{path}: missing {need}; a Qwen3-TTS checkpoint has it (released layout)")
+        check_weights(path / "speech_tokenizer")
+        if not any((path / f).is_file() for f in (TOKENIZER_FILE, "vocab.json")):
+            raise CheckpointError(f"{path}: no tokenizer ({TOKENIZER_FILE}, or vocab.json + merges.txt)")
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu"):
+        return presets.load(path).to(device)
+
+    def parity(self, rt, ckpt, frames, device, progress):
+        from voxport.exporter.families.qwen3_tts.parity import run
+
+        return run(rt, self, ckpt, frames, device, progress)
 
     def graphs(self) -> list[GraphSpec]:
         m = self.model
         return [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m)]
+
+    def artifact_files(self, out: Path) -> dict[str, str]:
+        """tokenizer.json for torch-free runtimes (released checkpoints may ship only vocab.json +
+        merges.txt: the fast tokenizer transformers builds from them is written out)."""
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(self.source).backend_tokenizer.save(str(out / TOKENIZER_FILE))
+        return {"tokenizer_file": TOKENIZER_FILE}
 
     def runtime_config(self) -> dict:
         cfg = self.model.config
         tc = cfg.talker_config
         pc = tc.code_predictor_config
         gen = self.model.generate_config or {}
+        g, v, vp = tc.num_code_groups, tc.vocab_size, pc.vocab_size
+        cache = {"layers": tc.num_hidden_layers, "kv_heads": tc.num_key_value_heads, "head_dim": tc.head_dim,
+                 "kv": ["key", "value"], "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}
+        eos = tc.codec_eos_token_id
         return {
-            "family": self.name,
-            "model_type": cfg.tts_model_type,
-            "num_code_groups": tc.num_code_groups,
-            "codec_vocab": tc.vocab_size,
-            "predictor_vocab": pc.vocab_size,
-            "text_vocab_size": tc.text_vocab_size,
-            "text_ids": {k: getattr(cfg, k) for k in ("im_start_token_id", "im_end_token_id", "tts_pad_token_id",
-                                                      "tts_bos_token_id", "tts_eos_token_id")},
-            "codec_ids": {k: getattr(tc, k) for k in ("codec_pad_id", "codec_bos_id", "codec_eos_token_id",
-                                                      "codec_think_id", "codec_nothink_id", "codec_think_bos_id",
-                                                      "codec_think_eos_id")},
-            "speakers": dict(tc.spk_id or {}),
-            "speaker_dialects": dict(tc.spk_is_dialect or {}),
-            "languages": dict(tc.codec_language_id or {}),
-            # the reference's talker generate: ids [V-1024, V) except eos never sampled; eos not before
-            # min_new_tokens frames
-            "suppressed_ids": [tc.vocab_size - 1024, tc.vocab_size],
-            "min_new_tokens": 2,
-            "sampling": {
-                "temperature": gen.get("temperature", 0.9), "top_k": gen.get("top_k", 50),
-                "top_p": gen.get("top_p", 1.0), "repetition_penalty": gen.get("repetition_penalty", 1.05),
-                "predictor_temperature": gen.get("subtalker_temperature", 0.9),
-                "predictor_top_k": gen.get("subtalker_top_k", 50),
-                "predictor_top_p": gen.get("subtalker_top_p", 1.0),
-                "max_new_tokens": gen.get("max_new_tokens", 8192),
+            "num_codebooks": g,
+            "codebook_vocab": v,
+            "max_positions": tc.max_position_embeddings,
+            "generation": {
+                "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
+                          "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
+                          "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache,
+                          # the next text token's embedding joins each frame's input (streaming text)
+                          "per_frame": [{"input": "text_embed", "source": "trailing_text"}],
+                          # the reference's talker logits processors (applied when greedy too): repetition
+                          # penalty on codes already generated, ids [V-1024, V) but eos never sampled,
+                          # eos not before min_new_tokens frames
+                          "logits": {"codebook": 0, "repetition_penalty": "repetition_penalty", "seen": "c0_seen",
+                                     "bias": "c0_bias", "suppress": [v - 1024, v], "allow": [eos],
+                                     "min_frames": 2, "min_frames_token": eos}},
+                "codebooks": g, "noise_vocab": v,
+                "sampling": [
+                    {"name": "talker", "codebooks": [0, 1], "vocab": v,
+                     "inputs": {"temperature": "temperature", "top_k": "top_k"},
+                     "defaults": {"temperature": gen.get("temperature", 0.9), "top_k": gen.get("top_k", 50),
+                                  "repetition_penalty": gen.get("repetition_penalty", 1.05)}},
+                    {"name": "predictor", "codebooks": [1, g], "vocab": vp,
+                     "inputs": {"temperature": "predictor_temperature", "top_k": "predictor_top_k"},
+                     "defaults": {"temperature": gen.get("subtalker_temperature", 0.9),
+                                  "top_k": gen.get("subtalker_top_k", 50)}}],
+                "stop": {"codebooks": [0, 1], "token": eos},
+                "prompt": {
+                    "format": "dual_track", "graph": "prompt_embed", "text": "text_ids", "codes": "codec_ids",
+                    "none": -1, "groups": g, "template": TEMPLATE, "head": 3, "tail": 5,
+                    "ref_template": REF_TEMPLATE, "ref_head": 3, "ref_tail": 2, "instruct_template": INSTRUCT_TEMPLATE,
+                    "text_ids": {"pad": cfg.tts_pad_token_id, "bos": cfg.tts_bos_token_id, "eos": cfg.tts_eos_token_id},
+                    "codec_ids": {"pad": tc.codec_pad_id, "bos": tc.codec_bos_id, "think": tc.codec_think_id,
+                                  "nothink": tc.codec_nothink_id, "think_bos": tc.codec_think_bos_id,
+                                  "think_eos": tc.codec_think_eos_id},
+                    "languages": dict(tc.codec_language_id or {}),
+                    "speakers": dict(tc.spk_id or {}),
+                    "dialects": {k: d for k, d in (tc.spk_is_dialect or {}).items() if d},
+                    # what qwen-tts-hf's wrapper accepts per model type: CustomVoice speaks as its named
+                    # speakers (an instruction too, except at 0.6B); Base clones a reference voice
+                    # (x-vector + in-context codes); VoiceDesign takes only an instruction
+                    "instruct": cfg.tts_model_type == "voice_design"
+                    or (cfg.tts_model_type == "custom_voice" and cfg.tts_model_size != "0b6"),
+                    "voice_clone": cfg.tts_model_type == "base",
+                },
+                "speakers": {"kind": "name", "names": sorted(tc.spk_id or {})},
+                "codec": {"decoder": "codec_decoder", "encoder": "codec_encoder", "stream": "codec_decoder_stream"},
             },
-            "talker": {"layers": tc.num_hidden_layers, "kv_heads": tc.num_key_value_heads, "head_dim": tc.head_dim,
-                       "hidden": tc.hidden_size, "max_positions": tc.max_position_embeddings},
-            "predictor": {"layers": pc.num_hidden_layers, "kv_heads": pc.num_key_value_heads,
-                          "head_dim": pc.head_dim, "hidden": pc.hidden_size},
-            **self.tokenizer_files,
         }

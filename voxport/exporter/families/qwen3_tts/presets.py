@@ -11,14 +11,11 @@ down: 64 codes + 1024 specials, every special id shifted by 2048 - 64.
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxport import __version__
 from voxport.errors import CheckpointError
 from voxport.exporter.families.qwen3_tts.codec import FULL_CODEC, TINY_CODEC, build_codec
 
@@ -172,32 +169,11 @@ def save_checkpoint(model, codec, tokenizer, out: Path) -> None:
         out / "speech_tokenizer")
 
 
-def preset_fingerprint(preset: QwenPreset) -> str:
-    blob = json.dumps([preset.__dict__, __version__], sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def materialize(name: str, cache_root: Path | None = None) -> Path:
-    """The checkpoint directory of a preset, built once (seeded, so identical every time)."""
-    if name not in PRESETS:
-        raise CheckpointError(f"unknown Qwen3-TTS preset {name!r}; known: {', '.join(PRESETS)}")
-    preset = PRESETS[name]
-    root = Path(cache_root or os.environ.get("VOXPORT_CACHE", Path.home() / ".cache" / "voxport"))
-    out = root / "presets" / f"{name}-{preset_fingerprint(preset)}"
-    if (out / ".complete").exists():
-        return out
-    from voxport.fsutil import atomic_dir
-
-    with atomic_dir(out) as tmp:
-        # the full presets ship the Qwen2 vocabulary's ids with a small stand-in tokenizer: the graphs
-        # never read the tokenizer, and the ids a prompt uses come from config.json
-        tokenizer = build_tokenizer()
-        model = build_model(preset, tokenizer)
-        codec = build_codec(preset.codec, preset.seed)
-        save_checkpoint(model, codec, tokenizer, tmp)
-        (tmp / ".complete").write_text(name)
-        del model, codec
-    return out
+def build_preset(preset: QwenPreset, out: Path) -> None:
+    # the full presets ship the Qwen2 vocabulary's ids with a small stand-in tokenizer: the graphs
+    # never read the tokenizer, and the ids a prompt's specials use come from config.json
+    tokenizer = build_tokenizer()
+    save_checkpoint(build_model(preset, tokenizer), build_codec(preset.codec, preset.seed), tokenizer, out)
 
 
 def load(path: Path):
