@@ -59,9 +59,12 @@ class StreamingConv1d(StreamingModule):
         self.stride = int(conv.stride[0])
 
     def state_specs(self):
-        return [StateSpec("context", (self.conv.in_channels, self.context))]
+        # a 1x1 conv needs no past: no state, rather than an empty one a runtime would have to feed
+        return [StateSpec("context", (self.conv.in_channels, self.context))] if self.context else []
 
     def forward(self, x, state):
+        if not self.context:
+            return self.conv(x), []
         buf = torch.cat([state[0], x], dim=-1)
         y = self.conv(buf)
         return y, [buf[..., buf.shape[-1] - self.context:]]
@@ -87,9 +90,12 @@ class StreamingConvTranspose1d(StreamingModule):
             self.register_buffer("weight_mm", conv.weight.detach().reshape(conv.in_channels, -1), persistent=False)
 
     def state_specs(self):
-        return [StateSpec("tail", (self.conv.out_channels, self.tail))]
+        # kernel == stride (Qwen3-TTS's 2x upsampling): steps do not overlap, nothing to carry
+        return [StateSpec("tail", (self.conv.out_channels, self.tail))] if self.tail else []
 
     def forward(self, x, state):
+        if not self.tail:
+            return self.conv(x), []
         if self.as_matmul:
             return self._matmul(x, state)
         c = self.conv
@@ -152,3 +158,99 @@ class StreamingResidual(StreamingModule):
         y, sb = self.block(x, state[:nb])
         r, ss = self.shortcut(x, state[nb:])
         return r + y, sb + ss
+
+
+class ChannelsLast(StreamingModule):
+    """[B, C, T] <-> [B, T, C] around a module that works on the last axis (a transformer)."""
+
+    def __init__(self, inner: StreamingModule):
+        super().__init__()
+        self.inner = inner
+
+    def state_specs(self):
+        return self.inner.state_specs()
+
+    def forward(self, x, state):
+        y, s = self.inner(x.transpose(1, 2), state)
+        return y.transpose(1, 2), s
+
+
+class StreamingConvNeXt(StreamingModule):
+    """A ConvNeXt block, input [B, C, T]: x + gamma * pwconv2(act(pwconv1(norm(dwconv(x))))). Only the
+    depthwise conv (a StreamingConv1d) looks at the past; the rest is per step. `block` holds the
+    usual ConvNeXt names (norm, pwconv1, act, pwconv2, gamma)."""
+
+    def __init__(self, dwconv: StreamingModule, block: nn.Module):
+        super().__init__()
+        self.dwconv, self.block = dwconv, block
+
+    def state_specs(self):
+        return [s._replace(name=f"dwconv.{s.name}") for s in self.dwconv.state_specs()]
+
+    def forward(self, x, state):
+        h, new = self.dwconv(x, state)
+        b = self.block
+        h = b.pwconv2(b.act(b.pwconv1(b.norm(h.transpose(1, 2)))))
+        return x + (b.gamma * h).transpose(1, 2), new
+
+
+class StreamingWindowedTransformer(StreamingModule):
+    """Pre-norm transformer layers with sliding-window causal self-attention and RoPE over a stream,
+    input [B, T, C]. State per layer: the last `window` keys and values (slot j holds step
+    offset - window + j; slots before step 0 are masked), plus the absolute step offset (for RoPE and
+    the mask). Fixed-size state keeps the graph's shapes static across calls.
+
+    Layers use the names transformers' Mimi and Qwen3-TTS's codec share: input_layernorm,
+    self_attn.{q,k,v,o}_proj (+ optional q_norm/k_norm), self_attn_layer_scale,
+    post_attention_layernorm, mlp, mlp_layer_scale. `rotary(x, positions) -> (cos, sin)` and
+    `apply_rotary(q, k, cos, sin)` are the model's own."""
+
+    def __init__(self, layers: nn.ModuleList, rotary: nn.Module, apply_rotary, window: int, heads: int,
+                 kv_heads: int, head_dim: int):
+        super().__init__()
+        self.layers, self.rotary, self.apply_rotary = layers, rotary, apply_rotary
+        self.window, self.kv_heads, self.head_dim = int(window), int(kv_heads), int(head_dim)
+        self.groups = heads // kv_heads
+
+    def state_specs(self):
+        kv = [StateSpec(f"layers.{i}.{n}", (self.kv_heads, self.window, self.head_dim))
+              for i in range(len(self.layers)) for n in ("key", "value")]
+        return [*kv, StateSpec("offset", (), "int64")]
+
+    def forward(self, x, state):
+        n = x.shape[1]
+        offset = state[-1]  # [B]
+        pos = offset[:, None] + torch.arange(n, device=x.device)  # [B, n] absolute steps of the inputs
+        key_pos = torch.cat([offset[:, None] - self.window + torch.arange(self.window, device=x.device), pos], 1)
+        q_pos, k_pos = pos[:, :, None], key_pos[:, None, :]
+        # transformers' sliding window: a query at step p sees steps p - window < s <= p
+        allowed = (k_pos >= 0) & (k_pos <= q_pos) & (k_pos > q_pos - self.window)
+        mask = torch.where(allowed, 0.0, float("-inf")).to(x.dtype)[:, None]  # [B, 1, n, window + n]
+        cos, sin = self.rotary(x, pos)
+        new = []
+        for i, layer in enumerate(self.layers):
+            x, k, v = self._layer(layer, x, state[2 * i], state[2 * i + 1], cos, sin, mask)
+            new += [k[:, :, n:], v[:, :, n:]]
+        return x, [*new, offset + n]
+
+    def _heads(self, proj, h, norm=None):
+        b, n = h.shape[0], h.shape[1]
+        y = proj(h).view(b, n, -1, self.head_dim)
+        return (norm(y) if norm is not None else y).transpose(1, 2)
+
+    def _layer(self, layer, x, past_k, past_v, cos, sin, mask):
+        attn = layer.self_attn
+        b, n = x.shape[0], x.shape[1]
+        h = layer.input_layernorm(x)
+        q = self._heads(attn.q_proj, h, getattr(attn, "q_norm", None))
+        k = self._heads(attn.k_proj, h, getattr(attn, "k_norm", None))
+        v = self._heads(attn.v_proj, h)
+        q, k = self.apply_rotary(q, k, cos, sin)
+        k, v = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)
+        kr = k.repeat_interleave(self.groups, 1) if self.groups > 1 else k
+        vr = v.repeat_interleave(self.groups, 1) if self.groups > 1 else v
+        w = torch.softmax(q @ kr.transpose(2, 3) * attn.scaling + mask, dim=-1)
+        o = attn.o_proj((w @ vr).transpose(1, 2).reshape(b, n, -1))
+        x = x + layer.self_attn_layer_scale(o)
+        x = x + layer.mlp_layer_scale(layer.mlp(layer.post_attention_layernorm(x)))
+        return x, k, v

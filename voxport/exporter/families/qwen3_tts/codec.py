@@ -1,44 +1,230 @@
-"""Qwen3-TTS's 12 Hz codec (speech tokenizer): the presets' configurations and a seeded build.
+"""Qwen3-TTS's 12 Hz codec (Qwen3TTSTokenizerV2Model, the "speech tokenizer"): presets, the graphs
+(batch decoder, streaming decoder, encoder) and the runtime facts of its streaming decoder.
 
-Minimal stand-in on this branch (the codec graphs are written on another); the four names below are
-the interface presets.py uses."""
+The decoder: 16 codes per frame -> split RVQ (1 semantic + 15 acoustic codebooks) -> causal conv ->
+8-layer transformer with a 72-frame sliding window -> 2 x (transposed conv + ConvNeXt) -> SEANet-like
+blocks with SnakeBeta -> 1920 samples per frame at 24 kHz. The encoder is a Mimi encoder with 32
+quantizers, of which the first 16 are used.
+"""
 
 from __future__ import annotations
 
-# encoder (Mimi) and decoder kwargs of Qwen3TTSTokenizerV2Config; codebook 64 so the tiny talker's
-# vocabulary is 64 codes + the 1,024 special ids the released layout reserves
-TINY_CODEC = dict(
-    encoder_config=dict(num_quantizers=16, hidden_size=64, num_filters=8, codebook_dim=16, codebook_size=64,
-                        vector_quantization_hidden_dimension=16, upsample_groups=64, num_hidden_layers=2,
-                        intermediate_size=128, num_attention_heads=4, num_key_value_heads=4),
-    decoder_config=dict(codebook_size=64, codebook_dim=32, hidden_size=32, latent_dim=32, num_attention_heads=4,
-                        num_key_value_heads=4, intermediate_size=64, num_hidden_layers=2, num_quantizers=16,
-                        decoder_dim=32),
-    encoder_valid_num_quantizers=16,
-)
-FULL_CODEC: dict = dict(encoder_config=dict(num_quantizers=32, codebook_size=2048), encoder_valid_num_quantizers=16)
+import contextlib
+
+import torch
+from torch import nn
+
+from voxport.exporter.families.csm.wrappers import static_codec_shapes
+from voxport.exporter.families.qwen3_tts.codec_stream import CodecDecodeStream
+from voxport.exporter.families.qwen3_tts.reference import reference
+from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+
+F32, I64 = "float32", "int64"
+
+# The released Qwen/Qwen3-TTS-Tokenizer-12Hz dimensions.
+FULL_CODEC = {
+    "decoder_config": {
+        "codebook_size": 2048, "hidden_size": 1024, "latent_dim": 1024, "codebook_dim": 512,
+        "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 64,
+        "sliding_window": 72, "intermediate_size": 3072, "num_quantizers": 16,
+        "upsample_rates": (8, 5, 4, 3), "upsampling_ratios": (2, 2), "decoder_dim": 1536,
+        "max_position_embeddings": 8000, "rope_theta": 10000,
+    },
+    "encoder_config": {  # Mimi at 12.5 Hz, 32 quantizers
+        "sampling_rate": 24000, "frame_rate": 12.5, "hidden_size": 512, "num_filters": 64,
+        "upsampling_ratios": [8, 6, 5, 4], "num_hidden_layers": 8, "num_attention_heads": 8,
+        "num_key_value_heads": 8, "head_dim": 64, "intermediate_size": 2048, "sliding_window": 250,
+        "codebook_size": 2048, "codebook_dim": 256, "vector_quantization_hidden_dimension": 256,
+        "num_quantizers": 32, "num_semantic_quantizers": 1, "use_causal_conv": True,
+    },
+    "encoder_valid_num_quantizers": 16,
+    "input_sample_rate": 24000, "output_sample_rate": 24000,
+    "decode_upsample_rate": 1920, "encode_downsample_rate": 1920,
+}
+
+# The same structure (16 quantizers split 1 + 15, 72-frame window, 2x2 ConvNeXt upsampling, SnakeBeta
+# blocks, 1920 samples per frame) with small widths, 2 transformer layers, and 2 up/downsampling
+# blocks of larger rates instead of 4: export time follows the node count, not the widths (the
+# three graphs on 2 shared cores: 14 + 18 + 22 s with 4 blocks, 12 + 15 + 14 s with 2, measured).
+TINY_CODEC = {
+    **FULL_CODEC,
+    "decoder_config": {
+        **FULL_CODEC["decoder_config"],
+        "codebook_size": 64, "hidden_size": 32, "latent_dim": 32, "codebook_dim": 16,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16,
+        "intermediate_size": 64, "upsample_rates": (40, 12), "decoder_dim": 32,
+    },
+    "encoder_config": {
+        **FULL_CODEC["encoder_config"],
+        "hidden_size": 32, "num_filters": 4, "upsampling_ratios": [40, 24], "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 64,
+        "codebook_size": 64, "codebook_dim": 16, "vector_quantization_hidden_dimension": 16,
+    },
+}
 
 
-def build_codec(kwargs: dict, seed: int):
-    import copy
-
-    import torch
-
-    from voxport.exporter.families.qwen3_tts.reference import reference
-
+def build_codec(kwargs: dict, seed: int = 0) -> nn.Module:
+    """A randomly initialised Qwen3TTSTokenizerV2Model of the given config, in eval mode."""
+    torch.manual_seed(seed)
     with reference() as qt:
+        config = qt.codec_config.Qwen3TTSTokenizerV2Config(**kwargs)
+        return qt.codec.Qwen3TTSTokenizerV2Model(config).eval()
+
+
+def randomize_codec(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Make a random codec produce audio and varied codes, with every part contributing. Default
+    init leaves every codebook's embedding sum at zero (decoder: exact silence; encoder: every code
+    0), its 0.02-std weights shrink the tiny decoder's output to 2e-8, and layer scales of 0.01 and
+    ConvNeXt gammas of 1e-6 all but remove the transformer and the ConvNeXt blocks (measured). Random
+    codebooks and cluster usages, scales and gammas near 1, and PyTorch's own conv/linear init in the
+    decoder give the tiny decoder audio peaking near 0.4."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if name.endswith(("embedding_sum", "embed_sum")):  # Qwen's decoder / Mimi's encoder codebooks
+                t.copy_(torch.randn(t.shape, generator=gen))
+            elif name.endswith(("cluster_usage", "layer_scale.scale", ".gamma")):
+                t.copy_(0.5 + torch.rand(t.shape, generator=gen))
         torch.manual_seed(seed)
-        model = qt.codec.Qwen3TTSTokenizerV2Model(qt.codec_config.Qwen3TTSTokenizerV2Config(**copy.deepcopy(kwargs)))
-    randomize_codec(model)
-    return model.eval()
+        for m in model.decoder.modules():
+            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)):
+                m.reset_parameters()
+    return model
 
 
-def randomize_codec(model) -> None:
-    """Fresh codebooks are all zero (embedding_sum starts at 0): give them random entries."""
-    for module in model.modules():
-        for name in ("embed_sum", "embedding_sum"):
-            t = getattr(module, name, None)
-            if t is not None:
-                t.data.normal_(0.0, 1.0)
-                if hasattr(module, "_embed"):
-                    module._embed = None
+class CodecDecode(nn.Module):
+    """codes [B, 16, frames] -> audio [B, 1, frames * 1920]: the decoder's plain forward on the whole
+    input, which is exactly causal (the streaming graph equals it).
+
+    The reference's `decode` runs `chunked_decode` instead: 300-frame chunks, each decoded again with
+    only 25 frames of left context. Up to 300 frames that is this forward (2e-7, float noise); past
+    frame 300 it approximates it, as the 72-frame attention window and the convs reach further back
+    than 25 frames: 2.4e-3 relative on the tiny random codec over 400 frames (measured)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.decoder = model.decoder
+        self.max_code = model.config.decoder_config.codebook_size - 1
+
+    def forward(self, audio_codes):
+        # out-of-range codes (the LM's pad/eos ids) are not codebook entries: clamped, as the reference
+        # clamps negatives (an out-of-range Gather is an error in onnxruntime)
+        return self.decoder(torch.clamp(audio_codes, 0, self.max_code))
+
+
+class CodecEncode(nn.Module):
+    """audio [B, 1, N] at 24 kHz -> codes [B, 16, ceil(N / 1920)]. The encoder holds 32 quantizers;
+    residual quantization makes the first 16 codes independent of the rest, so only 16 run."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = model.encoder
+        self.n_q = model.config.encoder_valid_num_quantizers
+
+    def forward(self, input_values):
+        return self.encoder.encode(input_values, num_quantizers=self.n_q, return_dict=True).audio_codes
+
+
+@contextlib.contextmanager
+def static_decoder_shapes(decoder):
+    """Export-only patch, restored on exit. Each causal conv computes its right padding with math.ceil
+    on a float of the length; traced, every conv nests that into the symbolic length, and sympy's
+    simplification of the growing expressions made the tiny decoder's export take 40 s (137 s
+    profiled; 0.15 M parameters, 800 nodes). The same padding in integer arithmetic, (-(L - k + p)) mod
+    stride, is the constant 0 for the decoder's stride-1 convs."""
+    convs = [m for m in decoder.modules() if type(m).__name__.endswith("CausalConvNet")]
+    for conv in convs:
+        k, s, p = conv.kernel_size, conv.stride, conv.padding
+        conv._get_extra_padding_for_conv1d = (lambda x: 0) if s == 1 else \
+            (lambda x, k=k, s=s, p=p: (-(x.shape[-1] - k + p)) % s)
+    try:
+        yield
+    finally:
+        for conv in convs:
+            del conv._get_extra_padding_for_conv1d
+
+
+def _frame_size(model) -> int:
+    return int(model.config.decode_upsample_rate)
+
+
+def _sample_rate(model) -> int:
+    return int(model.config.output_sample_rate)
+
+
+def _random_codes(model, s: dict) -> torch.Tensor:
+    cfg = model.config.decoder_config
+    gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"] + s.get("offset", 0))
+    return torch.randint(0, cfg.codebook_size, (s["batch"], cfg.num_quantizers, s["frames"]), generator=gen)
+
+
+def decoder_graph(model) -> GraphSpec:
+    k = model.config.decoder_config.num_quantizers
+    return GraphSpec(
+        "codec_decoder", CodecDecode(model),
+        inputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames"))],
+        outputs=[TensorSpec("audio_values", F32, ("batch", 1, "samples"))],
+        make_inputs=lambda s: [_random_codes(model, s)], export_sizes={"batch": 2, "frames": 3},
+        # 80 frames: past the 72-frame window
+        check_sizes=[{"batch": 1, "frames": 1}, {"batch": 1, "frames": 9}, {"batch": 3, "frames": 4},
+                     {"batch": 1, "frames": 80}],
+        export_context=lambda: static_decoder_shapes(model.decoder),
+    )
+
+
+def decoder_stream_graph(model) -> GraphSpec:
+    k = model.config.decoder_config.num_quantizers
+    module = CodecDecodeStream(model)
+    states = module.stream.state_specs()
+
+    def make(s):
+        gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"] + s["offset"])
+        state = [torch.full((s["batch"],), s["offset"], dtype=torch.long) if st.dtype == I64
+                 else 0.5 * torch.randn(s["batch"], *st.shape, generator=gen) for st in states]
+        return [_random_codes(model, s), *state]
+
+    return GraphSpec(
+        "codec_decoder_stream", module,
+        inputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames")),
+                *[TensorSpec(f"state_in.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
+        outputs=[TensorSpec("audio_values", F32, ("batch", 1, "samples")),
+                 *[TensorSpec(f"state_out.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
+        make_inputs=make, export_sizes={"batch": 2, "frames": 3, "offset": 4},
+        # arbitrary (random) state, before and after the transformer window wraps
+        check_sizes=[{"batch": 1, "frames": 1, "offset": 0}, {"batch": 1, "frames": 2, "offset": 7},
+                     {"batch": 3, "frames": 7, "offset": 400}, {"batch": 1, "frames": 1, "offset": 71}],
+    )
+
+
+def encoder_graph(model) -> GraphSpec:
+    k, fs, sr = model.config.encoder_valid_num_quantizers, _frame_size(model), _sample_rate(model)
+
+    def make(s):
+        gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["samples"])
+        t = torch.arange(s["samples"]) / sr
+        noise = 0.05 * torch.randn(s["batch"], 1, s["samples"], generator=gen)
+        return [0.3 * torch.sin(2 * torch.pi * 220 * t) + noise]
+
+    return GraphSpec(
+        "codec_encoder", CodecEncode(model),
+        inputs=[TensorSpec("input_values", F32, ("batch", 1, "samples"))],
+        outputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames"))],
+        make_inputs=make, export_sizes={"batch": 2, "samples": 3 * fs},
+        check_sizes=[{"batch": 1, "samples": 5 * fs}, {"batch": 1, "samples": 4 * fs + 700},
+                     {"batch": 2, "samples": fs}],
+        tolerance={"audio_codes": Tolerance(exact=True)},
+        export_context=lambda: static_codec_shapes(model.encoder),
+    )
+
+
+def codec_graphs(model) -> list[GraphSpec]:
+    return [decoder_graph(model), decoder_stream_graph(model), encoder_graph(model)]
+
+
+def codec_stream_runtime(model) -> dict:
+    """The manifest's entry for the streaming decoder: a runtime starts from zeros of each state and
+    feeds back each output."""
+    return {"graph": "codec_decoder_stream", "initial": "zeros", "state": [
+        {"input": f"state_in.{st.name}", "output": f"state_out.{st.name}", "shape": list(st.shape),
+         "dtype": st.dtype} for st in CodecDecodeStream(model).stream.state_specs()],
+        "sample_rate": _sample_rate(model), "frame_size": _frame_size(model)}
