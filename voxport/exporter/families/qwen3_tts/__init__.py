@@ -19,11 +19,14 @@ tokenised text, P = tts_pad, B = tts_bos, E = tts_eos text ids; codec specials a
   text track T' = ref_ids[3:-2] + ids[3:-5] + [E], codec track C' = [codec_bos] + the F frames of R
   (all 16 groups); if len(T') > len(C'): positions T'[i] / C'[i] for i < len(C'), and T'[len(C'):]
   is the trailing text; else T' padded with P to len(C'), trailing text empty (P from the start).
+  The x-vector is the `speaker_encoder` graph's output for the reference audio resampled to 24 kHz
+  mono (the reference resamples with librosa.resample), at least runtime speaker_encoder.min_samples.
 """
 
 from __future__ import annotations
 
 from voxport.exporter.families.qwen3_tts import model as graphs
+from voxport.exporter.families.qwen3_tts import speaker
 from voxport.exporter.spec import Family, GraphSpec, register
 
 
@@ -37,7 +40,10 @@ class Qwen3TtsFamily(Family):
 
     def graphs(self) -> list[GraphSpec]:
         m = self.model
-        return [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m)]
+        specs = [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m)]
+        if m.speaker_encoder is not None:  # Base checkpoints: voice cloning from reference audio
+            specs.append(graphs.speaker_encoder(m))
+        return specs
 
     def runtime_config(self) -> dict:
         cfg = self.model.config
@@ -75,5 +81,9 @@ class Qwen3TtsFamily(Family):
                        "hidden": tc.hidden_size, "max_positions": tc.max_position_embeddings},
             "predictor": {"layers": pc.num_hidden_layers, "kv_heads": pc.num_key_value_heads,
                           "head_dim": pc.head_dim, "hidden": pc.hidden_size},
+            # Base only: input_values = reference audio, 24 kHz mono; output added at the speaker position
+            "speaker_encoder": None if self.model.speaker_encoder is None else {
+                "sample_rate": speaker.SAMPLE_RATE, "dim": cfg.speaker_encoder_config.enc_dim,
+                "min_samples": speaker.min_samples(cfg.speaker_encoder_config)},
             **self.tokenizer_files,
         }
