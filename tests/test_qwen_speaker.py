@@ -113,3 +113,22 @@ def test_only_base_has_a_speaker_encoder(base, cache_root):
     assert family.runtime_config()["speaker_encoder"] is None
     rc = Qwen3TtsFamily(base, {}).runtime_config()["speaker_encoder"]
     assert rc == {"sample_rate": 24000, "dim": 64, "min_samples": 1280}
+
+
+def test_precision_variants(base, exported, tmp_path):
+    """fp16 keeps the x-vector (cosine >= 0.9999 vs fp32); q8 / q4 / q4f16 reuse the fp32 file, with the reason."""
+    from voxport.exporter.families.qwen3_tts import Qwen3TtsFamily
+    from voxport.exporter.families.qwen3_tts.model import voice_like
+    from voxport.exporter.quantize import make_variant
+
+    policy = Qwen3TtsFamily(base, {}).precision_policy("speaker_encoder")
+    for dtype in ("q8", "q4", "q4f16"):
+        files, info = make_variant(exported[1], tmp_path / f"{dtype}.onnx", dtype, policy)
+        assert files == [] and info["dtype"] == "fp32" and "filterbank" in info["reason"]
+    files, info = make_variant(exported[1], tmp_path / "fp16.onnx", "fp16", policy)
+    assert info["dtype"] == "fp16"
+    fp32, fp16 = _session(exported[1]), _session(files[0])
+    for samples in (55200, 7777):
+        feeds = {"input_values": voice_like(samples, seed=samples).numpy()}
+        a, b = fp32.run(None, feeds)[0][0], fp16.run(None, feeds)[0][0]
+        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from voxport.exporter.families.qwen3_tts import model as graphs
 from voxport.exporter.families.qwen3_tts import speaker
+from voxport.exporter.families.qwen3_tts.precision import QWEN_PRECISION
 from voxport.exporter.spec import Family, GraphSpec, register
 
 
 @register
 class Qwen3TtsFamily(Family):
     name = "qwen3_tts"
+    precision = QWEN_PRECISION
 
     @classmethod
     def matches(cls, config) -> bool:
