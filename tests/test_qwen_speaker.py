@@ -33,10 +33,13 @@ def base(cache_root):
     return presets.load(presets.materialize("qwen3-tts-tiny-base", cache_root))
 
 
-def _session(path):
+def _session(path, quiet=False):
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    if quiet:  # an expected failure: no error lines on stderr
+        opts.log_severity_level = 4
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +75,16 @@ def test_onnx_x_vector_equals_reference_extract(base, exported, samples):
     err = np.abs(got[0] - ref).max()
     assert err <= XVEC_RTOL * np.abs(ref).max(), f"{samples} samples: max |diff| {err:.3g}"
 
+
+def test_shorter_than_min_samples_fails_in_both(base, exported):
+    """Below runtime speaker_encoder.min_samples the reference's reflect paddings refuse the input; so does the graph."""
+    from voxport.exporter.families.qwen3_tts.model import voice_like
+
+    wav = voice_like(1279)
+    with pytest.raises(RuntimeError, match="[Pp]adding"):
+        base.extract_speaker_embedding(wav[0].numpy(), 24000)
+    with pytest.raises(Exception, match="Pad"):
+        _session(exported[1], quiet=True).run(None, {"input_values": wav.numpy()})
 
 def test_log_mel_equals_reference_mel_spectrogram(tmp_path):
     """The front end alone (where the graph departs from the reference's arithmetic), torch and onnxruntime."""
