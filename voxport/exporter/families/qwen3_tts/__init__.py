@@ -19,6 +19,8 @@ tokenised text, P = tts_pad, B = tts_bos, E = tts_eos text ids; codec specials a
   text track T' = ref_ids[3:-2] + ids[3:-5] + [E], codec track C' = [codec_bos] + the F frames of R
   (all 16 groups); if len(T') > len(C'): positions T'[i] / C'[i] for i < len(C'), and T'[len(C'):]
   is the trailing text; else T' padded with P to len(C'), trailing text empty (P from the start).
+  The x-vector is the `speaker_encoder` graph's output for the reference audio resampled to 24 kHz
+  mono (the reference resamples with librosa.resample), at least runtime speaker_encoder.min_samples.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter.families.qwen3_tts import model as graphs, presets
+from voxport.exporter.families.qwen3_tts import model as graphs, presets, speaker
 from voxport.exporter.spec import Family, GraphSpec, register
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -69,7 +71,10 @@ class Qwen3TtsFamily(Family):
 
     def graphs(self) -> list[GraphSpec]:
         m = self.model
-        return [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m)]
+        specs = [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m)]
+        if m.speaker_encoder is not None:  # Base checkpoints: voice cloning from reference audio
+            specs.append(graphs.speaker_encoder(m))
+        return specs
 
     def artifact_files(self, out: Path) -> dict[str, str]:
         """tokenizer.json for torch-free runtimes (released checkpoints may ship only vocab.json +
@@ -134,6 +139,9 @@ class Qwen3TtsFamily(Family):
                     "voice_clone": cfg.tts_model_type == "base",
                 },
                 "speakers": {"kind": "name", "names": sorted(tc.spk_id or {})},
-                "codec": {"decoder": "codec_decoder", "encoder": "codec_encoder", "stream": "codec_decoder_stream"},
+                "codec": {"decoder": "codec_decoder", "encoder": "codec_encoder", "stream": "codec_decoder_stream",
+                          **({} if self.model.speaker_encoder is None else {
+                              "speaker_encoder": "speaker_encoder",
+                              "speaker_encoder_min_samples": speaker.min_samples(cfg.speaker_encoder_config)})},
             },
         }

@@ -1,10 +1,13 @@
-"""Qwen3-TTS's language-model graphs as GraphSpecs: prompt_embed, talker, code_predictor, frame."""
+"""Qwen3-TTS's graphs as GraphSpecs: prompt_embed, talker, code_predictor, frame, and (Base models)
+speaker_encoder."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from voxport.exporter.families.qwen3_tts import wrappers
+from voxport.exporter.families.qwen3_tts import speaker, wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 
@@ -142,4 +145,38 @@ def frame(model) -> GraphSpec:
                      {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50, "penalty": 1.3}],
         tolerance={"codes": Tolerance(exact=True)},
         optimize=False,
+    )
+
+
+def voice_like(samples: int, seed: int = 0) -> torch.Tensor:
+    """[1, samples] at 24 kHz, deterministic: a harmonic tone gliding 120 -> 220 Hz (five partials,
+    1/k amplitudes, peak below 1) plus a little white noise, the kind of signal a voice prompt is."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.arange(samples, dtype=torch.float64) / speaker.SAMPLE_RATE
+    f0 = 120.0 + 100.0 * t / max(float(t[-1]), 1e-9)
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / speaker.SAMPLE_RATE
+    tone = sum(torch.sin(k * phase) / k for k in range(1, 6)) * 0.3
+    return (tone + 0.01 * torch.randn(samples, generator=gen, dtype=torch.float64)).float().unsqueeze(0)
+
+
+def speaker_encoder(model) -> GraphSpec:
+    """Base models only: waveform [1, samples] (24 kHz mono) -> x-vector [1, D], log-mel inside.
+    samples >= speaker.min_samples(config) (5 hops on the released encoder: 1280)."""
+    d = model.config.speaker_encoder_config.enc_dim
+
+    def make(s):
+        return [voice_like(s["samples"], seed=s["samples"])]
+
+    # ONNX vs this wrapper, relative to max |x-vector|: measured 3.0e-7 (tiny), 9.1e-7 (released dimensions,
+    # random weights). The wrapper vs the reference's extract_speaker_embedding (torch.stft front end):
+    # tests/test_qwen_speaker.py, 3.9e-7 on tiny.
+    return GraphSpec(
+        "speaker_encoder", speaker.SpeakerEncode(model),
+        inputs=[TensorSpec("input_values", F32, (1, "samples"))],
+        outputs=[TensorSpec("speaker_embedding", F32, (1, d))],
+        make_inputs=make, export_sizes={"samples": 24000},
+        # 2.3 s, 0.7 s + 1 (odd), the shortest input + 3, a length that is not a whole number of hops
+        check_sizes=[{"samples": 55200}, {"samples": 16801}, {"samples": speaker.min_samples(
+            model.config.speaker_encoder_config) + 3}, {"samples": 7777}],
+        tolerance={"speaker_embedding": Tolerance(rtol=1e-5)},
     )
