@@ -28,7 +28,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter.families.qwen3_tts import model as graphs, presets, speaker
+from voxport.exporter.families.qwen3_tts import codec, model as graphs, presets, speaker
+from voxport.exporter.families.qwen3_tts.precision import QWEN_PRECISION
 from voxport.exporter.spec import Family, GraphSpec, register
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -44,6 +45,7 @@ class Qwen3TtsFamily(Family):
     name = "qwen3_tts"
     model_types = ("qwen3_tts",)
     presets = presets.PRESETS
+    precision = QWEN_PRECISION
 
     @classmethod
     def build_preset(cls, preset, out: Path) -> None:
@@ -74,7 +76,7 @@ class Qwen3TtsFamily(Family):
         specs = [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m)]
         if m.speaker_encoder is not None:  # Base checkpoints: voice cloning from reference audio
             specs.append(graphs.speaker_encoder(m))
-        return specs
+        return [*specs, *codec.codec_graphs(m.speech_tokenizer.model)]
 
     def artifact_files(self, out: Path) -> dict[str, str]:
         """tokenizer.json for torch-free runtimes (released checkpoints may ship only vocab.json +
@@ -93,10 +95,17 @@ class Qwen3TtsFamily(Family):
         cache = {"layers": tc.num_hidden_layers, "kv_heads": tc.num_key_value_heads, "head_dim": tc.head_dim,
                  "kv": ["key", "value"], "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}
         eos = tc.codec_eos_token_id
+        stream = codec.codec_stream_runtime(self.model.speech_tokenizer.model)
+        sample_rate, frame_size = stream.pop("sample_rate"), stream.pop("frame_size")
         return {
+            "family": self.name,
             "num_codebooks": g,
             "codebook_vocab": v,
             "max_positions": tc.max_position_embeddings,
+            "sample_rate": sample_rate,
+            "frame_size": frame_size,
+            "frame_rate": sample_rate / frame_size,
+            "codec_stream": stream,
             "generation": {
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},

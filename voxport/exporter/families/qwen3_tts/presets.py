@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter.families.qwen3_tts.codec import FULL_CODEC, TINY_CODEC, build_codec
+from voxport.exporter.families.qwen3_tts.codec import FULL_CODEC, TINY_CODEC, build_codec, randomize_codec
 
 # released talker special ids (codec vocabulary 3072)
 _CODEC_IDS = dict(codec_pad_id=2148, codec_bos_id=2149, codec_eos_token_id=2150, codec_think_id=2154,
@@ -173,7 +173,8 @@ def build_preset(preset: QwenPreset, out: Path) -> None:
     # the full presets ship the Qwen2 vocabulary's ids with a small stand-in tokenizer: the graphs
     # never read the tokenizer, and the ids a prompt's specials use come from config.json
     tokenizer = build_tokenizer()
-    save_checkpoint(build_model(preset, tokenizer), build_codec(preset.codec, preset.seed), tokenizer, out)
+    codec = randomize_codec(build_codec(preset.codec, preset.seed), preset.seed)
+    save_checkpoint(build_model(preset, tokenizer), codec, tokenizer, out)
 
 
 def load(path: Path):
