@@ -182,6 +182,13 @@ def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision, ops: list[str] |
     exclude = _excluded(model, policy)
     with tempfile.TemporaryDirectory(prefix="voxport-q8-") as tmp, _quiet():
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        # recorded shapes are re-inferred by the quantizer, except contrib-op outputs (no inference for
+        # them): it rejected one of the traced Qwen3-TTS frame's own (48 vs 64, predictor vs talker
+        # width) that onnx's checker accepts
+        contrib = {o for n in model.graph.node if n.domain == "com.microsoft" for o in n.output}
+        kept = [v for v in model.graph.value_info if v.name in contrib]
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(kept)
         large = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
         onnx.save_model(model, str(src), save_as_external_data=large, location="in.onnx_data")
         del model

@@ -79,13 +79,16 @@ def worst(rows: list[dict]) -> list[dict]:
 
 
 def agreement(runtimes: dict, frames: int) -> dict:
-    """Greedy codes of each variant vs fp32 over PROMPTS: per codebook agreement and frames to divergence."""
-    ref = {p: runtimes["fp32"].generate(p, max_frames=frames, decode=False).codes for p in PROMPTS}
+    """Greedy codes of each variant vs fp32 over PROMPTS, from the fused frame graph (what speak, the API
+    and the page run): per codebook agreement and frames to divergence."""
+    from voxport.validation.streaming import fused_codes
+
+    ref = {p: fused_codes(runtimes["fp32"], frames, text=p) for p in PROMPTS}
     out = {}
     for dtype, rt in runtimes.items():
         eq, first = [], []
         for p in PROMPTS:
-            got = rt.generate(p, max_frames=frames, decode=False).codes
+            got = fused_codes(rt, frames, text=p)
             n = min(len(got), len(ref[p]))
             same = got[:n] == ref[p][:n]  # [frames, K]
             eq.append(same)

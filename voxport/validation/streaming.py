@@ -68,15 +68,13 @@ def fused_sampling_case(rt: Runtime, model, family, frames: int = 12, seed: int 
             "other_seed_differs": bool(not np.array_equal(fused, other))}
 
 
-def stream_decode_case(rt: Runtime, model, frames: int = 320, device: str = "cpu") -> dict:
-    """Streaming decode in chunks of 1, 2, 3, 7 frames vs PyTorch's batch decode of the same codes,
-    past the 250-step window of Mimi's decoder transformer (2 steps per frame)."""
-    import torch
-
-    k, size = rt.rt["num_codebooks"], rt.rt["codec_codebook_size"]
-    codes = np.random.default_rng(0).integers(0, size, (frames, k))
-    with torch.no_grad():
-        ref = model.codec_model.decode(torch.from_numpy(codes.T[None]).to(device)).audio_values[0, 0].cpu().numpy()
+def stream_decode_case(rt: Runtime, reference_decode, codebook_size: int, frames: int = 320) -> dict:
+    """Streaming decode in chunks of 1, 2, 3, 7 frames vs PyTorch's batch decode of the same codes
+    (reference_decode: codes [K, frames] -> waveform), past the codec transformer's window (Mimi: 250
+    steps, 2 per frame; Qwen3-TTS's 12 Hz codec: 72 frames)."""
+    k = rt.rt["num_codebooks"]
+    codes = np.random.default_rng(0).integers(0, codebook_size, (frames, k))
+    ref = reference_decode(codes.T)
     scale, fs = float(np.abs(ref).max()), rt.rt["frame_size"]
     rows = {}
     for chunk in CHUNKS:

@@ -7,7 +7,7 @@
 // data-state (idle|loading|ready|speaking|done|error).
 import { ModelClient } from './client.js';
 import { Player, wavBlob } from './audio.js';
-import { PAGE_GRAPHS, defaultDtype, precisions } from './manifest.js';
+import { pageGraphs, defaultDtype, precisions } from './manifest.js';
 import { prepareVoice, record } from './voice.js';
 
 const $ = (id) => document.getElementById(id);
@@ -64,7 +64,7 @@ async function refreshPrecisions() {
     const r = await fetch(new URL('manifest.json', new URL(modelUrl(), location.href)), { cache: 'no-store' });
     state.manifest = r.ok ? await r.json() : null;
   } catch { state.manifest = null; }
-  const list = state.manifest ? precisions(state.manifest, PAGE_GRAPHS.filter((g) => state.manifest.graphs?.[g])) : ['fp32'];
+  const list = state.manifest ? precisions(state.manifest, pageGraphs(state.manifest).filter((g) => state.manifest.graphs?.[g])) : ['fp32'];
   // fp16 kernels need the adapter feature shader-f16 (WebGPU only)
   const backend = chosenBackend();
   const usable = list.filter((d) => !d.includes('f16') || (backend === 'webgpu' && state.backend.f16));

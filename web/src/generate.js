@@ -62,9 +62,10 @@ export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, sh
   const gen = rt.generation, fr = gen.frame, k = rt.num_codebooks;
   const s = samplingFeeds(ort, sampling, seed, gen);
   const n = prompt.ids.length;
-  let embeds = (await g.run('embed', {
-    input_ids: i64(prompt.ids, [1, n], ort), audio_codes: i64(prompt.codes.flat(), [1, n, k], ort),
-  })).inputs_embeds;
+  const p = gen.prompt;
+  let embeds = Object.values(await g.run(p.graph, {
+    [p.ids]: i64(prompt.ids, [1, n], ort), [p.codes]: i64(prompt.codes.flat(), [1, n, k], ort),
+  }))[0];
   let past = emptyCache(fr, ort);
   let pos = 0;
   try {

@@ -3,10 +3,18 @@
 
 export const FORMAT_VERSION = 2;
 export const DEFAULT_DTYPE = 'fp32';
-// What the page runs (the fused path of voxport/runtime/stream.py): prompt embedding, one call per frame,
-// the stateful codec. backbone, depth and mimi_decoder stay in the artifact for Python's parity
-// checks and batches; the page does not download them. mimi_encoder is loaded on first voice prompt.
-export const PAGE_GRAPHS = ['embed', 'frame', 'mimi_decoder_stream'];
+// The prompt formats this page builds (web/src/tokenize.js); the manifest's generation.prompt.format
+// names the artifact's. "dual_track" (Qwen3-TTS) is Python-only so far.
+export const PROMPT_FORMATS = ['chat_template'];
+
+/** What the page runs (the fused path of voxport/runtime/stream.py), named by the manifest's generation
+ * contract: the prompt graph, the frame graph (one call per frame), the streaming codec. Step graphs
+ * and the batch codec stay in the artifact for Python's parity checks; the page does not download
+ * them. The codec encoder is loaded on the first voice prompt. */
+export function pageGraphs(m) {
+  const g = m.runtime.generation;
+  return [g.prompt.graph, g.frame.graph, g.codec.stream];
+}
 
 export class ArtifactError extends Error {
   constructor(message) { super(message); this.name = 'ArtifactError'; }
@@ -18,6 +26,11 @@ export function checkManifest(m, url) {
   }
   if (m.format_version !== FORMAT_VERSION) {
     throw new ArtifactError(`${url}: format_version ${m.format_version}, this page reads ${FORMAT_VERSION}`);
+  }
+  const format = m.runtime.generation?.prompt?.format;
+  if (!PROMPT_FORMATS.includes(format)) {
+    throw new ArtifactError(`${url}: prompt format ${format} is not built by this page yet (it builds ${PROMPT_FORMATS.join(', ')}); `
+      + 'speak it with `voxport speak` or `voxport serve`');
   }
   return m;
 }

@@ -4,7 +4,6 @@
 import { Tokenizer } from '../node_modules/@huggingface/tokenizers/dist/tokenizers.mjs';
 import { Environment, Template } from '../node_modules/@huggingface/jinja/dist/index.js';
 
-export const AUDIO_TOKEN = '<|AUDIO|>';
 
 // CSM's template checks `message['role'].isdigit()`, a Python str method @huggingface/jinja 0.5.11
 // lacks. Its value classes are not exported; reach them through Environment.set and add the
@@ -44,18 +43,20 @@ export class PromptBuilder {
     // @huggingface/jinja provides raise_exception itself
     const text = this.template.render({ messages, add_generation_prompt: false, ...this.special });
     // one audio token per codec frame, in order (as CsmProcessor expands them)
-    const parts = text.split(AUDIO_TOKEN);
+    const audioToken = this.rt.generation.prompt.audio_token;
+    const parts = text.split(audioToken);
     const frames = turns.filter((u) => u.codes).map((u) => u.codes.length);
     if (parts.length - 1 !== frames.length) {
       throw new Error(`chat template produced ${parts.length - 1} audio slots for ${frames.length} audio clips`);
     }
-    return parts[0] + frames.map((n, i) => AUDIO_TOKEN.repeat(n) + parts[i + 1]).join('');
+    return parts[0] + frames.map((n, i) => audioToken.repeat(n) + parts[i + 1]).join('');
   }
 
   /** -> {ids: number[], codes: number[][] (one K-vector per position)} for the embed graph */
   build(turns) {
     const ids = this.tokenizer.encode(this.render(turns), { add_special_tokens: false }).ids;
-    const { num_codebooks: k, audio_token_id, audio_eos_token_id, codebook_eos_token_id } = this.rt;
+    // the manifest's generation.prompt (chat_template format), as voxport/runtime/prompt.py reads it
+    const { codebooks: k, audio_token_id, audio_eos_token_id, audio_eos_frame_token: codebook_eos_token_id } = this.rt.generation.prompt;
     const clips = turns.filter((u) => u.codes).flatMap((u) => u.codes);
     let next = 0;
     const codes = ids.map((id) => {

@@ -3,7 +3,7 @@
 // Messages in: load, tokenize, encode, speak, stop. Out: progress, audio, frame (streamed events) and
 // result or error (the answer to a request, carrying its id).
 import * as ort from '../node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
-import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError, PAGE_GRAPHS } from './manifest.js';
+import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError, pageGraphs } from './manifest.js';
 import { fetchJson, fetchVerified } from './loader.js';
 import { PromptBuilder } from './tokenize.js';
 import { CodecStream, generateFrames, isEos } from './generate.js';
@@ -11,7 +11,6 @@ import { CodecStream, generateFrames, isEos } from './generate.js';
 ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
 ort.env.logLevel = 'error';
 
-const GRAPHS = PAGE_GRAPHS;
 let model = null;  // {g, prompts, manifest, base, dtype, backend, sessions, encoderFiles}
 let stopRequested = false;
 
@@ -63,7 +62,7 @@ async function load({ url, dtype, backend, threads }) {
   const rt = manifest.runtime;
   ort.env.wasm.numThreads = self.crossOriginIsolated ? threads : 1;
   const plan = [...sharedFiles(manifest).map((e) => ({ e })),
-    ...GRAPHS.flatMap((name) => graphFiles(manifest, name, dtype).map((e) => ({ e, name })))];
+    ...pageGraphs(manifest).flatMap((name) => graphFiles(manifest, name, dtype).map((e) => ({ e, name })))];
   const total = plan.reduce((a, p) => a + p.e.bytes, 0);
   const loaded = new Map();
   post({ type: 'progress', files: plan.map((p) => ({ path: p.e.path, bytes: p.e.bytes })), total });
@@ -81,11 +80,12 @@ async function load({ url, dtype, backend, threads }) {
     special: JSON.parse(text(rt.special_tokens_file)),
   }, rt);
   const sessions = {};
-  for (const name of GRAPHS) {  // one after another: WebGPU refuses parallel session creation
+  for (const name of pageGraphs(manifest)) {  // one after another: WebGPU refuses parallel session creation
     const files = plan.filter((p) => p.name === name).map((p) => ({ path: p.e.path, data: p.data }));
     sessions[name] = await createSession(manifest, name, files, backend);
   }
-  const encoderFiles = manifest.graphs.mimi_encoder ? graphFiles(manifest, 'mimi_encoder', dtype) : null;
+  const encoder = rt.generation.codec.encoder;
+  const encoderFiles = manifest.graphs[encoder] ? graphFiles(manifest, encoder, dtype) : null;
   const g = {
     ort, rt, timings: {},
     // per graph: [calls, total ms, ms of each call], for the stats readout and the benchmark
@@ -103,15 +103,16 @@ async function load({ url, dtype, backend, threads }) {
     bytes: total, graphs: Object.keys(manifest.graphs) };
 }
 
-/** mono 24 kHz samples -> codes [frames][K] with the Mimi encoder (loaded on first use). */
+/** mono 24 kHz samples -> codes [frames][K] with the codec's encoder (loaded on first use). */
 async function encode({ samples }) {
-  if (!model.encoderFiles) throw new ArtifactError('this artifact has no mimi_encoder graph; voice prompts need it');
-  if (!model.sessions.mimi_encoder) {
+  const name = model.manifest.runtime.generation.codec.encoder;
+  if (!model.encoderFiles) throw new ArtifactError(`this artifact has no ${name} graph; voice prompts need it`);
+  if (!model.sessions[name]) {
     const files = [];
     for (const e of model.encoderFiles) files.push({ path: e.path, data: await fetchVerified(model.base, e) });
-    model.sessions.mimi_encoder = await createSession(model.manifest, 'mimi_encoder', files, model.backend);
+    model.sessions[name] = await createSession(model.manifest, name, files, model.backend);
   }
-  const out = await model.sessions.mimi_encoder.run({
+  const out = await model.sessions[name].run({
     input_values: new ort.Tensor('float32', samples, [1, 1, samples.length]) });
   const t = Object.values(out)[0];  // [1, K, frames] int64
   const [, k, n] = t.dims;
@@ -174,7 +175,7 @@ async function speak(req) {
         audio_s: audioS, ms_per_frame: generateMs / frames.length, rtf: audioS ? totalMs / 1000 / audioS : null,
         // the same counts as voxport/runtime/stream.py's stats: generation calls per frame, apart from the
         // prompt's embed call and the codec calls (one per chunk)
-        runtime_calls_per_frame: calls('frame') / frames.length, embed_calls: calls('embed'),
+        runtime_calls_per_frame: calls(rt.generation.frame.graph) / frames.length, embed_calls: calls(rt.generation.prompt.graph),
         codec_calls: codec.calls, chunk_frames: chunkFrames,
         frame_ms: g.timings.frame?.[2] ?? [],  // each frame call; the first one includes the prompt
         backend: model.backend, dtype: model.dtype, threads: ort.env.wasm.numThreads,

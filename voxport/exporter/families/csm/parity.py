@@ -24,7 +24,8 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
     progress("parity: fused frame graph sampling, same noise as PyTorch and the step graphs")
     fused_sampling = streaming.fused_sampling_case(rt, model, family)
     progress("parity: streaming Mimi decode (chunks of 1, 2, 3, 7 frames) vs batch decode")
-    stream = streaming.stream_decode_case(rt, model, device=device)
+    stream = streaming.stream_decode_case(rt, lambda codes: _decode(model, codes, device),
+                                          rt.rt["codec_codebook_size"])
     progress("parity: utterance joins in long text")
     joins = streaming.join_case(rt)
 
@@ -50,3 +51,10 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
         failures.append(f"utterance join: step {joins['join_step_max']} > largest step inside {joins['inside_step_max']}")
     return {"greedy": greedy, "waveform": wave, "voice_prompt": voice, "sampling": sampling, "fused": fused,
             "fused_sampling": fused_sampling, "stream_decode": stream, "joins": joins}, failures
+
+
+def _decode(model, codes, device: str):
+    import torch
+
+    with torch.no_grad():
+        return model.codec_model.decode(torch.from_numpy(codes[None]).to(device)).audio_values[0, 0].cpu().numpy()

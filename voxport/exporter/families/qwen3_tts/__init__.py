@@ -147,7 +147,7 @@ class Qwen3TtsFamily(Family):
                     or (cfg.tts_model_type == "custom_voice" and cfg.tts_model_size != "0b6"),
                     "voice_clone": cfg.tts_model_type == "base",
                 },
-                "speakers": {"kind": "name", "names": sorted(tc.spk_id or {})},
+                "speakers": {"kind": "name", "names": list(tc.spk_id or {})},  # the config's order
                 "codec": {"decoder": "codec_decoder", "encoder": "codec_encoder", "stream": "codec_decoder_stream",
                           **({} if self.model.speaker_encoder is None else {
                               "speaker_encoder": "speaker_encoder",

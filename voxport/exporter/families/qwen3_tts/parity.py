@@ -122,15 +122,33 @@ def _compare(rt, turns, ref: np.ndarray, ref_trailing: np.ndarray) -> dict:
             "ok": bool(err <= PROMPT_ATOL and terr <= PROMPT_ATOL)}
 
 
+def _decode(model, codes: np.ndarray, device: str) -> np.ndarray:
+    """The codec decoder's plain forward (exactly causal; the reference's chunked decode differs past
+    300 frames: voxport/exporter/families/qwen3_tts/codec.py)."""
+    import torch
+
+    from voxport.exporter.families.qwen3_tts.codec import CodecDecode
+
+    with torch.no_grad():
+        return CodecDecode(model.speech_tokenizer.model)(torch.from_numpy(codes[None]).to(device))[0, 0].cpu().numpy()
+
+
 def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
+    from voxport.validation import streaming
+
     model = family.model
     spec = rt.rt["generation"]["prompt"]
-    speaker = sorted(spec["speakers"])[0] if spec["speakers"] else None
+    speaker = rt.default_speaker
     results, failures = {}, []
     progress("parity: prompt embeddings (runtime recipe vs the reference's generate), per recipe variant")
     results["prompt"] = prompt_cases(rt, model)
     failures += [f"prompt {name}: max |diff| {c['max_abs']:.3g} / trailing {c['trailing_max_abs']:.3g} > {c['allowed']}"
                  for name, c in results["prompt"].items() if not c["ok"]]
+    progress("parity: streaming codec decode (chunks of 1, 2, 3, 7 frames) vs the batch decode, 320 frames")
+    results["stream_decode"] = sd = streaming.stream_decode_case(
+        rt, lambda codes: _decode(model, codes, device), model.speech_tokenizer.model.config.decoder_config.codebook_size)
+    if not sd["ok"]:
+        failures.append(f"streaming decode: relative error {sd['worst_rel']:.3g} > {sd['allowed_rel']}")
     if speaker is not None:
         progress(f"parity: greedy generation, {frames} frames, fused frame graph vs the reference's generate")
         results["greedy"] = g = greedy_case(rt, model, frames, speaker)

@@ -1,0 +1,105 @@
+"""Qwen3-TTS through the whole contract on its tiny preset: export (five precisions), `voxport parity`
+(every graph at shapes other than the export's, the runtime's prompt recipe against the reference's,
+greedy codes equal to the reference generate), fidelity gates, torch-free speech, one-line errors for
+options the model does not take, and CSM unaffected in the same process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voxport.cli import main
+
+FRAMES = 50
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(tmp_path_factory, cache_root):
+    from voxport.exporter.export import export
+
+    out = tmp_path_factory.mktemp("artifacts") / "qwen3-tts-tiny"
+    export("qwen3-tts-tiny", out, progress=lambda m: None, cache_root=cache_root)
+    return out
+
+
+def test_parity_passes(qwen_dir, capsys):
+    assert main(["parity", str(qwen_dir), "--frames", str(FRAMES)]) == 0
+    r = json.loads((qwen_dir / "parity.json").read_text())
+    assert r["ok"] and not r["failures"]
+    assert {c["graph"] for c in r["graphs"]} == {"prompt_embed", "talker", "code_predictor", "frame", "codec_decoder",
+                                                 "codec_decoder_stream", "codec_encoder"}
+    assert all(c["max_abs"] <= c["allowed"] for c in r["graphs"])
+    g = r["greedy"]
+    assert g["identical"] and g["frames_reference"] >= FRAMES and g["agreement_per_frame"] == [1.0] * g["frames_onnx"]
+    # the runtime's prompt recipe (manifest data) equals the reference's embeddings, per variant
+    assert set(r["prompt"]) >= {"speaker_language", "dialect_speaker"}
+    assert all(c["ok"] and c["max_abs"] <= c["allowed"] for c in r["prompt"].values())
+    assert "parity PASS" in capsys.readouterr().out
+
+
+def test_fidelity_gates_pass(qwen_dir):
+    from voxport.validation.fidelity import run
+
+    res = run(qwen_dir, "all", frames=12, progress=lambda m: None)
+    assert res["ok"], res["failures"]
+    assert res["agreement"]["fp32"]["mean"] == 1.0
+    assert res["sizes"]["q4"] < res["sizes"]["fp32"]
+
+
+def test_speaks_without_torch(qwen_dir, tmp_path):
+    """`voxport speak` in a process where importing torch fails: the runtime needs none of it."""
+    out, codes = tmp_path / "q.wav", tmp_path / "codes.json"
+    guard = ("import sys; sys.modules['torch'] = None; from voxport.cli import main; "
+             f"sys.exit(main(['speak', {str(qwen_dir)!r}, 'Hello there, how are you?', '-o', {str(out)!r}, "
+             f"'--speaker', 'ryan', '--language', 'english', '--greedy', '--max-frames', '12', "
+             f"'--codes-out', {str(codes)!r}]))")
+    run = subprocess.run([sys.executable, "-c", guard], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    wave, rate = sf.read(out)
+    manifest = json.loads((qwen_dir / "manifest.json").read_text())
+    assert rate == manifest["runtime"]["sample_rate"] == 24000
+    frames = np.array(json.loads(codes.read_text()))
+    stop = manifest["runtime"]["generation"]["stop"]["token"]
+    assert frames.shape[1] == 16 and len(wave) == (len(frames) - int(frames[-1, 0] == stop)) * 1920
+    assert np.abs(wave).max() > 1e-4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--speaker", "nobody"], "speaker 'nobody' is not one of this model's speakers: aiden, dylan, eric, ryan"),
+    (["--language", "klingon"], "language 'klingon' is not one this model speaks; languages: auto, beijing_dialect"),
+    (["--instruct", "whisper"], "this model takes no instruction (--instruct)"),
+])
+def test_unsupported_options_are_one_line_errors(qwen_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "x.wav"
+    assert main(["speak", str(qwen_dir), "Hi.", "-o", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_csm_options_are_checked_the_same_way(tiny_dir, tmp_path, capsys):
+    assert main(["speak", str(tiny_dir), "Hi.", "-o", str(tmp_path / "x.wav"), "--speaker", "vivian"]) == 2
+    assert "speaker 'vivian': this model's speakers are integers" in capsys.readouterr().err
+    assert main(["speak", str(tiny_dir), "Hi.", "-o", str(tmp_path / "x.wav"), "--language", "english"]) == 2
+    assert "this model takes no language option" in capsys.readouterr().err
+
+
+def test_csm_exports_after_qwen_in_the_same_process(qwen_dir, tmp_path):
+    """The reference's RoPE registry entry exists only inside its block: CSM's Mimi builds after it."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from voxport.exporter.export import export_graph
+    from voxport.exporter.families.csm import CsmFamily
+    from voxport.exporter.families.csm.presets import PRESETS, build_model, build_tokenizer
+
+    assert "default" not in ROPE_INIT_FUNCTIONS
+    model = build_model(PRESETS["tiny"], build_tokenizer(512))
+    (tmp_path / "onnx").mkdir()
+    for spec in CsmFamily(model).graphs():
+        if spec.name in ("frame", "mimi_decoder_stream"):
+            assert (tmp_path / export_graph(spec, tmp_path)[0]).stat().st_size > 0
