@@ -52,18 +52,34 @@ def _parity(a) -> int:
             print(f"  FAIL {line}", file=sys.stderr)
         fidelity_ok = f["ok"]
     r = run(Path(a.dir), device=a.device, frames=a.frames, progress=progress)
-    g, w = r["greedy"], r["waveform"]
     worst = max(r["graphs"], key=lambda c: c["rel"])
     print(f"parity {'PASS' if r['ok'] else 'FAIL'}: {len(r['graphs'])} graph checks "
           f"(worst relative error {worst['rel']:.2e} in {worst['graph']}.{worst['output']}), "
-          f"greedy codes {'identical' if g['identical'] else 'DIFFER'} over {g['frames_reference']} frames, "
-          f"voice prompt {'identical' if r['voice_prompt']['identical'] else 'DIFFERS'}, "
-          f"waveform relative error {w['rel']:.2e}, fused frame graph "
-          f"{'identical' if r['fused']['identical'] and r['fused']['identical_to_step_graphs'] else 'DIFFERS'}, "
-          f"streaming decode relative error {r['stream_decode']['worst_rel']:.2e}; report: {Path(a.dir) / 'parity.md'}")
+          + "".join(f"{line}, " for line in _case_lines(r)) + f"report: {Path(a.dir) / 'parity.md'}")
     for f in r["failures"]:
         print(f"  FAIL {f}", file=sys.stderr)
     return 0 if r["ok"] and fidelity_ok else 1
+
+
+def _case_lines(r: dict) -> list[str]:
+    """One phrase per end-to-end case the family ran."""
+    same = lambda c: "identical" if c["identical"] else "DIFFER"  # noqa: E731
+    out = []
+    if "greedy" in r:
+        out.append(f"greedy codes {same(r['greedy'])} over {r['greedy']['frames_reference']} frames")
+    if "prompt" in r:
+        out.append(f"prompt embeddings {'equal' if all(c['ok'] for c in r['prompt'].values()) else 'DIFFER'} "
+                   f"in {len(r['prompt'])} recipe variants")
+    if "voice_prompt" in r:
+        out.append(f"voice prompt {same(r['voice_prompt'])}")
+    if "waveform" in r:
+        out.append(f"waveform relative error {r['waveform']['rel']:.2e}")
+    if "fused" in r:
+        f = r["fused"]
+        out.append(f"fused frame graph {'identical' if f['identical'] and f['identical_to_step_graphs'] else 'DIFFERS'}")
+    if "stream_decode" in r:
+        out.append(f"streaming decode relative error {r['stream_decode']['worst_rel']:.2e}")
+    return out
 
 
 def _check_outputs(a) -> None:
