@@ -55,6 +55,31 @@ def test_graph_matches_pytorch(exported, graph):
     assert checks and all(c.ok for c in checks), [c.describe() for c in checks if not c.ok]
 
 
+def test_frame_graph_is_written_with_fused_ops(exported):
+    """Both stacks as GroupQueryAttention layers with q/k normed per head, readable node names; a
+    config the blocks cannot take (here a sliding window) says why, and is traced instead."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from voxport.exporter.blocks import unfusable
+
+    family, specs, files = exported
+    tc = family.model.talker.config
+    pc = tc.code_predictor_config
+    graph = onnx.load(str(files["frame"])).graph
+    ops = [n.op_type for n in graph.node]
+    steps = tc.num_code_groups - 1
+    assert ops.count("GroupQueryAttention") == tc.num_hidden_layers + steps * pc.num_hidden_layers
+    assert ops.count("If") == tc.num_code_groups  # one sampling per group
+    names = {n.name for n in graph.node}
+    assert {"/talker/layers.1/attn/qkv/MatMul", "/talker/layers.0/attn/q_norm/SkipSimplifiedLayerNormalization",
+            "/talker/codec_head/MatMul", f"/predictor/step{steps - 1}/layers.1/attn/k_norm/SkipSimplifiedLayerNormalization",
+            "/predictor/step0/projection/MatMul", "/predictor/step3/head/MatMul"} <= names
+    assert specs["frame"].build is not None
+    assert "sliding_window" in unfusable(SimpleNamespace(head_dim=16, hidden_act="silu", sliding_window=8))
+
+
 def _greedy_frames(family, files, ids: list[int], speaker: str, language: str, frames: int) -> np.ndarray:
     """PyTorch-free: the prompt through prompt_embed, then one frame graph call per frame."""
     rc = family.runtime_config()

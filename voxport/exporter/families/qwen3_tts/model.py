@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from voxport.exporter.blocks import unfusable
 from voxport.exporter.families.qwen3_tts import wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
+from voxport.exporter.families.qwen3_tts.fused import build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 
 F32, I64 = "float32", "int64"
@@ -108,8 +110,11 @@ def code_predictor(model) -> GraphSpec:
 
 
 def frame(model) -> GraphSpec:
-    """Batch 1 (one stream per session; batches go through the step graphs). FrameStep traced."""
+    """Batch 1 (one stream per session; batches go through the step graphs). Written from the weights
+    with fused ops (fused.build_frame) where the blocks take both stacks' configs (head size a multiple
+    of 8, SiLU, no sliding window); else FrameStep traced. FrameStep is the parity reference either way."""
     tc = model.talker.config
+    fused = not any(unfusable(c) for c in (tc, tc.code_predictor_config))
     n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
     g, v = tc.num_code_groups, tc.vocab_size
     step = talker(model)
@@ -141,5 +146,6 @@ def frame(model) -> GraphSpec:
                      {"seq": 1, "past": 30, "temperature": 1.0, "top_k": 64, "penalty": 1.0},
                      {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50, "penalty": 1.3}],
         tolerance={"codes": Tolerance(exact=True)},
+        build=(lambda inputs, outputs: build_frame(model, inputs, outputs)) if fused else None,
         optimize=False,
     )
