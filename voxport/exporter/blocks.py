@@ -185,12 +185,15 @@ class Sampler:
     cost ~7 ms of a marvis-250m frame."""
 
     def __init__(self, b: GraphBuilder, temperature: str, top_k: str, noise: str | None = None,
-                 gumbel: str | None = None, name: str = "sampling"):
+                 gumbel: str | None = None, name: str = "sampling", vocab: int | None = None):
         """Gumbel values from `noise`, or `gumbel`: another Sampler's (one noise input read with two
-        temperature/top-k pairs, as Qwen3-TTS's talker and code predictor sampling)."""
+        temperature/top-k pairs, as Qwen3-TTS's talker and code predictor sampling). `vocab`: top_k is
+        clipped to [1, vocab] as the PyTorch reference's gumbel_choice does (TopK fails past the row)."""
         with b.scope(name):
             self.sampling = b.op("Greater", [temperature, b.const(0.0, np.float32)])
             self.k = b.op("Reshape", [top_k, b.const([1])], label="k")
+            if vocab is not None:
+                self.k = b.op("Clip", [self.k, b.const(1), b.const(vocab)], label="k")
             self.temp = b.op("Max", [temperature, b.const(1e-6, np.float32)])  # as torch's clamp(min=1e-6)
             if gumbel is None:
                 u = b.op("Clip", [noise, b.const(1e-20, np.float32), b.const(1.0 - 1e-7, np.float32)])

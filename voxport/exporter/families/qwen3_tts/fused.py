@@ -31,9 +31,9 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
     names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
     past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"])
             for i in range(tc.num_hidden_layers)]
-    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"])
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"], vocab=tc.vocab_size)
     predictor_sampler = Sampler(b, names["predictor_temperature"], names["predictor_top_k"],
-                                gumbel=sampler.gumbel, name="predictor_sampling")
+                                gumbel=sampler.gumbel, name="predictor_sampling", vocab=cp.config.vocab_size)
 
     def linear(x: str, lin: nn.Linear, name: str, label: str) -> str:
         y = b.op("MatMul", [x, b.weight(f"{name}.weight", linear_t(lin))], label=label)

@@ -144,6 +144,8 @@ def frame(model) -> GraphSpec:
         check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1, "penalty": 1.05},
                      {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
                      {"seq": 1, "past": 30, "temperature": 1.0, "top_k": 64, "penalty": 1.0},
+                     # top_k past tiny's predictor vocabulary (64): clipped to it, as gumbel_choice does
+                     {"seq": 1, "past": 2, "temperature": 0.8, "top_k": 100, "penalty": 1.05},
                      {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50, "penalty": 1.3}],
         tolerance={"codes": Tolerance(exact=True)},
         build=(lambda inputs, outputs: build_frame(model, inputs, outputs)) if fused else None,
