@@ -74,7 +74,8 @@ def test_frame_graph_is_written_with_fused_ops(exported):
     assert ops.count("If") == tc.num_code_groups  # one sampling per group
     names = {n.name for n in graph.node}
     assert {"/talker/layers.1/attn/qkv/MatMul", "/talker/layers.0/attn/q_norm/SkipSimplifiedLayerNormalization",
-            "/talker/codec_head/MatMul", f"/predictor/step{steps - 1}/layers.1/attn/k_norm/SkipSimplifiedLayerNormalization",
+            "/talker/codec_head/MatMul",
+            f"/predictor/step{steps - 1}/layers.1/attn/k_norm/SkipSimplifiedLayerNormalization",
             "/predictor/step0/projection/MatMul", "/predictor/step3/head/MatMul"} <= names
     assert specs["frame"].build is not None
     assert "sliding_window" in unfusable(SimpleNamespace(head_dim=16, hidden_act="silu", sliding_window=8))
