@@ -103,3 +103,28 @@ def test_csm_exports_after_qwen_in_the_same_process(qwen_dir, tmp_path):
     for spec in CsmFamily(model).graphs():
         if spec.name in ("frame", "mimi_decoder_stream"):
             assert (tmp_path / export_graph(spec, tmp_path)[0]).stat().st_size > 0
+
+
+def test_frame_graph_is_written_with_fused_ops(qwen_dir):
+    """Both stacks as GroupQueryAttention layers with q/k normed per head, readable node names; a
+    config the blocks cannot take (here a sliding window) says why, and is traced instead."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from voxport.exporter.blocks import unfusable
+    from voxport.exporter.checkpoint import resolve
+
+    tc = json.loads((resolve("qwen3-tts-tiny").path / "config.json").read_text())["talker_config"]
+    pc = tc["code_predictor_config"]
+    graph = onnx.load(str(qwen_dir / "onnx" / "frame.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    steps = tc["num_code_groups"] - 1
+    assert ops.count("GroupQueryAttention") == tc["num_hidden_layers"] + steps * pc["num_hidden_layers"]
+    assert ops.count("If") == tc["num_code_groups"]  # one sampling per group
+    names = {n.name for n in graph.node}
+    assert {"/talker/layers.1/attn/qkv/MatMul", "/talker/layers.0/attn/q_norm/SkipSimplifiedLayerNormalization",
+            "/talker/codec_head/MatMul",
+            f"/predictor/step{steps - 1}/layers.1/attn/k_norm/SkipSimplifiedLayerNormalization",
+            "/predictor/step0/projection/MatMul", "/predictor/step3/head/MatMul"} <= names
+    assert "sliding_window" in unfusable(SimpleNamespace(head_dim=16, hidden_act="silu", sliding_window=8))

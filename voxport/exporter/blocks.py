@@ -9,6 +9,10 @@ Llama-style layer is written here as 11 nodes:
     -> MatMul(o) -> SkipSimplifiedLayerNormalization (residual add + norm) -> MatMul(packed gate|up)
     -> Split -> Sigmoid -> Mul -> Mul (SiLU(gate) * up) -> MatMul(down)
 
+Qwen3 attention (q_norm/k_norm: RMSNorm per head before RoPE) adds 7 nodes between the packed MatMul and
+GroupQueryAttention: Split(q|k|v), then for q and k Reshape -> SkipSimplifiedLayerNormalization (zero
+skip) -> Reshape, GroupQueryAttention taking q, k, v apart.
+
 Every op has a kernel in onnxruntime's CPU build and in onnxruntime-web (wasm and WebGPU). The weights
 are the reference modules' own, concatenated; the PyTorch module stays the reference the parity
 harness compares each graph against. GroupQueryAttention needs head_dim % 8 == 0 (every released
@@ -67,6 +71,8 @@ def unfusable(cfg) -> str | None:
         return f"head_dim {cfg.head_dim} is not a multiple of 8, which onnxruntime's GroupQueryAttention requires"
     if getattr(cfg, "hidden_act", "silu") != "silu":
         return f"hidden_act {cfg.hidden_act!r}; the fused MLP is SiLU-gated"
+    if getattr(cfg, "sliding_window", None) is not None:
+        return f"sliding_window {cfg.sliding_window}; the fused attention attends to the whole past"
     return None
 
 
@@ -95,6 +101,10 @@ class LlamaStack:
                  "gate_up": b.weight(f"{p}.mlp.gate_up.weight", linear_t(m.gate_proj, m.up_proj)),
                  "down": b.weight(f"{p}.mlp.down.weight", linear_t(m.down_proj)),
                  "scale": float(a.scaling)}
+            if getattr(a, "q_norm", None) is not None:  # Qwen3: RMSNorm per head on q and k, before RoPE
+                w["q_norm"] = b.weight(f"{p}.attn.q_norm.weight", _np(a.q_norm.weight))
+                w["k_norm"] = b.weight(f"{p}.attn.k_norm.weight", _np(a.k_norm.weight))
+                w["q_eps"], w["k_eps"] = float(a.q_norm.variance_epsilon), float(a.k_norm.variance_epsilon)
             for key, lins in (("qkv_bias", (a.q_proj, a.k_proj, a.v_proj)), ("o_bias", (a.o_proj,)),
                               ("gate_up_bias", (m.gate_proj, m.up_proj)), ("down_bias", (m.down_proj,))):
                 bias = linear_bias(*lins)
@@ -105,6 +115,16 @@ class LlamaStack:
     def _linear(self, x: str, w: str, bias: str | None, label: str) -> str:
         y = self.b.op("MatMul", [x, w], label=label)
         return y if bias is None else self.b.op("Add", [y, bias], label=label)
+
+    def _head_norm(self, x: str, weight: str, eps: float, heads: int, label: str) -> str:
+        """RMSNorm over each head of x [1, seq, heads * head_dim]. Viewed as [seq, heads, head_dim], the
+        zero skip is one constant [heads, head_dim] whatever seq is (the op takes a 2-D skip as
+        (sequence, hidden) and repeats it over the batch axis; checked on onnxruntime's CPU build)."""
+        b, hd = self.b, self.head_dim
+        x3 = b.op("Reshape", [x, b.const([-1, heads, hd])], label=label)
+        zero = b.const(np.zeros((heads, hd)), np.float32)
+        y = b.ms("SkipSimplifiedLayerNormalization", [x3, zero, weight], label=label, epsilon=eps)
+        return b.op("Reshape", [y, b.const([1, -1, heads * hd])], label=label)
 
     def __call__(self, x: str, past: list[tuple[str, str]] | None, seqlens_k: str, total_len: str,
                  seq: int | None = None, last_only: bool = False) -> tuple[str, list[tuple[str, str]]]:
@@ -129,7 +149,14 @@ class LlamaStack:
                 with b.scope("attn"):
                     qkv = self._linear(h, w["qkv"], w["qkv_bias"], "qkv")
                     pk, pv = past[i] if past is not None else ("", "")
-                    attn, k, v = b.ms("GroupQueryAttention", [qkv, "", "", pk, pv, seqlens_k, total_len,
+                    q, k, v = qkv, "", ""
+                    if "q_norm" in w:  # normed per head before GroupQueryAttention rotates them
+                        hd = self.head_dim
+                        q, k, v = b.op("Split", [qkv, b.const([self.heads * hd, self.kv_heads * hd,
+                                                               self.kv_heads * hd])], n_out=3, axis=-1, label="qkv")
+                        q = self._head_norm(q, w["q_norm"], w["q_eps"], self.heads, "q_norm")
+                        k = self._head_norm(k, w["k_norm"], w["k_eps"], self.kv_heads, "k_norm")
+                    attn, k, v = b.ms("GroupQueryAttention", [q, k, v, pk, pv, seqlens_k, total_len,
                                                               self.rope.cos, self.rope.sin], n_out=3,
                                       num_heads=self.heads, kv_num_heads=self.kv_heads, scale=w["scale"],
                                       do_rotary=1, rotary_interleaved=0)
@@ -157,17 +184,26 @@ class Sampler:
     (a full sort, whatever k), 2,560 of tiny's 3,667 per frame; on CPU the traced graph's full sort
     cost ~7 ms of a marvis-250m frame."""
 
-    def __init__(self, b: GraphBuilder, temperature: str, top_k: str, noise: str):
-        with b.scope("sampling"):
+    def __init__(self, b: GraphBuilder, temperature: str, top_k: str, noise: str | None = None,
+                 gumbel: str | None = None, name: str = "sampling", vocab: int | None = None):
+        """Gumbel values from `noise`, or `gumbel`: another Sampler's (one noise input read with two
+        temperature/top-k pairs, as Qwen3-TTS's talker and code predictor sampling). `vocab`: top_k is
+        clipped to [1, vocab] as the PyTorch reference's gumbel_choice does (TopK fails past the row)."""
+        with b.scope(name):
             self.sampling = b.op("Greater", [temperature, b.const(0.0, np.float32)])
             self.k = b.op("Reshape", [top_k, b.const([1])], label="k")
+            if vocab is not None:
+                self.k = b.op("Clip", [self.k, b.const(1), b.const(vocab)], label="k")
             self.temp = b.op("Max", [temperature, b.const(1e-6, np.float32)])  # as torch's clamp(min=1e-6)
-            u = b.op("Clip", [noise, b.const(1e-20, np.float32), b.const(1.0 - 1e-7, np.float32)])
-            self.gumbel = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])], label="gumbel")
+            if gumbel is None:
+                u = b.op("Clip", [noise, b.const(1e-20, np.float32), b.const(1.0 - 1e-7, np.float32)])
+                gumbel = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])], label="gumbel")
+            self.gumbel = gumbel
         self.b = b
 
     def __call__(self, logits: str, codebook: int) -> str:
-        """logits [1, 1, V] -> code [1, 1] int64."""
+        """logits [1, 1, V] -> code [1, 1] int64; the Gumbel values of noise row `codebook` (its first V
+        when the row is longer: TopK's indices pick them)."""
         b = self.b
         with b.scope("sample"):
             # fp32 here, so the branches (which read it from the outer scope) stay fp32 in fp16 variants

@@ -9,6 +9,9 @@ Sampling is voxport's Gumbel-max with the uniforms as the `noise` input [1, 16, 
 codec vocabulary); group g >= 1 reads the first Vp (predictor vocabulary) uniforms of row g.
 top-p is not supported (the released generation config has top_p 1.0).
 
+FrameStep is the frame in PyTorch on the reference's own modules: the graph written with fused ops
+(fused.build_frame) is checked against it, and it is what is traced where that cannot take the config.
+
 Logit processing the reference's talker generate applies to group 0, supplied per frame:
 `c0_seen` [1, V] 1.0 for ids generated before in this utterance (repetition penalty: a seen logit l
 becomes l / penalty if l > 0 else l * penalty); `c0_bias` [1, V] added after it (0 or -inf: the

@@ -7,8 +7,10 @@ import math
 
 import torch
 
+from voxport.exporter.blocks import unfusable
 from voxport.exporter.families.qwen3_tts import speaker, wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
+from voxport.exporter.families.qwen3_tts.fused import build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 
 F32, I64 = "float32", "int64"
@@ -111,8 +113,11 @@ def code_predictor(model) -> GraphSpec:
 
 
 def frame(model) -> GraphSpec:
-    """Batch 1 (one stream per session; batches go through the step graphs). FrameStep traced."""
+    """Batch 1 (one stream per session; batches go through the step graphs). Written from the weights
+    with fused ops (fused.build_frame) where the blocks take both stacks' configs (head size a multiple
+    of 8, SiLU, no sliding window); else FrameStep traced. FrameStep is the parity reference either way."""
     tc = model.talker.config
+    fused = not any(unfusable(c) for c in (tc, tc.code_predictor_config))
     n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
     g, v = tc.num_code_groups, tc.vocab_size
     step = talker(model)
@@ -142,8 +147,11 @@ def frame(model) -> GraphSpec:
         check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1, "penalty": 1.05},
                      {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
                      {"seq": 1, "past": 30, "temperature": 1.0, "top_k": 64, "penalty": 1.0},
+                     # top_k past tiny's predictor vocabulary (64): clipped to it, as gumbel_choice does
+                     {"seq": 1, "past": 2, "temperature": 0.8, "top_k": 100, "penalty": 1.05},
                      {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50, "penalty": 1.3}],
         tolerance={"codes": Tolerance(exact=True)},
+        build=(lambda inputs, outputs: build_frame(model, inputs, outputs)) if fused else None,
         optimize=False,
     )
 

@@ -1,0 +1,91 @@
+"""The Qwen3-TTS frame graph written from the weights with onnxruntime's fused ops (voxport/exporter/blocks.py),
+the same computation as frame.FrameStep, which stays its PyTorch reference in the parity harness.
+
+talker stack (last position only past the last layer's attention) -> codec_head -> repetition penalty on
+the seen ids, + c0_bias -> group 0 sampled (temperature, top_k) -> code predictor unrolled over groups
+1..15 (step 0 on [talker state, group 0's embedding], then one code a step; its KV stays in the graph),
+each group with its own embedding table and head, sampled with predictor_temperature/predictor_top_k ->
+next_embeds = the 16 group embeddings summed + text_embed.
+
+The talker's multimodal RoPE gets the same position on all three axes for the text-only positions
+TTS generation uses, where it is plain RoPE over the rotary module's inv_freq: GroupQueryAttention's
+cos/sin caches. Positions come from the attention mask (seqlens = mask sum - 1), as in CSM's frame
+graph; `position_ids` is accepted for the contract and equals them for the one unpadded stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+
+def build_frame(model, graph_inputs: list, graph_outputs: list):
+    """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch 1."""
+    from voxport.exporter.blocks import LlamaStack, Sampler, _np, linear_bias, linear_t, rope_caches
+    from voxport.exporter.onnx_builder import GraphBuilder
+
+    talker = model.talker
+    tc, cp = talker.config, talker.code_predictor
+    groups = tc.num_code_groups
+    b = GraphBuilder("frame")
+    names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
+    past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"])
+            for i in range(tc.num_hidden_layers)]
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"], vocab=tc.vocab_size)
+    predictor_sampler = Sampler(b, names["predictor_temperature"], names["predictor_top_k"],
+                                gumbel=sampler.gumbel, name="predictor_sampling", vocab=cp.config.vocab_size)
+
+    def linear(x: str, lin: nn.Linear, name: str, label: str) -> str:
+        y = b.op("MatMul", [x, b.weight(f"{name}.weight", linear_t(lin))], label=label)
+        bias = linear_bias(lin)
+        return y if bias is None else b.op("Add", [y, b.weight(f"{name}.bias", bias)], label=label)
+
+    with b.scope("talker"):
+        mask = names["attention_mask"]
+        total = b.op("Cast", [b.op("Gather", [b.op("Shape", [mask]), b.const(1)], label="total")], to=6)
+        seqlens = b.op("Sub", [b.op("Cast", [b.op("ReduceSum", [mask, b.const([1])], keepdims=0)], to=6),
+                               b.const([1], np.int32)], label="seqlens_k")
+        rope = rope_caches(b, "talker", talker.model.rotary_emb, tc.max_position_embeddings)
+        stack = LlamaStack(b, talker.model, "talker", rope)
+        last, presents = stack(names["inputs_embeds"], past, seqlens, total, last_only=True)  # [1, 1, H]
+        logits = linear(last, talker.codec_head, "talker.codec_head", "codec_head")  # [1, 1, V]
+        with b.scope("repetition_penalty"):
+            p = names["repetition_penalty"]
+            penalised = b.op("Where", [b.op("Greater", [logits, b.const(0.0, np.float32)]),
+                                       b.op("Div", [logits, p]), b.op("Mul", [logits, p])])
+            seen = b.op("Greater", [names["c0_seen"], b.const(0.0, np.float32)], label="seen")
+            logits = b.op("Where", [seen, penalised, logits])
+        logits = b.op("Add", [logits, names["c0_bias"]], label="c0_bias")
+        codes = [sampler(logits, 0)]
+        embeds = [b.op("Gather", [b.weight("talker.codec_embedding.weight",
+                                           _np(talker.model.codec_embedding.weight)), codes[0]], label="embed")]
+
+    d = cp.model
+    # positions 0..groups-1 are all the predictor ever sees in a frame
+    pstack = LlamaStack(b, d, "predictor", rope_caches(b, "predictor", d.rotary_emb, groups))
+    project = cp.small_to_mtp_projection
+    kv = None
+    for i in range(groups - 1):  # step i samples group i + 1
+        with b.scope("predictor", f"step{i}"):
+            x = b.op("Concat", [last, embeds[0]], axis=1) if i == 0 else embeds[-1]  # [1, 2 | 1, H]
+            if isinstance(project, nn.Linear):
+                x = linear(x, project, "predictor.small_to_mtp_projection", "projection")
+            pos = i + 1  # the last position this step writes
+            h, kv = pstack(x, kv, b.const([pos], np.int32), b.const(pos + 1, np.int32), seq=2 if i == 0 else 1,
+                           last_only=i == 0)
+            logits = linear(h, cp.lm_head[i], f"predictor.lm_head.{i}", "head")  # [1, 1, Vp]
+            codes.append(predictor_sampler(logits, i + 1))
+            embeds.append(b.op("Gather", [b.weight(f"predictor.codec_embedding.{i}.weight",
+                                                   _np(d.codec_embedding[i].weight)), codes[-1]], label="embed"))
+
+    with b.scope("next_embeds"):
+        frame = b.op("Concat", codes, axis=1, label="codes")  # [1, G]
+        summed = b.op("ReduceSum", [b.op("Concat", embeds, axis=1), b.const([1])], keepdims=1)  # [1, 1, H]
+        next_embeds = b.op("Add", [summed, names["text_embed"]], label="text")
+
+    outs = {"codes": frame, "next_embeds": next_embeds}
+    for i, (key, value) in enumerate(presents):
+        outs[f"present.{i}.key"], outs[f"present.{i}.value"] = key, value
+    for t in graph_outputs:
+        b.output(outs[t.name], t.name, t.dtype, t.shape)
+    return b.model()
