@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from voxport.exporter.families.csm.precision import CSM_PRECISION
 from voxport.exporter.precision import SNR_MIN_DB, GraphPrecision, snr_threshold
 from voxport.runtime.runtime import Runtime
 from voxport import manifest as mf
@@ -102,7 +103,7 @@ def test_fidelity_gates_pass_with_margin(fidelity, tiny_dir):
     assert min(v for (g, o, d), v in snr.items() if d == "fp32") > 110
     assert min(v for (g, o, d), v in snr.items() if d == "fp16") > SNR_MIN_DB["fp16"]
     # each gate as the product applies it (the depth graph's q8 gate is lower, by design: precision.py)
-    assert all(v >= snr_threshold(g, d) for (g, o, d), v in snr.items())
+    assert all(v >= snr_threshold(CSM_PRECISION.get(g, GraphPrecision()), d) for (g, o, d), v in snr.items())
     # fp16 near-lossless, and each coarser precision loses more on the transformer graphs
     for g, o in (("backbone", "logits"), ("depth", "logits")):
         assert snr[(g, o, "fp32")] > snr[(g, o, "fp16")] > snr[(g, o, "q8")] > snr[(g, o, "q4")], (g, o)
@@ -139,7 +140,6 @@ def test_large_variants_use_onnx_data(tiny_dir, tmp_path, monkeypatch):
     import voxport.exporter.quantize as q
 
     monkeypatch.setattr(q, "EXTERNAL_DATA_BYTES", 0)
-    from voxport.exporter.families.csm.precision import CSM_PRECISION
 
     files, p = q.make_variant(tiny_dir / "onnx/depth.onnx", tmp_path / "depth_q4.onnx", "q4", CSM_PRECISION["depth"])
     assert [f.name for f in files] == ["depth_q4.onnx", "depth_q4.onnx_data"] and p["dtype"] == "q4"

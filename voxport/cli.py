@@ -67,7 +67,7 @@ def _case_lines(r: dict) -> list[str]:
     out = []
     if "greedy" in r:
         out.append(f"greedy codes {same(r['greedy'])} over {r['greedy']['frames_reference']} frames")
-    if "prompt" in r:
+    if r.get("prompt"):
         out.append(f"prompt embeddings {'equal' if all(c['ok'] for c in r['prompt'].values()) else 'DIFFER'} "
                    f"in {len(r['prompt'])} recipe variants")
     if "voice_prompt" in r:

@@ -47,7 +47,7 @@ def interleaved(current: Path, baseline: Path, dtype: str, frames: int, windows:
         med = {m: round(statistics.median(r[m] for r in rs), 2) for m in ("frame_ms", "prefill_ms", "codec_ms",
                                                                          "first_audio_ms")}
         out[k] = {"artifact": str(dirs[k]), **med, "frame_ms_windows": [round(r["frame_ms"], 2) for r in rs],
-                  "frame_graph_nodes": node_counts(dirs[k], [dtype])[dtype]["frame"]}
+                  "frame_graph_nodes": node_counts(dirs[k], [dtype])[dtype][rts[k].contract.graph]}
     out["speedup"] = round(out["baseline"]["frame_ms"] / out["current"]["frame_ms"], 3)
     a, b = runs["current"][0]["codes"], runs["baseline"][0]["codes"]
     out["codes_identical"] = bool(a.shape == b.shape and np.array_equal(a, b))

@@ -24,12 +24,13 @@ class Config:
         return "pytorch eager fp32" if self.engine == "pytorch" else f"voxport {self.engine} {self.dtype}"
 
 
-def configs(dtypes: list[str], quick: bool) -> list[Config]:
+def configs(dtypes: list[str], quick: bool, steps: bool = True) -> list[Config]:
     """The reference first; then per precision the fused graph and (fp32 always, others unless
-    --quick) the step loop, so the fusion gain is visible at every precision."""
+    --quick) the step loop where the artifact declares step graphs, so the fusion gain is visible at
+    every precision."""
     out = [Config("pytorch", "fp32")]
     for d in dtypes:
         out.append(Config("fused", d))
-        if d == "fp32" or not quick:
+        if steps and (d == "fp32" or not quick):
             out.append(Config("steps", d))
     return out

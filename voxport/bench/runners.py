@@ -18,21 +18,27 @@ from voxport.bench import reference
 from voxport.bench.configs import FIRST_AUDIO_REPEATS, TEN_WORDS, Config
 
 
-def _runtime(artifact_dir: Path, dtype: str, threads: int, device: str, graphs: list[str]):
+def _runtime(artifact_dir: Path, dtype: str, threads: int, device: str, load: str | None = "fused"):
+    """A runtime with the sessions of the fused path (`load="steps"`: of the step loop; None: none yet)
+    created: hash check and session creation are load time, not frame time."""
     from voxport.runtime.runtime import Runtime
     from voxport.validation.harness import onnx_providers
 
     t = time.perf_counter()
     rt = Runtime(artifact_dir, providers=onnx_providers(device), threads=threads, dtype=dtype)
-    for g in graphs:
-        rt.graphs.session(g)  # hash check and session creation are load time, not frame time
+    if load == "steps":
+        for role in rt.rt["generation"]["steps"].values():
+            rt.graphs.session(role["graph"])
+        rt.graphs.session(rt.codec["stream"])
+    elif load == "fused":
+        rt.load_streaming()
     return rt, time.perf_counter() - t
 
 
 def fused(artifact_dir: Path, dtype: str, frames: int, threads: int, device: str) -> dict:
     from voxport.runtime.stream import Speech
 
-    rt, load_s = _runtime(artifact_dir, dtype, threads, device, ["embed", "frame", "mimi_decoder_stream"])
+    rt, load_s = _runtime(artifact_dir, dtype, threads, device)
     list(Speech(rt, TEN_WORDS, max_frames=3))  # warm-up
     speech = Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=1)
     list(speech)
@@ -50,7 +56,7 @@ def fused(artifact_dir: Path, dtype: str, frames: int, threads: int, device: str
 def steps(artifact_dir: Path, dtype: str, frames: int, threads: int, device: str) -> dict:
     from voxport.runtime.codec_stream import CodecStream
 
-    rt, load_s = _runtime(artifact_dir, dtype, threads, device, ["embed", "backbone", "depth", "mimi_decoder_stream"])
+    rt, load_s = _runtime(artifact_dir, dtype, threads, device, load="steps")
     rt.generate(TEN_WORDS, max_frames=3, decode=False)  # warm-up
     res = rt.generate(TEN_WORDS, max_frames=frames, decode=False)
     codec, codec_s = CodecStream(rt.graphs), []
@@ -76,7 +82,7 @@ def profile(artifact_dir: Path, dtype: str, frames: int, threads: int, device: s
 
     from voxport.runtime.stream import Speech
 
-    rt, _ = _runtime(artifact_dir, dtype, threads, device, [])
+    rt, _ = _runtime(artifact_dir, dtype, threads, device, load=None)  # sessions made with profiling on
     rt.graphs.profile_dir = Path(tempfile.mkdtemp(prefix="voxport-profile-"))
     list(Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=1))
 
@@ -91,8 +97,8 @@ def profile(artifact_dir: Path, dtype: str, frames: int, threads: int, device: s
                 kernels += 1
         return max(1, len(runs) - skip), by_op, kernels
 
-    n, by_op, kernels = per_call("frame", 1)
-    n_codec, _, codec_kernels = per_call("mimi_decoder_stream", 0)
+    n, by_op, kernels = per_call(rt.contract.graph, 1)
+    n_codec, _, codec_kernels = per_call(rt.codec["stream"], 0)
     total = sum(by_op.values()) or 1
     return {"frames": n, "kernel_ms_per_frame": total / 1e3 / n, "kernels_per_frame": round(kernels / n),
             "codec_kernels_per_call": round(codec_kernels / n_codec),

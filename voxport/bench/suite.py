@@ -88,16 +88,17 @@ def artifacts_for(preset: str, given: Path | None, dtypes: list[str], progress) 
 def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: int, threads: int,
                device: str, bandwidth: float, browser: bool, progress, baseline: Path | None = None) -> dict:
     manifest = mf.load(art)
+    generation = manifest["runtime"]["generation"]
     have = [d for d in dtypes if d in manifest["dtypes"]]
     missing = sorted(set(dtypes) - set(have))
     floors = {}
     for d in have:
-        w = roofline.weight_bytes_per_frame(mf.graph_path(art, manifest, "frame", dtype=d))
+        w = roofline.weight_bytes_per_frame(mf.graph_path(art, manifest, generation["frame"]["graph"], dtype=d))
         floors[d] = {"bytes_read_per_frame": w["read"], "bytes_stored": w["stored"],
                      "floor_ms": round(roofline.floor_ms(w["read"], bandwidth), 2)}
     frame_ms = 1e3 * manifest["runtime"]["frame_size"] / manifest["runtime"]["sample_rate"]
     rows, ref = [], None
-    for cfg in configs(have, quick):
+    for cfg in configs(have, quick, steps="steps" in generation):
         progress(f"bench: {preset}: {cfg.label}, {frames} frames")
         raw = measure(cfg, art, frames, threads, device)
         if cfg.engine == "pytorch":
@@ -117,9 +118,15 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
         shared = [d for d in have if d in mf.load(baseline)["dtypes"]]
         out["vs_baseline"] = [interleaved(art, baseline, d, frames, BASELINE_WINDOWS, threads,
                                           onnx_providers(device), progress) for d in shared]
-    if browser:
+    if browser and generation["prompt"]["format"] in PAGE_PROMPT_FORMATS:
         out["browser"] = _browser(art, have, manifest["source"].get("name") == "tiny", progress)
+    elif browser:
+        out["browser"] = {"skipped": f"the page does not build the {generation['prompt']['format']} prompt format yet"}
     return out
+
+
+# the prompt formats web/src builds (web/src/manifest.js PROMPT_FORMATS)
+PAGE_PROMPT_FORMATS = ("chat_template",)
 
 
 def _browser(art: Path, dtypes: list[str], tiny: bool, progress) -> list[dict] | dict:

@@ -31,6 +31,7 @@ class GraphPrecision:
     sampled_outputs: outputs that follow from a discrete choice inside the graph (codes, and the
         embedding of those codes): one flipped argmax changes them wholesale, so below fp32 their
         figure is reported, not gated (random weights give near-flat logits).
+    snr_min_db: dtype -> this graph's SNR gate where it differs from SNR_MIN_DB (say why, measured).
     """
 
     fp16_keep_fp32: tuple[str, ...] = ()
@@ -39,6 +40,7 @@ class GraphPrecision:
     quantize_only_in: tuple[str, ...] = ()
     unsupported: dict[str, str] = field(default_factory=dict)
     sampled_outputs: tuple[str, ...] = ()
+    snr_min_db: dict[str, float] = field(default_factory=dict)
 
 
 # Fidelity gates, in one place. SNR (dB) of every float output of every graph against fp32 PyTorch,
@@ -47,14 +49,11 @@ class GraphPrecision:
 # full-size marvis-250m and on tiny (docs/design.md): fp32 116 dB, fp16 48.5 (backbone logits),
 # q8 21.9 (backbone; depth 8.1, below), q4 and q4f16 9.5 (depth logits; backbone 9.9).
 SNR_MIN_DB = {"fp32": 90.0, "fp16": 40.0, "q8": 15.0, "q4": 7.0, "q4f16": 7.0}
-# per graph overrides: (graph, dtype) -> dB. q8's dynamic per-tensor activation quantization hurts the
-# depth decoder's first call, where the projected backbone state and a code embedding share one tensor
-# at different scales (marvis-250m: 8.1 dB, worse than q4's weight-only 9.5).
-SNR_MIN_DB_GRAPH: dict[tuple[str, str], float] = {("depth", "q8"): 6.0}
+# a graph's own gates, where a family sets them: GraphPrecision.snr_min_db
 # integer outputs (the frame graph's codes): exact in fp32; in the other variants reported, not gated,
 # since random weights give near-flat logits whose argmax flips say little (docs/design.md)
 CODE_AGREEMENT_MIN = {"fp32": 1.0, "fp16": 0.0, "q8": 0.0, "q4": 0.0, "q4f16": 0.0}
 
 
-def snr_threshold(graph: str, dtype: str) -> float:
-    return SNR_MIN_DB_GRAPH.get((graph, dtype), SNR_MIN_DB[dtype])
+def snr_threshold(policy: GraphPrecision, dtype: str) -> float:
+    return policy.snr_min_db.get(dtype, SNR_MIN_DB[dtype])

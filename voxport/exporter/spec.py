@@ -111,6 +111,11 @@ class Family:
         stored in the manifest."""
         raise NotImplementedError
 
+    def reference_generate(self, text: str, frames: int, device: str) -> tuple:
+        """The benchmark's reference: the family's own PyTorch generate, greedy, on `text` for `frames`
+        frames: (codes [frames, K], wall time of each frame, decode(codes) -> waveform)."""
+        raise NotImplementedError
+
     def parity(self, rt, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
         """The family's end-to-end parity cases against its reference implementation:
         (results by case name, failure lines)."""

@@ -102,6 +102,10 @@ class Runtime:
 
     def speaker_vector(self, wave: np.ndarray) -> np.ndarray:
         """mono float32 at the codec rate -> the speaker encoder's vector [hidden]."""
+        need = self.codec.get("speaker_encoder_min_samples", 0)
+        if wave.shape[-1] < need:
+            raise InputError(f"reference audio is {wave.shape[-1] / self.rt['sample_rate']:.2f} s; the speaker "
+                             f"encoder needs at least {need / self.rt['sample_rate']:.2f} s")
         return self.graphs.run(self.codec["speaker_encoder"], {"input_values": wave.reshape(1, -1).astype(np.float32)})[0][0]
 
     def reference(self, path: Path, text: str, speaker: int | str | None = None) -> Utterance:

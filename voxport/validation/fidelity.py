@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxport.exporter.precision import CODE_AGREEMENT_MIN, snr_threshold
+from voxport.exporter.precision import CODE_AGREEMENT_MIN, GraphPrecision, snr_threshold
 from voxport.validation.graphs import reference_cases
 from voxport import dtypes as dt
 from voxport import manifest as mf
@@ -41,10 +41,10 @@ def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.clip(10 * np.log10(signal / noise), -SNR_CAP_DB, SNR_CAP_DB))
 
 
-def score_graph(spec, sessions: dict, device: str = "cpu", ungated: tuple[str, ...] = ()) -> list[dict]:
+def score_graph(spec, sessions: dict, policy: GraphPrecision, device: str = "cpu") -> list[dict]:
     """One row per (output, dtype, case): the SNR (float outputs) or agreement (integer outputs).
-    Outputs in `ungated` (sampled codes and what follows from them) are gated in fp32 only."""
-    rows = []
+    The policy's sampled outputs (codes and what follows from them) are gated in fp32 only."""
+    rows, ungated = [], policy.sampled_outputs
     names = [s.name for s in spec.outputs]
     for case, feeds, ref in reference_cases(spec, device):
         for dtype, sess in sessions.items():
@@ -54,7 +54,7 @@ def score_graph(spec, sessions: dict, device: str = "cpu", ungated: tuple[str, .
                 if r.shape != g.shape:
                     row.update(metric="shape", value=None, ok=False)
                 elif r.dtype.kind == "f":
-                    row.update(metric="snr_db", value=snr_db(r, g), threshold=snr_threshold(spec.name, dtype))
+                    row.update(metric="snr_db", value=snr_db(r, g), threshold=snr_threshold(policy, dtype))
                     row["ok"] = bool(row["value"] >= row["threshold"])
                 else:
                     row.update(metric="agreement", value=float(np.mean(r == g)) if r.size else 1.0,
@@ -126,8 +126,8 @@ def run(artifact_dir: Path, dtypes: str | list[str] = "all", device: str = "cpu"
         if spec.name not in manifest["graphs"]:
             raise ArtifactError(f"{artifact_dir}: manifest lacks graph {spec.name!r} that the family declares")
         progress(f"fidelity: graph {spec.name} ({len(spec.check_sizes)} cases x {len(dtypes)} variants)")
-        rows += score_graph(spec, {d: rt.graphs.session(spec.name) for d, rt in runtimes.items()}, device,
-                            ungated=family.precision_policy(spec.name).sampled_outputs)
+        rows += score_graph(spec, {d: rt.graphs.session(spec.name) for d, rt in runtimes.items()},
+                            family.precision_policy(spec.name), device)
     agree = {}
     if end_to_end:
         progress(f"fidelity: greedy codes vs fp32 over {len(PROMPTS)} prompts, {frames} frames")

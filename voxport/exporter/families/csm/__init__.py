@@ -45,6 +45,11 @@ class CsmFamily(Family):
     def artifact_files(self, out):
         return checkpoint.write_runtime_files(self.source, out)
 
+    def reference_generate(self, text, frames, device):
+        from voxport.exporter.families.csm.parity import reference_generate
+
+        return reference_generate(self, text, frames, device)
+
     def parity(self, rt, ckpt, frames, device, progress):
         from voxport.exporter.families.csm.parity import run
 

@@ -3,6 +3,8 @@ and streaming decode, on one reference model (the graphs were checked shape by s
 
 from __future__ import annotations
 
+import time
+
 
 def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
     model = family.model
@@ -58,3 +60,41 @@ def _decode(model, codes, device: str):
 
     with torch.no_grad():
         return model.codec_model.decode(torch.from_numpy(codes[None]).to(device)).audio_values[0, 0].cpu().numpy()
+
+
+class _FrameClock:
+    """A transformers streamer that only notes when each frame arrives. generate() puts the prompt
+    first, then one [batch, K] tensor per frame."""
+
+    def __init__(self):
+        self.marks: list[float] = []
+
+    def put(self, value):
+        self.marks.append(time.perf_counter())
+
+    def end(self):
+        pass
+
+
+def reference_generate(family, text: str, frames: int, device: str):
+    """transformers' generate, greedy, speaker 0: (codes, wall time per frame, batch Mimi decode)."""
+    import torch
+    from transformers import AutoProcessor
+
+    model = family.model
+    processor = AutoProcessor.from_pretrained(family.source)
+    conv = [{"role": "0", "content": [{"type": "text", "text": text}]}]
+    inputs = processor.apply_chat_template(conv, tokenize=True, return_dict=True).to(device)
+    clock = _FrameClock()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=frames, do_sample=False, depth_decoder_do_sample=False,
+                             streamer=clock)
+    marks = [t0, *clock.marks[1:]]  # the first put is the prompt, not a frame
+    size = model.config.codec_config.codebook_size
+
+    def decode(codes):
+        audio = torch.as_tensor(codes).T[None].to(device).clamp(0, size - 1)
+        return model.codec_model.decode(audio)
+
+    return out[0].cpu().numpy(), [b - a for a, b in zip(marks, marks[1:])], decode

@@ -14,7 +14,10 @@ CSM_PRECISION = {
     "embed": GraphPrecision(quantize_embeddings=True),
     # its codebook embedding table and the 31 codebook heads (one [31, Hd, V] table read with a
     # Gather) are 8-bit in q8 and q4; the `frame` graph has the heads as 31 MatMuls (4-bit in q4)
-    "depth": GraphPrecision(quantize_embeddings=True),
+    # q8's dynamic per-tensor activation quantization hurts its first call, where the projected backbone
+    # state and a code embedding share one tensor at different scales (marvis-250m: 8.1 dB, worse than
+    # q4's weight-only 9.5): its q8 gate is 6 dB
+    "depth": GraphPrecision(quantize_embeddings=True, snr_min_db={"q8": 6.0}),
     # Mimi's decoder transformer has a large residual stream (public reports: |x| ~ 27 in fp16);
     # kept fp32 inside the fp16 codec
     "mimi_decoder": GraphPrecision(fp16_keep_fp32=("decoder_transformer",)),

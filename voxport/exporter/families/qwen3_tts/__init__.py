@@ -66,6 +66,11 @@ class Qwen3TtsFamily(Family):
     def load(cls, path: Path, device: str = "cpu"):
         return presets.load(path).to(device)
 
+    def reference_generate(self, text, frames, device):
+        from voxport.exporter.families.qwen3_tts.parity import reference_generate
+
+        return reference_generate(self, text, frames, device)
+
     def parity(self, rt, ckpt, frames, device, progress):
         from voxport.exporter.families.qwen3_tts.parity import run
 

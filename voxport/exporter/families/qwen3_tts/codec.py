@@ -21,12 +21,13 @@ from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 
 F32, I64 = "float32", "int64"
 
-# The released Qwen/Qwen3-TTS-Tokenizer-12Hz dimensions.
+# The released Qwen/Qwen3-TTS-Tokenizer-12Hz dimensions (its config.json as published: the decoder
+# transformer is 512 wide, 16 heads of 64, MLP 1024; the latent stream 1024, the upsampling 1536).
 FULL_CODEC = {
     "decoder_config": {
-        "codebook_size": 2048, "hidden_size": 1024, "latent_dim": 1024, "codebook_dim": 512,
+        "codebook_size": 2048, "hidden_size": 512, "latent_dim": 1024, "codebook_dim": 512,
         "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 64,
-        "sliding_window": 72, "intermediate_size": 3072, "num_quantizers": 16,
+        "sliding_window": 72, "intermediate_size": 1024, "num_quantizers": 16,
         "upsample_rates": (8, 5, 4, 3), "upsampling_ratios": (2, 2), "decoder_dim": 1536,
         "max_position_embeddings": 8000, "rope_theta": 10000,
     },

@@ -65,11 +65,13 @@ def reference_codes(rt, model, text: str, speaker, language: str, frames: int, i
     return codes[0].numpy()
 
 
-def runtime_codes(rt, text: str, speaker, language: str, frames: int, instruct=None, context=()) -> np.ndarray:
+def runtime_codes(rt, text: str, speaker, language: str, frames: int, instruct=None, context=(),
+                  sampling=None, seed: int = 0) -> np.ndarray:
+    from voxport.runtime.sampling import Sampling
     from voxport.runtime.stream import Speech
 
     speech = Speech(rt, text, speaker=speaker, language=language, instruct=instruct, context=list(context),
-                    max_frames=frames, chunk_frames=frames)
+                    max_frames=frames, chunk_frames=frames, sampling=sampling or Sampling(), seed=seed)
     for _ in speech:
         pass
     codes = np.stack(speech.codes)
@@ -82,6 +84,38 @@ def greedy_case(rt, model, frames: int, speaker, language: str = "english") -> d
     ref = reference_codes(rt, model, TEXT, speaker, language, frames)
     got = runtime_codes(rt, TEXT, speaker, language, frames)
     return {**compare_codes(ref, got), "speaker": speaker, "language": language}
+
+
+def voice_clone_case(rt, model, frames: int, device: str) -> dict:
+    """Base: a reference clip through the runtime's codec encoder and speaker encoder graphs, in
+    context (ICL), vs the reference's own encode + x-vector + generate on the same clip."""
+    import torch
+
+    from voxport.runtime.prompt import Utterance
+    from voxport.validation.e2e import compare_codes, reference_wave
+
+    wave = reference_wave(rt.rt["sample_rate"])
+    voice = Utterance(REF_TEXT, None, rt.encode_audio(wave), vector=rt.speaker_vector(wave))
+    with torch.no_grad():
+        tok = model.speech_tokenizer.model
+        ref_code = tok.encode(torch.from_numpy(wave)[None].to(device),
+                              padding_mask=torch.ones(1, wave.shape[0], dtype=torch.long, device=device)).audio_codes[0]
+        ref_vector = model.extract_speaker_embedding(wave, rt.rt["sample_rate"]).cpu().numpy()
+    got = runtime_codes(rt, TEXT, None, "english", frames, context=[voice])
+    ref = reference_codes(rt, model, TEXT, None, "english", frames,
+                          voice=Utterance(REF_TEXT, None, ref_code.cpu().numpy(), vector=ref_vector))
+    return {**compare_codes(ref, got), "context_frames": int(voice.codes.shape[0]),
+            "encoder_codes_identical": bool(np.array_equal(voice.codes, ref_code.cpu().numpy())),
+            "speaker_vector_max_abs": float(np.abs(voice.vector - ref_vector).max())}
+
+
+def sampling_case(rt, speaker, frames: int = 8) -> dict:
+    """Seeded sampling (the model's own defaults: T 0.9, top-k 50) is reproducible, another seed differs."""
+    from voxport.runtime.sampling import Sampling
+
+    s = Sampling(temperature=0.9, top_k=50)
+    a, b, c = (runtime_codes(rt, TEXT, speaker, "english", frames, sampling=s, seed=seed) for seed in (1234, 1234, 4321))
+    return {"frames": frames, "reproducible": bool(np.array_equal(a, b)), "other_seed_differs": bool(not np.array_equal(a, c))}
 
 
 def prompt_cases(rt, model) -> dict:
@@ -149,6 +183,16 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
         rt, lambda codes: _decode(model, codes, device), model.speech_tokenizer.model.config.decoder_config.codebook_size)
     if not sd["ok"]:
         failures.append(f"streaming decode: relative error {sd['worst_rel']:.3g} > {sd['allowed_rel']}")
+    if spec["voice_clone"]:
+        progress(f"parity: voice clone, {frames} greedy frames, runtime encoders + ICL vs the reference's")
+        results["voice_prompt"] = v = voice_clone_case(rt, model, frames, device)
+        if not (v["identical"] and v["encoder_codes_identical"]):
+            failures.append(f"voice clone: codes differ from the reference at frame {v['first_mismatch_frame']} "
+                            f"(encoder codes identical: {v['encoder_codes_identical']})")
+    progress("parity: sampling reproducibility")
+    results["sampling"] = sc = sampling_case(rt, speaker)
+    if not (sc["reproducible"] and sc["other_seed_differs"]):
+        failures.append(f"sampling: not reproducible from the seed ({sc})")
     if speaker is not None:
         progress(f"parity: greedy generation, {frames} frames, fused frame graph vs the reference's generate")
         results["greedy"] = g = greedy_case(rt, model, frames, speaker)
@@ -156,3 +200,44 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
             failures.append(f"greedy generation: codes differ from the reference at frame {g['first_mismatch_frame']} "
                             f"({g['frames_onnx']} vs {g['frames_reference']} frames)")
     return results, failures
+
+
+def reference_generate(family, text: str, frames: int, device: str):
+    """qwen-tts-hf's generate, greedy, the first speaker, English: (codes, wall time per frame, the
+    codec's plain decode). Its generate takes no streamer; a hook on the talker's forward (one call
+    per frame: the prefill, then each step) notes when each frame's group-0 logits exist."""
+    import time
+
+    import torch
+
+    from voxport.exporter.families.qwen3_tts.codec import CodecDecode
+
+    model, spec = family.model, family.runtime_config()["generation"]
+    speakers = spec["speakers"]["names"]
+    tok = _tokenizer(family.source)
+    ids = torch.tensor([tok.encode(spec["prompt"]["template"].format(text=text), add_special_tokens=False).ids])
+    marks = []
+    hook = model.talker.register_forward_hook(lambda *a: marks.append(time.perf_counter()))
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            codes, _ = model.generate(input_ids=[ids.to(device)], languages=["english"],
+                                      speakers=[speakers[0]] if speakers else None, max_new_tokens=frames + 1,
+                                      do_sample=False, subtalker_dosample=False)
+    finally:
+        hook.remove()
+    # the frame completed by talker call i + 1 (its codes are the input of the next call)
+    marks = [t0, *marks[1:]][: len(codes[0]) + 1]
+    decoder = CodecDecode(model.speech_tokenizer.model)
+
+    def decode(c):
+        return decoder(torch.as_tensor(c).T[None].to(device))
+
+    return codes[0].cpu().numpy(), [b - a for a, b in zip(marks, marks[1:])], decode
+
+
+def _tokenizer(path):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    return Tokenizer.from_str(AutoTokenizer.from_pretrained(path).backend_tokenizer.to_str())

@@ -17,7 +17,10 @@ SPEAKER_REASON = ("its only MatMul is the log-mel filterbank (the ECAPA-TDNN is 
 QWEN_PRECISION: dict[str, GraphPrecision] = {
     # the text embedding table is most of this graph (151,936 x 2,048 in the released models)
     "prompt_embed": GraphPrecision(quantize_embeddings=True),
-    "code_predictor": GraphPrecision(quantize_embeddings=True),
+    # as CSM's depth decoder: the first call holds the talker's hidden state and a code embedding in one
+    # tensor at different scales, which q8's per-tensor activation quantization hurts (tiny: 9.5 dB on
+    # present.0.key, q4's weight-only 15.7): its q8 gate is 6 dB
+    "code_predictor": GraphPrecision(quantize_embeddings=True, snr_min_db={"q8": 6.0}),
     # the frame graph holds the codec tables (2-D Gathers) and 16 heads (MatMuls); its sampled outputs
     # are gated by code agreement, not SNR
     "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"),
