@@ -203,7 +203,8 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
 
 
 def reference_generate(family, text: str, frames: int, device: str):
-    """qwen-tts-hf's generate, greedy, the first speaker, English: (codes, wall time per frame, the
+    """qwen-tts-hf's generate, greedy, as the runtime's defaults (the first speaker, language auto):
+    (codes, wall time per frame, the
     codec's plain decode). Its generate takes no streamer; a hook on the talker's forward (one call
     per frame: the prefill, then each step) notes when each frame's group-0 logits exist."""
     import time
@@ -221,7 +222,7 @@ def reference_generate(family, text: str, frames: int, device: str):
     t0 = time.perf_counter()
     try:
         with torch.no_grad():
-            codes, _ = model.generate(input_ids=[ids.to(device)], languages=["english"],
+            codes, _ = model.generate(input_ids=[ids.to(device)], languages=["auto"],
                                       speakers=[speakers[0]] if speakers else None, max_new_tokens=frames + 1,
                                       do_sample=False, subtalker_dosample=False)
     finally:
