@@ -55,27 +55,6 @@ def test_not_a_checkpoint_is_one_line(tiny, tmp_path):
         validate_dir(tmp_path / "ckpt")
 
 
-class _Captured(Exception):
-    pass
-
-
-def _reference_prompt(model, **kwargs):
-    """The talker prompt and trailing text the reference's generate builds (captured, not generated)."""
-    seen = {}
-
-    def capture(**kw):
-        seen.update(kw)
-        raise _Captured
-
-    model.talker.generate = capture
-    try:
-        with pytest.raises(_Captured):
-            model.generate(**kwargs)
-    finally:
-        del model.talker.generate
-    return seen["inputs_embeds"][0].numpy(), seen["trailing_text_hidden"][0].numpy()
-
-
 def _builder(model, path):
     from voxport.exporter.families.qwen3_tts import Qwen3TtsFamily
     from voxport.runtime.prompt import PromptBuilder
@@ -99,6 +78,7 @@ def test_voice_clone_prompt_recipe_equals_reference_prompt(cache_root):
     import torch
 
     from voxport.exporter.families.qwen3_tts import presets
+    from voxport.exporter.families.qwen3_tts.parity import reference_prompt
     from voxport.exporter.presets import materialize
     from voxport.runtime.prompt import Utterance
 
@@ -115,7 +95,7 @@ def test_voice_clone_prompt_recipe_equals_reference_prompt(cache_root):
         prompt = {"ref_spk_embedding": [xvec], "x_vector_only_mode": [False], "icl_mode": [True], "ref_code": [code]}
         ids = [torch.tensor([prompts._ids(spec["template"], "Hello there!")])]
         ref_ids = [torch.tensor([prompts._ids(spec["ref_template"], TEXT)])]
-        ref, ref_trailing = _reference_prompt(model, input_ids=ids, ref_ids=ref_ids, voice_clone_prompt=prompt,
+        ref, ref_trailing = reference_prompt(model, input_ids=ids, ref_ids=ref_ids, voice_clone_prompt=prompt,
                                               languages=["english"])
         ours = _embed(model, *prompts.build(turns))
         for row, vector in prompts.vectors(turns):

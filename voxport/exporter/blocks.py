@@ -76,6 +76,15 @@ def unfusable(cfg) -> str | None:
     return None
 
 
+def mask_lengths(b, mask: str) -> tuple[str, str]:
+    """GroupQueryAttention's length inputs from an attention mask [1, total]: seqlens_k (valid keys
+    - 1, int32) and total_sequence_length (int32)."""
+    total = b.op("Cast", [b.op("Gather", [b.op("Shape", [mask]), b.const(1)], label="total")], to=6)
+    seqlens = b.op("Sub", [b.op("Cast", [b.op("ReduceSum", [mask, b.const([1])], keepdims=0)], to=6),
+                           b.const([1], np.int32)], label="seqlens_k")
+    return seqlens, total
+
+
 class LlamaStack:
     """The decoder layers + final norm of a transformers Llama-style model, as fused nodes.
 

@@ -10,17 +10,9 @@ from voxport.exporter.families.csm.mimi_stream import MimiDecodeStream
 from voxport.exporter.blocks import unfusable
 from voxport.exporter.families.csm.precision import CSM_PRECISION
 from voxport.exporter.spec import Family, GraphSpec, TensorSpec, Tolerance, register
+from voxport.exporter.torch_steps import kv_specs, lm_step_inputs, rand_past, static_codec_shapes
 
 F32, I64 = "float32", "int64"
-
-
-def _kv(prefix: str, n_layers: int, kv_heads: int, head_dim: int, seq_axis: str) -> list[TensorSpec]:
-    return [TensorSpec(f"{prefix}.{i}.{kv}", F32, ("batch", kv_heads, seq_axis, head_dim))
-            for i in range(n_layers) for kv in ("key", "value")]
-
-
-def _rand_past(gen, n_layers, batch, kv_heads, past, head_dim) -> list[torch.Tensor]:
-    return [torch.randn(batch, kv_heads, past, head_dim, generator=gen) for _ in range(2 * n_layers)]
 
 
 @register
@@ -87,24 +79,17 @@ class CsmFamily(Family):
         n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
 
         def make(s):
-            b, q, p = s["batch"], s["seq"], s["past"]
-            gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
-            mask = torch.ones(b, p + q, dtype=torch.long)
-            if b > 1:  # left padding on the first row exercises the mask
-                mask[0, : max(1, (p + q) // 4)] = 0
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
-            embeds = torch.randn(b, q, h, generator=gen) * 0.5
-            return [embeds, mask, pos, *_rand_past(gen, n, b, kvh, p, hd)]
+            return lm_step_inputs(s, h, n, kvh, hd)
 
         return GraphSpec(
             "backbone", wrappers.BackboneStep(self.model),
             inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)),
                     TensorSpec("attention_mask", I64, ("batch", "past_seq")),
                     TensorSpec("position_ids", I64, ("batch", "seq")),
-                    *_kv("past_key_values", n, kvh, hd, "past")],
+                    *kv_specs("past_key_values", n, kvh, hd, "past")],
             outputs=[TensorSpec("last_hidden_state", F32, ("batch", "seq", h)),
                      TensorSpec("logits", F32, ("batch", "seq", cfg.vocab_size)),
-                     *_kv("present", n, kvh, hd, "past_seq")],
+                     *kv_specs("present", n, kvh, hd, "past_seq")],
             make_inputs=make, export_sizes={"batch": 2, "seq": 3, "past": 5},
             check_sizes=[{"batch": 1, "seq": 7, "past": 0}, {"batch": 3, "seq": 1, "past": 11},
                          {"batch": 1, "seq": 1, "past": 0}, {"batch": 2, "seq": 4, "past": 300},
@@ -122,15 +107,15 @@ class CsmFamily(Family):
             gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
             ids = torch.randint(0, dcfg.vocab_size, (b, q), generator=gen)
             hidden = torch.randn(b, cfg.hidden_size, generator=gen)
-            return [ids, hidden, *_rand_past(gen, n, b, kvh, p, hd)]
+            return [ids, hidden, *rand_past(gen, n, b, kvh, p, hd)]
 
         return GraphSpec(
             "depth", wrappers.DepthStep(self.model),
             inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
                     TensorSpec("backbone_last_hidden_state", F32, ("batch", cfg.hidden_size)),
-                    *_kv("past_key_values", n, kvh, hd, "past")],
+                    *kv_specs("past_key_values", n, kvh, hd, "past")],
             outputs=[TensorSpec("logits", F32, ("batch", dcfg.vocab_size)),
-                     *_kv("present", n, kvh, hd, "past_seq")],
+                     *kv_specs("present", n, kvh, hd, "past_seq")],
             make_inputs=make, export_sizes={"batch": 2, "seq": 2, "past": 3},
             # the two shapes generation uses: (hidden, c0) with no past, then one code at a time
             check_sizes=[{"batch": 1, "seq": 2, "past": 0}, {"batch": 3, "seq": 1, "past": 2},
@@ -160,7 +145,7 @@ class CsmFamily(Family):
             inputs=[*one(backbone.inputs[:3]), TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
                     TensorSpec("noise", F32, (1, k, v)), *one(backbone.inputs[3:])],
             outputs=[TensorSpec("codes", I64, (1, k)), TensorSpec("next_embeds", F32, (1, 1, h)),
-                     *one(_kv("present", n, kvh, hd, "past_seq"))],
+                     *one(kv_specs("present", n, kvh, hd, "past_seq"))],
             make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
             # greedy, sampling with top-k, and the whole vocabulary; prefill and steps
             check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
@@ -214,7 +199,7 @@ class CsmFamily(Family):
             make_inputs=make, export_sizes={"batch": 2, "frames": 3},
             check_sizes=[{"batch": 1, "frames": 1}, {"batch": 1, "frames": 9}, {"batch": 3, "frames": 4},
                          {"batch": 1, "frames": 60}],
-            export_context=lambda: wrappers.static_codec_shapes(self.model.codec_model),
+            export_context=lambda: static_codec_shapes(self.model.codec_model),
         )
 
     def _mimi_encoder(self) -> GraphSpec:
@@ -235,7 +220,7 @@ class CsmFamily(Family):
             check_sizes=[{"batch": 1, "samples": 5 * fs}, {"batch": 1, "samples": 4 * fs + 700},
                          {"batch": 2, "samples": fs}],
             tolerance={"audio_codes": Tolerance(exact=True)},
-            export_context=lambda: wrappers.static_codec_shapes(self.model.codec_model),
+            export_context=lambda: static_codec_shapes(self.model.codec_model),
         )
 
     # -- runtime facts ----------------------------------------------------------------------------

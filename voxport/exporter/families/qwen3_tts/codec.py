@@ -14,7 +14,7 @@ import contextlib
 import torch
 from torch import nn
 
-from voxport.exporter.families.csm.wrappers import static_codec_shapes
+from voxport.exporter.torch_steps import static_codec_shapes
 from voxport.exporter.families.qwen3_tts.codec_stream import CodecDecodeStream
 from voxport.exporter.families.qwen3_tts.reference import reference
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance

@@ -23,13 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from voxport.exporter.families.csm.frame import gumbel_choice
-from voxport.exporter.families.csm.wrappers import _cache_from, _flat_present
-
-
-def _rotate_half(x):
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+from voxport.exporter.torch_steps import cache_from, flat_present, gumbel_choice, unrolled_stack
 
 
 class FrameStep(nn.Module):
@@ -47,7 +41,7 @@ class FrameStep(nn.Module):
 
     def forward(self, inputs_embeds, attention_mask, position_ids, text_embed, temperature, top_k,
                 predictor_temperature, predictor_top_k, repetition_penalty, c0_seen, c0_bias, noise, *past):
-        cache = _cache_from(self.talker.config, past)
+        cache = cache_from(self.talker.config, past)
         out = self.talker(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
                           past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1:]  # [1, 1, H]
@@ -60,46 +54,11 @@ class FrameStep(nn.Module):
         kv: list = [None] * len(self.predictor.layers)
         x = torch.cat([hidden, embeds[0]], dim=1)  # position 0: talker state, position 1: group 0
         for g in range(1, self.groups):
-            h = self._predictor_step(self.project(x), kv, 0 if g == 1 else g)
+            h = unrolled_stack(self.predictor, self.project(x), kv, 0 if g == 1 else g)
             code = gumbel_choice(self.heads[g - 1](h[:, -1]), noise[:, g, : self.vp], predictor_temperature,
                                  predictor_top_k)
             codes.append(code)
             x = self.tables[g - 1](code[:, None])
             embeds.append(x)
         next_embeds = torch.cat(embeds, dim=1).sum(1, keepdim=True) + text_embed
-        return (torch.stack(codes, dim=1), next_embeds, *_flat_present(cache, self.n_layers))
-
-    def _predictor_step(self, x: torch.Tensor, kv: list, start: int) -> torch.Tensor:
-        """The code predictor on positions start.. with its KV in `kv` (grown in place), written out
-        from its own submodules: its forward builds masks and caches per call, which slows the
-        15-step trace and enlarges the graph (as CSM's depth decoder did)."""
-        d = self.predictor
-        b, n = x.shape[0], x.shape[1]
-        cos, sin = self._rope(start, n, x)
-        mask = torch.full((n, n), float("-inf"), device=x.device).triu(1) if n > 1 else None
-        for j, layer in enumerate(d.layers):
-            a = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = a.q_norm(a.q_proj(h).view(b, n, -1, a.head_dim)).transpose(1, 2)
-            k = a.k_norm(a.k_proj(h).view(b, n, -1, a.head_dim)).transpose(1, 2)
-            v = a.v_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
-            q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-            if kv[j] is not None:
-                k, v = torch.cat([kv[j][0], k], 2), torch.cat([kv[j][1], v], 2)
-            kv[j] = (k, v)
-            g = a.num_key_value_groups
-            kr, vr = (k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)) if g > 1 else (k, v)
-            w = q @ kr.transpose(2, 3) * a.scaling
-            w = torch.softmax(w if mask is None else w + mask, dim=-1)
-            x = x + a.o_proj((w @ vr).transpose(1, 2).reshape(b, n, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return d.norm(x)
-
-    def _rope(self, start: int, n: int, x: torch.Tensor):
-        """cos/sin for positions start..start+n-1 with the rotary module's arithmetic (not its
-        no_grad forward, which torch.export splits into a submodule per call)."""
-        rope = self.predictor.rotary_emb
-        pos = torch.tensor([float(p) for p in range(start, start + n)], device=x.device)
-        freqs = pos[None, :, None] * rope.inv_freq.to(torch.float32)[None, None, :]
-        emb = torch.cat([freqs, freqs], dim=-1)
-        return (emb.cos() * rope.attention_scaling).to(x.dtype), (emb.sin() * rope.attention_scaling).to(x.dtype)
+        return (torch.stack(codes, dim=1), next_embeds, *flat_present(cache, self.n_layers))

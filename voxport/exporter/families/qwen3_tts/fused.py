@@ -21,7 +21,7 @@ from torch import nn
 
 def build_frame(model, graph_inputs: list, graph_outputs: list):
     """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch 1."""
-    from voxport.exporter.blocks import LlamaStack, Sampler, _np, linear_bias, linear_t, rope_caches
+    from voxport.exporter.blocks import LlamaStack, Sampler, _np, linear_bias, linear_t, mask_lengths, rope_caches
     from voxport.exporter.onnx_builder import GraphBuilder
 
     talker = model.talker
@@ -42,9 +42,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
 
     with b.scope("talker"):
         mask = names["attention_mask"]
-        total = b.op("Cast", [b.op("Gather", [b.op("Shape", [mask]), b.const(1)], label="total")], to=6)
-        seqlens = b.op("Sub", [b.op("Cast", [b.op("ReduceSum", [mask, b.const([1])], keepdims=0)], to=6),
-                               b.const([1], np.int32)], label="seqlens_k")
+        seqlens, total = mask_lengths(b, mask)
         rope = rope_caches(b, "talker", talker.model.rotary_emb, tc.max_position_embeddings)
         stack = LlamaStack(b, talker.model, "talker", rope)
         last, presents = stack(names["inputs_embeds"], past, seqlens, total, last_only=True)  # [1, 1, H]

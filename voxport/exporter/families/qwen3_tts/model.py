@@ -12,17 +12,9 @@ from voxport.exporter.families.qwen3_tts import speaker, wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
 from voxport.exporter.families.qwen3_tts.fused import build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+from voxport.exporter.torch_steps import kv_specs, lm_step_inputs, rand_past
 
 F32, I64 = "float32", "int64"
-
-
-def _kv(prefix: str, n_layers: int, kv_heads: int, head_dim: int, seq_axis: str) -> list[TensorSpec]:
-    return [TensorSpec(f"{prefix}.{i}.{kv}", F32, ("batch", kv_heads, seq_axis, head_dim))
-            for i in range(n_layers) for kv in ("key", "value")]
-
-
-def _rand_past(gen, n_layers, batch, kv_heads, past, head_dim) -> list[torch.Tensor]:
-    return [torch.randn(batch, kv_heads, past, head_dim, generator=gen) for _ in range(2 * n_layers)]
 
 
 def _one(specs):
@@ -62,24 +54,17 @@ def talker(model) -> GraphSpec:
     n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
 
     def make(s):
-        b, q, p = s["batch"], s["seq"], s["past"]
-        gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
-        mask = torch.ones(b, p + q, dtype=torch.long)
-        if b > 1:  # left padding on the first row exercises the mask
-            mask[0, : max(1, (p + q) // 4)] = 0
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
-        embeds = torch.randn(b, q, h, generator=gen) * 0.5
-        return [embeds, mask, pos, *_rand_past(gen, n, b, kvh, p, hd)]
+        return lm_step_inputs(s, h, n, kvh, hd)
 
     return GraphSpec(
         "talker", wrappers.TalkerStep(model),
         inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)),
                 TensorSpec("attention_mask", I64, ("batch", "past_seq")),
                 TensorSpec("position_ids", I64, ("batch", "seq")),
-                *_kv("past_key_values", n, kvh, hd, "past")],
+                *kv_specs("past_key_values", n, kvh, hd, "past")],
         outputs=[TensorSpec("last_hidden_state", F32, ("batch", "seq", h)),
                  TensorSpec("logits", F32, ("batch", "seq", tc.vocab_size)),
-                 *_kv("present", n, kvh, hd, "past_seq")],
+                 *kv_specs("present", n, kvh, hd, "past_seq")],
         make_inputs=make, export_sizes={"batch": 2, "seq": 3, "past": 5},
         check_sizes=[{"batch": 1, "seq": 7, "past": 0}, {"batch": 3, "seq": 1, "past": 11},
                      {"batch": 1, "seq": 1, "past": 0}, {"batch": 2, "seq": 4, "past": 300}],
@@ -96,15 +81,15 @@ def code_predictor(model) -> GraphSpec:
         gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
         ids = torch.randint(0, pc.vocab_size, (b, q), generator=gen)
         hidden = torch.randn(b, tc.hidden_size, generator=gen)
-        return [ids, hidden, *_rand_past(gen, n, b, kvh, p, hd)]
+        return [ids, hidden, *rand_past(gen, n, b, kvh, p, hd)]
 
     return GraphSpec(
         "code_predictor", wrappers.CodePredictorStep(model),
         inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
                 TensorSpec("talker_hidden_state", F32, ("batch", tc.hidden_size)),
-                *_kv("past_key_values", n, kvh, hd, "past")],
+                *kv_specs("past_key_values", n, kvh, hd, "past")],
         outputs=[TensorSpec("logits", F32, ("batch", pc.vocab_size)),
-                 *_kv("present", n, kvh, hd, "past_seq")],
+                 *kv_specs("present", n, kvh, hd, "past_seq")],
         make_inputs=make, export_sizes={"batch": 2, "seq": 2, "past": 3},
         # the two shapes generation uses: (hidden, group 0) with no past, then one code at a time
         check_sizes=[{"batch": 1, "seq": 2, "past": 0}, {"batch": 3, "seq": 1, "past": 2},
@@ -141,7 +126,7 @@ def frame(model) -> GraphSpec:
                 TensorSpec("repetition_penalty", F32, ()), TensorSpec("c0_seen", F32, (1, v)),
                 TensorSpec("c0_bias", F32, (1, v)), TensorSpec("noise", F32, (1, g, v)), *_one(step.inputs[3:])],
         outputs=[TensorSpec("codes", I64, (1, g)), TensorSpec("next_embeds", F32, (1, 1, h)),
-                 *_one(_kv("present", n, kvh, hd, "past_seq"))],
+                 *_one(kv_specs("present", n, kvh, hd, "past_seq"))],
         make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
         # greedy, sampling with top-k, and the whole vocabulary; prefill and steps
         check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1, "penalty": 1.05},

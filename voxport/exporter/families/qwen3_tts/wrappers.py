@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from voxport.exporter.families.csm.wrappers import _cache_from, _flat_present
+from voxport.exporter.torch_steps import cache_from, flat_present
 
 NONE = -1  # an id track's "nothing at this position"
 
@@ -47,11 +47,11 @@ class TalkerStep(nn.Module):
         self.n_layers = model.talker.config.num_hidden_layers
 
     def forward(self, inputs_embeds, attention_mask, position_ids, *past):
-        cache = _cache_from(self.talker.config, past)
+        cache = cache_from(self.talker.config, past)
         out = self.talker(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                           position_ids=position_ids, past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state
-        return (hidden, self.codec_head(hidden), *_flat_present(cache, self.n_layers))
+        return (hidden, self.codec_head(hidden), *flat_present(cache, self.n_layers))
 
 
 class CodePredictorStep(nn.Module):
@@ -77,8 +77,8 @@ class CodePredictorStep(nn.Module):
         c0 = self.c0_table(input_ids)
         embeds = torch.where((positions == 1).view(1, -1, 1), c0, rest)
         embeds = torch.where((positions == 0).view(1, -1, 1), talker_hidden.unsqueeze(1), embeds)
-        cache = _cache_from(self.predictor.config, past)
+        cache = cache_from(self.predictor.config, past)
         out = self.predictor(inputs_embeds=self.project(embeds), past_key_values=cache, use_cache=True)
         head = self.heads[positions[-1] - 1]  # [Hp, Vp]
         logits = torch.matmul(out.last_hidden_state[:, -1:], head)[:, 0]
-        return (logits, *_flat_present(cache, self.n_layers))
+        return (logits, *flat_present(cache, self.n_layers))
