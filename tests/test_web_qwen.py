@@ -133,3 +133,26 @@ def test_logits_processor_feeds_equal_python(browser, site, runtime):
     assert got == [{k: as_json(v) for k, v in e.items()} for e in expected]
     assert console.errors == []
     ctx.close()
+
+
+def test_instruct_prompt_ids_equal_python(browser, qwen_dir, tmp_path):
+    """An instruction's rows (a model that takes one: the tiny artifact's manifest says so here)."""
+    import json
+
+    from tests.web_helpers import copy_artifact
+    from voxport.runtime.prompt import DualTrackPrompt, Utterance
+
+    art = copy_artifact(qwen_dir, tmp_path / "instruct")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["runtime"]["generation"]["prompt"]["instruct"] = True
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    prompts = DualTrackPrompt(art, manifest["runtime"])
+    turn = {"text": "Hi there.", "speaker": "ryan", "language": "english", "instruct": "Speak slowly, 轻声."}
+    text, codec = prompts.build([Utterance(**turn)])
+    with serving([art]) as url:
+        ctx, page, console = open_page(browser, url)
+        page.evaluate("(url) => window.voxport.load({url, backend: 'wasm', threads: 1})", f"{url}models/instruct/")
+        (got,) = page.evaluate("(turns) => window.voxport.prompt(turns)", [[turn]])
+        assert got["ids"] == text[0].tolist() and got["codes"] == codec[0].tolist()
+        assert console.errors == []
+        ctx.close()
