@@ -18,15 +18,6 @@ from voxport.cli import main
 FRAMES = 50
 
 
-@pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory, cache_root):
-    from voxport.exporter.export import export
-
-    out = tmp_path_factory.mktemp("artifacts") / "qwen3-tts-tiny"
-    export("qwen3-tts-tiny", out, progress=lambda m: None, cache_root=cache_root)
-    return out
-
-
 def test_parity_passes(qwen_dir, capsys):
     assert main(["parity", str(qwen_dir), "--frames", str(FRAMES)]) == 0
     r = json.loads((qwen_dir / "parity.json").read_text())

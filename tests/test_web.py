@@ -7,29 +7,19 @@ and #stats[data-state]."""
 
 from __future__ import annotations
 
-import io
 import json
-import wave
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.web_helpers import FLAGS, CHROMIUM, SCREENSHOTS, Console, copy_artifact, require_browser, serving
+from tests.web_helpers import (SCREENSHOTS, check_download, copy_artifact, open_page, python_speech, serving,
+                               wait_state)
 
 TEXTS = ["Hello, world!", "Numbers: 3.14, 42 and 1,000,000.", "Emoji 🎉🙂 and symbols #@%&*",
          "Привет, мир. 你好，世界。 こんにちは", "  spaces   and\ttabs\nnewline ", "¿Qué tal? «Ça va» — ok…"]
 TEXT = "Hello from the browser."
 FRAMES = 16  # wasm; the WebGPU adapter here is a slow software one
-
-
-def python_speech(runtime, text, **kw):
-    """The Python runtime's fused path (what `voxport speak` runs): codes [frames, K], PCM, stats."""
-    from voxport.runtime.stream import Speech
-
-    speech = Speech(runtime, text, **kw)
-    pcm = [c for c in speech]
-    return np.stack(speech.codes), (np.concatenate(pcm) if pcm else np.zeros(0, np.float32)), speech.stats
 
 
 def assert_fused_stats(s, codes, rt, chunk=1):
@@ -44,17 +34,6 @@ def assert_fused_stats(s, codes, rt, chunk=1):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def site(tiny_dir):
     with serving([tiny_dir]) as url:
         yield url
@@ -65,22 +44,6 @@ def runtime(tiny_dir):
     from voxport.runtime.runtime import Runtime
 
     return Runtime(tiny_dir)
-
-
-def open_page(browser, url, allowed=()):
-    """A fresh context per page: its own Cache Storage, so every test starts with an empty cache."""
-    ctx = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
-    page = ctx.new_page()
-    console = Console(page, allowed)
-    page.goto(url)
-    page.evaluate("window.voxport.ready")
-    return ctx, page, console
-
-
-def wait_state(page, states, timeout=240_000):
-    sel = ",".join(f"#stats[data-state={s}]" for s in states)
-    page.wait_for_selector(sel, state="attached", timeout=timeout)
-    return page.get_attribute("#stats", "data-state")
 
 
 def load_via_ui(page, backend="wasm", threads="2", url=None, dtype="fp32"):
@@ -126,14 +89,6 @@ def test_page_speaks_the_python_codes_and_streams(browser, site, runtime):
     print(f"screenshot: {shot}")
     assert console.errors == []
     ctx.close()
-
-
-def check_download(page, pcm, tol=2e-4):
-    with page.expect_download() as dl:
-        page.click("#download")
-    audio, sr = sf.read(io.BytesIO(open(dl.value.path(), "rb").read()), dtype="float32")
-    assert sr == 24000 and audio.shape == pcm.shape
-    assert np.abs(audio - np.clip(pcm, -1, 1)).max() < tol
 
 
 def test_sampled_codes_equal_python_for_the_same_seed(browser, site, runtime):

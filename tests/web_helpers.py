@@ -1,13 +1,18 @@
-"""Browser test plumbing: the demo server on a free port and Debian's Chromium driven by Playwright."""
+"""Browser test plumbing: the demo server on a free port and Debian's Chromium driven by Playwright
+(the `browser` fixture is in conftest.py), the page's hook, the Python runtime's fused path to compare
+with."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from voxport.serve import WEB_ROOT, make_server
 
@@ -58,3 +63,36 @@ class Console:
     def _add(self, text: str):
         if not any(a in text for a in self.allowed):
             self.errors.append(text)
+
+
+def open_page(browser, url, allowed=()):
+    """A fresh context per page: its own Cache Storage, so every test starts with an empty cache."""
+    ctx = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
+    page = ctx.new_page()
+    console = Console(page, allowed)
+    page.goto(url)
+    page.evaluate("window.voxport.ready")
+    return ctx, page, console
+
+
+def wait_state(page, states, timeout=240_000):
+    sel = ",".join(f"#stats[data-state={s}]" for s in states)
+    page.wait_for_selector(sel, state="attached", timeout=timeout)
+    return page.get_attribute("#stats", "data-state")
+
+
+def python_speech(runtime, text, **kw):
+    """The Python runtime's fused path (what `voxport speak` runs): codes [frames, K], PCM, stats."""
+    from voxport.runtime.stream import Speech
+
+    speech = Speech(runtime, text, **kw)
+    pcm = [c for c in speech]
+    return np.stack(speech.codes), (np.concatenate(pcm) if pcm else np.zeros(0, np.float32)), speech.stats
+
+
+def check_download(page, pcm, tol=2e-4):
+    with page.expect_download() as dl:
+        page.click("#download")
+    audio, sr = sf.read(io.BytesIO(open(dl.value.path(), "rb").read()), dtype="float32")
+    assert sr == 24000 and audio.shape == pcm.shape
+    assert np.abs(audio - np.clip(pcm, -1, 1)).max() < tol

@@ -2,9 +2,10 @@
 // prompt, live readouts. Everything model-side happens in the worker (client.js -> worker.js).
 //
 // Test and automation hook: window.voxport = {ready, backend, load({url, backend, dtype, threads}),
-// speak({text, maxFrames, sampling: {temperature, topK}, seed, chunkFrames}) -> {codes, promptIds,
-// stopped, stats}, tokenize(turns), useVoice(bytes, name), voiceCodes, last, lastError}; #stats has
-// data-state (idle|loading|ready|speaking|done|error).
+// speak({text, speaker, language, instruct, maxFrames, sampling: {temperature, topK, repetitionPenalty}, seed,
+// chunkFrames}) -> {codes, promptIds, stopped, stats}, tokenize(turns) -> prompt ids,
+// prompt(turns) -> {ids, codes, trailing}, useVoice(bytes, name), voiceCodes, last, lastError};
+// #stats has data-state (idle|loading|ready|speaking|done|error).
 import { ModelClient } from './client.js';
 import { Player, wavBlob } from './audio.js';
 import { pageGraphs, defaultDtype, precisions } from './manifest.js';
@@ -110,6 +111,7 @@ async function load(opts = {}) {
     state.info = await client.call('load', { url: new URL(opts.url ?? modelUrl(), location.href).href, dtype, backend, threads });
     state.player = new Player(state.info.rt.sample_rate);
     state.voice = null;
+    voiceOptions(state.info.rt.generation);
     $('voice-status').textContent = 'No voice prompt: the model\'s default voice.';
     $('s-backend').textContent = `${backend}${backend === 'wasm' ? `, ${state.info.threads} thread(s)` : ''}, ${dtype}`;
     $('speak').disabled = false;
@@ -119,6 +121,24 @@ async function load(opts = {}) {
     showError(e.message);
     throw e;
   }
+}
+
+/** The loaded model's voice choices: its speakers (generation.speakers, the first one the default)
+ * and, for the dual_track format, its languages after "auto". */
+function voiceOptions(gen) {
+  const fill = (id, values) => {
+    $(id).replaceChildren(...values.map((v) => new Option(v, v)));
+    $(`${id}-label`).hidden = values.length === 0;
+  };
+  fill('speaker', gen.speakers.names);
+  fill('language', gen.prompt.format === 'dual_track' ? ['auto', ...Object.keys(gen.prompt.languages)] : []);
+}
+
+/** The chosen speaker as the prompt format takes it (CSM's are integers); null: the model has none. */
+function chosenSpeaker(gen) {
+  const v = $('speaker').value;
+  if (!v) return null;
+  return gen.speakers.kind === 'integer' ? Number(v) : v;
 }
 
 function readouts(s) {
@@ -132,12 +152,16 @@ function readouts(s) {
 async function speak(opts = {}) {
   clearError();
   const text = opts.text ?? $('text').value;
+  const speaker = opts.speaker ?? chosenSpeaker(state.info.rt.generation);
   const req = {
-    text, speaker: 0, seed: Number(opts.seed ?? $('seed').value) || 0,
+    text, speaker, language: opts.language ?? ($('language').value || null),
+    instruct: opts.instruct ?? null,  // hook only: no model the page has been tried with takes one
+    seed: Number(opts.seed ?? $('seed').value) || 0,
     maxFrames: Number(opts.maxFrames ?? $('max-frames').value) || 125,
     chunkFrames: opts.chunkFrames ?? 1,  // frames per codec call (hook only; 1 = earliest audio)
     sampling: opts.sampling ?? { temperature: Number($('temperature').value) || 0, topK: Number($('top-k').value) || 0 },
-    context: state.voice ? [{ text: state.voice.text, speaker: 0, codes: state.voice.codes }] : [],
+    // the voice prompt speaks as the chosen speaker (Runtime.reference takes the request's)
+    context: state.voice ? [{ text: state.voice.text, speaker, codes: state.voice.codes }] : [],
   };
   setState('speaking');
   $('speak').disabled = true; $('stop').disabled = false; $('download').disabled = true;
@@ -233,6 +257,7 @@ async function init() {
   Object.assign(hook, {
     backend: state.backend, load, speak, useVoice,
     tokenize: (turns) => client.call('tokenize', { turns }),
+    prompt: (turns) => client.call('prompt', { turns }),
   });
 }
 

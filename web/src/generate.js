@@ -1,9 +1,10 @@
-// Generation and audio, ported from voxport/runtime/stream.py (the fused path): the `embed` graph turns the
+// Generation and audio, ported from voxport/runtime/stream.py (the fused path): the prompt graph turns the
 // prompt into backbone inputs once, then one `frame` graph call per 80 ms frame gives the frame's K
 // codes, the next frame's input embedding and the backbone KV (the 31 depth-decoder steps and the
 // sampling happen inside the graph). Audio comes from the stateful `mimi_decoder_stream`, one call
 // per chunk of frames, its state fed back from call to call (voxport/runtime/codec_stream.py).
 import { samplingFeeds } from './sampling.js';
+import { LogitsState } from './logits.js';
 
 export function i64(values, dims, ort) {
   return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
@@ -51,21 +52,43 @@ export function isEos(frame, rt) {
   return frame.slice(a, b).every((c) => c === token);
 }
 
+// The prompt graph's two inputs by the contract's names, per prompt format (prompt.py's feeds()).
+const PROMPT_INPUTS = { chat_template: (p) => [p.ids, p.codes], dual_track: (p) => [p.text, p.codes] };
+
+/** ids [S] and codes [S][K] through the prompt graph -> its embeddings [1, S, H]. */
+async function embedPrompt(g, ids, codes) {
+  const { ort, rt } = g, p = rt.generation.prompt, n = ids.length;
+  const [a, b] = PROMPT_INPUTS[p.format](p);
+  const out = await g.run(p.graph, { [a]: i64(ids, [1, n], ort), [b]: i64(codes.flat(), [1, n, codes[0].length], ort) });
+  return Object.values(out)[0];
+}
+
+/** Each frame's extra inputs where the contract feeds text per frame (Runtime.embed): the trailing
+ * text ids embedded through the prompt graph with the codec track all `none`, one [1, 1, H] row per
+ * frame, the last repeating. [{}] where it feeds none. */
+async function perFrameText(g, trailing) {
+  const { ort, rt } = g, p = rt.generation.prompt;
+  if (!trailing) return [{}];
+  const [entry] = rt.generation.frame.per_frame;  // one source, "trailing_text"
+  const text = await embedPrompt(g, trailing, trailing.map(() => new Array(p.groups).fill(p.none)));
+  const h = text.dims[2];
+  return trailing.map((_, i) => ({ [entry.input]: new ort.Tensor('float32', text.data.slice(i * h, (i + 1) * h), [1, 1, h]) }));
+}
+
 /**
  * Frames of K codes, one `frame` call each, until the eos frame (yielded, as Python keeps it in
  * `codes`) or maxFrames or shouldStop().
- * g: {ort, rt, run(name, feeds) -> outputs by name}; prompt: {ids, codes} from PromptBuilder.build;
- * sampling: {temperature, topK}; seed: the noise generator's seed (voxport/runtime/sampling.py draw_noise).
+ * g: {ort, rt, run(name, feeds) -> outputs by name}; prompt: {ids, codes, trailing} from a prompt
+ * builder (tokenize.js); sampling: {temperature, topK, repetitionPenalty?}; seed: the noise
+ * generator's seed (voxport/runtime/sampling.py draw_noise).
  */
 export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, shouldStop = () => false }) {
   const { ort, rt } = g;
-  const gen = rt.generation, fr = gen.frame, k = rt.num_codebooks;
+  const gen = rt.generation, fr = gen.frame;
   const s = samplingFeeds(ort, sampling, seed, gen);
-  const n = prompt.ids.length;
-  const p = gen.prompt;
-  let embeds = Object.values(await g.run(p.graph, {
-    [p.ids]: i64(prompt.ids, [1, n], ort), [p.codes]: i64(prompt.codes.flat(), [1, n, k], ort),
-  }))[0];
+  const logits = LogitsState.of(ort, gen, sampling);
+  let embeds = await embedPrompt(g, prompt.ids, prompt.codes);
+  const perFrame = await perFrameText(g, prompt.trailing);
   let past = emptyCache(fr, ort);
   let pos = 0;
   try {
@@ -76,6 +99,7 @@ export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, sh
         [fr.attention_mask]: i64(new Array(pos + seq).fill(1), [1, pos + seq], ort),
         [fr.position_ids]: i64(Array.from({ length: seq }, (_, i) => pos + i), [1, seq], ort),
         ...s.feeds, [fr.noise]: s.noise(), ...past,
+        ...perFrame[Math.min(f - 1, perFrame.length - 1)], ...logits?.feeds(),
       });
       dispose(past);
       dispose([embeds]);
@@ -83,6 +107,7 @@ export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, sh
       embeds = out[fr.embeds.output];
       pos += seq;
       const frame = Array.from(out[fr.codes].data, Number);  // codes [1, K]
+      logits?.update(frame);
       yield frame;
       if (isEos(frame, rt) || f >= maxFrames || shouldStop()) return;
     }

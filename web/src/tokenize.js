@@ -1,8 +1,10 @@
 // Text -> prompt token ids with the checkpoint's own tokenizer.json and chat template, exactly as
-// voxport/runtime/prompt.py (and transformers' CsmProcessor) build them. @huggingface/tokenizers and
+// voxport/runtime/prompt.py (and transformers' CsmProcessor) build them; promptBuilder picks the
+// builder of the manifest's prompt format (the dual_track one is web/src/dual_track.js). @huggingface/tokenizers and
 // @huggingface/jinja are the tokenizer and template engines of transformers.js, used directly.
 import { Tokenizer } from '../node_modules/@huggingface/tokenizers/dist/tokenizers.mjs';
 import { Environment, Template } from '../node_modules/@huggingface/jinja/dist/index.js';
+import { DualTrackPrompt } from './dual_track.js';
 
 
 // CSM's template checks `message['role'].isdigit()`, a Python str method @huggingface/jinja 0.5.11
@@ -25,7 +27,7 @@ function addStringIsdigit() {
 }
 addStringIsdigit();
 
-export class PromptBuilder {
+export class ChatTemplatePrompt {
   /** files: {tokenizer: object, template: string, special: object}; rt: manifest.runtime */
   constructor(files, rt) {
     this.rt = rt;
@@ -67,4 +69,14 @@ export class PromptBuilder {
     });
     return { ids, codes };
   }
+
+  /** The chat template feeds no text per frame. */
+  trailing() { return null; }
+}
+
+const FORMATS = { chat_template: ChatTemplatePrompt, dual_track: DualTrackPrompt };
+
+/** The builder of the manifest's generation.prompt.format (checkManifest refused any other). */
+export function promptBuilder(files, rt) {
+  return new FORMATS[rt.generation.prompt.format](files, rt);
 }

@@ -5,7 +5,7 @@
 import * as ort from '../node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
 import { checkManifest, graphFiles, outputNames, sharedFiles, ArtifactError, pageGraphs } from './manifest.js';
 import { fetchJson, fetchVerified } from './loader.js';
-import { PromptBuilder } from './tokenize.js';
+import { promptBuilder } from './tokenize.js';
 import { CodecStream, generateFrames, isEos } from './generate.js';
 
 ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
@@ -75,9 +75,10 @@ async function load({ url, dtype, backend, threads }) {
     });
   }
   const text = (path) => new TextDecoder().decode(plan.find((p) => p.e.path === path).data);
-  const prompts = new PromptBuilder({
-    tokenizer: JSON.parse(text(rt.tokenizer_file)), template: text(rt.chat_template_file),
-    special: JSON.parse(text(rt.special_tokens_file)),
+  // the chat template and its special tokens are files of the chat_template format only
+  const prompts = promptBuilder({
+    tokenizer: JSON.parse(text(rt.tokenizer_file)), template: rt.chat_template_file && text(rt.chat_template_file),
+    special: rt.special_tokens_file && JSON.parse(text(rt.special_tokens_file)),
   }, rt);
   const sessions = {};
   for (const name of pageGraphs(manifest)) {  // one after another: WebGPU refuses parallel session creation
@@ -119,9 +120,21 @@ async function encode({ samples }) {
   return Array.from({ length: n }, (_, f) => Array.from({ length: k }, (_, j) => Number(t.data[j * n + f])));
 }
 
-function promptFor({ text, speaker = 0, context = [] }) {
+/** Runtime.default_speaker: CSM's speaker 0, a named model's first speaker, else none. */
+function defaultSpeaker({ kind, names }) {
+  if (!names.length) return null;
+  return kind === 'integer' ? Number(names[0]) : names[0];
+}
+
+/** The prompt graph's inputs and the text fed per frame (Runtime.prepare). */
+function build(turns) {
+  return { ...model.prompts.build(turns), trailing: model.prompts.trailing(turns) };
+}
+
+function promptFor({ text, speaker, language = null, instruct = null, context = [] }) {
   if (!text.trim()) throw new Error('text is empty');
-  const prompt = model.prompts.build([...context, { text, speaker }]);
+  speaker ??= defaultSpeaker(model.g.rt.generation.speakers);
+  const prompt = build([...context, { text, speaker, language, instruct }]);
   const limit = model.g.rt.max_positions;
   if (prompt.ids.length + 1 > limit) {
     throw new Error(`prompt is ${prompt.ids.length} tokens; this model's context is ${limit} positions ` +
@@ -174,7 +187,8 @@ async function speak(req) {
         first_audio_out_ms: tFirstAudio, generate_ms: generateMs, decode_ms: decodeMs, total_ms: totalMs,
         audio_s: audioS, ms_per_frame: generateMs / frames.length, rtf: audioS ? totalMs / 1000 / audioS : null,
         // the same counts as voxport/runtime/stream.py's stats: generation calls per frame, apart from the
-        // prompt's embed call and the codec calls (one per chunk)
+        // prompt graph's calls (the prompt; dual_track: its trailing text too) and the codec calls
+        // (one per chunk)
         runtime_calls_per_frame: calls(rt.generation.frame.graph) / frames.length, embed_calls: calls(rt.generation.prompt.graph),
         codec_calls: codec.calls, chunk_frames: chunkFrames,
         frame_ms: g.timings.frame?.[2] ?? [],  // each frame call; the first one includes the prompt
@@ -189,6 +203,7 @@ async function speak(req) {
 const handlers = {
   load,
   tokenize: async ({ turns }) => turns.map((t) => model.prompts.build(t).ids),
+  prompt: async ({ turns }) => turns.map(build),
   encode,
   speak,
 };
