@@ -61,7 +61,8 @@ def test_speaks_without_torch(qwen_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--speaker", "nobody"], "speaker 'nobody' is not one of this model's speakers: aiden, dylan, eric, ryan"),
+    (["--speaker", "nobody"], "speaker 'nobody' is not one of this model's speakers: aiden, dylan, eric, ryan, serena, "
+     "uncle_fu, vivian"),
     (["--language", "klingon"], "language 'klingon' is not one this model speaks; languages: auto, beijing_dialect"),
     (["--instruct", "whisper"], "this model takes no instruction (--instruct)"),
 ])
