@@ -126,7 +126,7 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
 
 
 # the prompt formats web/src builds (web/src/manifest.js PROMPT_FORMATS)
-PAGE_PROMPT_FORMATS = ("chat_template",)
+PAGE_PROMPT_FORMATS = ("chat_template", "dual_track")
 
 
 def _browser(art: Path, dtypes: list[str], tiny: bool, progress) -> list[dict] | dict:

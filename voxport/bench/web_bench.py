@@ -45,7 +45,8 @@ TEXT = "The old lighthouse keeper watched the storm roll in tonight."  # the ten
 SPEAK = "async (o) => (await window.voxport.speak(o)).stats"
 
 
-def _one(browser, url: str, model: str, dtype: str, backend: str, threads: int, frames: int) -> dict:
+def _one(browser, url: str, model: str, dtype: str, backend: str, threads: int, frames: int,
+         codec_stream: str) -> dict:
     ctx = browser.new_context()
     page = ctx.new_page()
     try:
@@ -58,7 +59,7 @@ def _one(browser, url: str, model: str, dtype: str, backend: str, threads: int, 
         page.evaluate(SPEAK, {"text": TEXT, "maxFrames": 2})
         s = page.evaluate(SPEAK, {"text": TEXT, "maxFrames": frames, "chunkFrames": 1})
         steady = s["frame_ms"][1:] or s["frame_ms"]
-        audible = s["graph_ms"].get("mimi_decoder_stream", {}).get("calls", 0)
+        audible = s["graph_ms"].get(codec_stream, {}).get("calls", 0)
         return {"frames": s["frames"], "ms_per_frame": round(statistics.median(steady), 1),
                 "prefill_ms": round(s["frame_ms"][0], 1),
                 "codec_ms_per_frame": round(s["decode_ms"] / audible, 1) if audible else None,
@@ -90,9 +91,10 @@ def run(dirs: list[Path], dtypes=("fp32", "q4"), threads=(1, 2), frames: int = 2
                             row = {"model": d.name, "dtype": dtype, "backend": backend, "threads": n,
                                    "load_avg": round(os.getloadavg()[0], 2)}
                             try:
-                                for g in ("embed", "frame", "mimi_decoder_stream"):
+                                gen = manifest["runtime"]["generation"]
+                                for g in (gen["prompt"]["graph"], gen["frame"]["graph"], gen["codec"]["stream"]):
                                     mf.variant(manifest, g, dtype, d)
-                                row.update(_one(browser, url, d.name, dtype, backend, n, frames))
+                                row.update(_one(browser, url, d.name, dtype, backend, n, frames, gen["codec"]["stream"]))
                             except Exception as e:  # keep the other rows (out of memory on a large fp32 model)
                                 row["error"] = str(e).strip().splitlines()[0][:300]
                                 if not browser.is_connected():  # a crashed browser: start another
