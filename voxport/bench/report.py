@@ -136,7 +136,7 @@ def plots(result: dict, stem: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.5))
         codec = [r["codec_ms_per_frame"] for r in rows]
         ax.barh(y, med, label="generation (per frame)", color="#3a7")
-        ax.barh(y, codec, left=med, label="Mimi decode (per frame)", color="#e93")
+        ax.barh(y, codec, left=med, label="codec decode (per frame)", color="#e93")
         for i, r in enumerate(rows):
             ax.text(med[i] + codec[i], i, f"  first audio {r['first_audio_ms']:.0f} ms", va="center", fontsize=8)
         out.append(_finish(plt, fig, ax, labels, p["frame_ms"], "real time", "ms per 80 ms frame",

@@ -1,4 +1,4 @@
-"""The streaming Mimi decoder from the runtime's side: state in, state out, nothing else to know.
+"""The streaming codec decoder from the runtime's side: state in, state out, nothing else to know.
 
 The manifest's `runtime.codec_stream` lists the state tensors (input name, output name, shape
 without batch, dtype) and says the empty state is zeros; the runtime never looks at the layers.

@@ -1,5 +1,5 @@
 """Streaming speech from the fused `frame` graph: one runtime call per frame, PCM as soon as a
-chunk of frames exists, text longer than one utterance split at sentences with the Mimi state
+chunk of frames exists, text longer than one utterance split at sentences with the codec state
 carried across the joins."""
 
 from __future__ import annotations

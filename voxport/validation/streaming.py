@@ -1,4 +1,5 @@
-"""Parity of the streaming path: the fused frame graph, the streaming Mimi decoder, utterance joins."""
+"""Parity of the streaming path every family shares: fused-path codes, the streaming codec decoder
+against a batch decode, utterance joins."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import numpy as np
 from voxport.runtime.codec_stream import CodecStream
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
-from voxport.runtime.sampling import Sampling, draw_noise
+from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
-from voxport.validation.e2e import TEXT, compare_codes
+from voxport.validation.e2e import TEXT
 
 STREAM_RTOL = 1e-4  # streaming vs batch decode, max |diff| / max |batch| (measured ~2e-6 on tiny)
 CHUNKS = (1, 2, 3, 7)
@@ -23,49 +24,6 @@ def fused_codes(rt: Runtime, frames: int, sampling: Sampling = Sampling(), seed:
     for _ in speech:
         pass
     return np.stack(speech.codes)
-
-
-def fused_greedy_case(rt: Runtime, reference: np.ndarray, frames: int) -> dict:
-    """Fused graph vs transformers.generate (the greedy reference) and vs the step graphs."""
-    got = fused_codes(rt, frames)
-    steps = rt.generate(TEXT, max_frames=frames, decode=False).codes
-    return {**compare_codes(reference, got), "identical_to_step_graphs": bool(np.array_equal(steps, got))}
-
-
-def torch_frame_codes(model, family, rt: Runtime, frames: int, sampling: Sampling, seed: int) -> np.ndarray:
-    """The PyTorch frame module, run eagerly on the same prompt and the same per-frame noise."""
-    import torch
-
-    specs = {g.name: g for g in family.graphs() if g.name in ("embed", "frame")}
-    prepared = rt.prepare([Utterance(TEXT, 0)], frames, sampling)
-    frames = prepared.max_frames
-    rng = np.random.default_rng(seed)
-    cfg = rt.rt["backbone"]
-    with torch.no_grad():
-        embeds = specs["embed"].module(*(torch.from_numpy(a) for a in prepared.feeds.values()))
-        past = [torch.zeros(1, cfg["kv_heads"], 0, cfg["head_dim"]) for _ in range(2 * cfg["layers"])]
-        pos, out = 0, []
-        for _ in range(frames):
-            seq = embeds.shape[1]
-            noise = torch.from_numpy(draw_noise(rng, rt.rt["num_codebooks"], rt.rt["codebook_vocab"]))
-            codes, embeds, *past = specs["frame"].module(
-                embeds, torch.ones(1, pos + seq, dtype=torch.long), torch.arange(pos, pos + seq)[None],
-                torch.tensor(sampling.temperature, dtype=torch.float32), torch.tensor(sampling.top_k), noise, *past)
-            pos += seq
-            out.append(codes[0].numpy())
-    return np.stack(out)
-
-
-def fused_sampling_case(rt: Runtime, model, family, frames: int = 12, seed: int = 1234) -> dict:
-    s = Sampling(temperature=0.9, top_k=50)
-    fused = fused_codes(rt, frames, s, seed)
-    steps = rt.generate(TEXT, max_frames=frames, sampling=s, seed=seed, decode=False).codes
-    ref = torch_frame_codes(model, family, rt, frames, s, seed)
-    other = fused_codes(rt, frames, s, seed + 1)
-    return {"frames": frames, "temperature": s.temperature, "top_k": s.top_k,
-            "fused_equals_torch": bool(np.array_equal(fused, ref)),
-            "fused_equals_step_graphs": bool(np.array_equal(fused, steps)),
-            "other_seed_differs": bool(not np.array_equal(fused, other))}
 
 
 def stream_decode_case(rt: Runtime, reference_decode, codebook_size: int, frames: int = 320) -> dict:

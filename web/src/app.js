@@ -207,7 +207,7 @@ function download() {
 async function useVoice(bytes, name) {
   clearError();
   try {
-    if (!state.info) throw new Error('load a model first: the voice prompt is encoded with its Mimi encoder');
+    if (!state.info) throw new Error('load a model first: the voice prompt is encoded with its codec encoder');
     const rt = state.info.rt;
     const samples = await prepareVoice(bytes, name, rt.sample_rate, rt.max_positions / 2 / rt.frame_rate);
     $('voice-status').textContent = `Encoding ${name} ...`;
