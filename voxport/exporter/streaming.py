@@ -254,3 +254,40 @@ class StreamingWindowedTransformer(StreamingModule):
         x = x + layer.self_attn_layer_scale(o)
         x = x + layer.mlp_layer_scale(layer.mlp(layer.post_attention_layernorm(x)))
         return x, k, v
+
+
+def stream_graph(name: str, module: StreamingModule, codebooks: int, vocab: int, window: int):
+    """The GraphSpec of a stateful codec decoder (module: codes [B, K, frames] + state -> audio +
+    state): `state_in.NAME` inputs, `state_out.NAME` outputs, checked with arbitrary (random) state
+    before and after the transformer's `window`-step KV window wraps (an int64 state is the step
+    offset)."""
+    from voxport.exporter.spec import GraphSpec, TensorSpec
+
+    states = module.stream.state_specs()
+
+    def make(s):
+        gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"] + s["offset"])
+        codes = torch.randint(0, vocab, (s["batch"], codebooks, s["frames"]), generator=gen)
+        state = [torch.full((s["batch"],), s["offset"], dtype=torch.long) if st.dtype == "int64"
+                 else 0.5 * torch.randn(s["batch"], *st.shape, generator=gen) for st in states]
+        return [codes, *state]
+
+    return GraphSpec(
+        name, module,
+        inputs=[TensorSpec("audio_codes", "int64", ("batch", codebooks, "frames")),
+                *[TensorSpec(f"state_in.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
+        outputs=[TensorSpec("audio_values", "float32", ("batch", 1, "samples")),
+                 *[TensorSpec(f"state_out.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
+        make_inputs=make, export_sizes={"batch": 2, "frames": 3, "offset": 4},
+        check_sizes=[{"batch": 1, "frames": 1, "offset": 0}, {"batch": 1, "frames": 2, "offset": 7},
+                     {"batch": 3, "frames": 7, "offset": 400}, {"batch": 1, "frames": 1, "offset": window - 1}],
+    )
+
+
+def stream_runtime(name: str, module: StreamingModule) -> dict:
+    """The manifest's `codec_stream` entry: a runtime starts from zeros of each state and feeds back
+    each output."""
+    return {"graph": name, "initial": "zeros", "state": [
+        {"input": f"state_in.{st.name}", "output": f"state_out.{st.name}", "shape": list(st.shape),
+         "dtype": st.dtype} for st in module.stream.state_specs()]}
+

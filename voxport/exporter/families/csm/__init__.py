@@ -10,6 +10,7 @@ from voxport.exporter.families.csm.mimi_stream import MimiDecodeStream
 from voxport.exporter.blocks import unfusable
 from voxport.exporter.families.csm.precision import CSM_PRECISION
 from voxport.exporter.spec import Family, GraphSpec, TensorSpec, Tolerance, register
+from voxport.exporter.streaming import stream_graph, stream_runtime
 from voxport.exporter.torch_steps import kv_specs, lm_step_inputs, rand_past, static_codec_shapes
 
 F32, I64 = "float32", "int64"
@@ -161,28 +162,9 @@ class CsmFamily(Family):
 
     def _mimi_decoder_stream(self) -> GraphSpec:
         cfg = self.model.config
-        k = cfg.num_codebooks
-        module = MimiDecodeStream(self.model)
-        states = module.stream.state_specs()
-
-        def make(s):
-            gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"] + s["offset"])
-            codes = torch.randint(0, cfg.vocab_size, (s["batch"], k, s["frames"]), generator=gen)
-            state = [torch.full((s["batch"],), s["offset"], dtype=torch.long) if st.dtype == I64
-                     else 0.5 * torch.randn(s["batch"], *st.shape, generator=gen) for st in states]
-            return [codes, *state]
-
-        return GraphSpec(
-            "mimi_decoder_stream", module,
-            inputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames")),
-                    *[TensorSpec(f"state_in.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
-            outputs=[TensorSpec("audio_values", F32, ("batch", 1, "samples")),
-                     *[TensorSpec(f"state_out.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
-            make_inputs=make, export_sizes={"batch": 2, "frames": 3, "offset": 4},
-            # arbitrary (random) state, before and after the transformer window wraps
-            check_sizes=[{"batch": 1, "frames": 1, "offset": 0}, {"batch": 1, "frames": 2, "offset": 7},
-                         {"batch": 3, "frames": 7, "offset": 400}, {"batch": 1, "frames": 1, "offset": 249}],
-        )
+        # Mimi's decoder transformer keeps 250 steps (2 per frame) in its window
+        return stream_graph("mimi_decoder_stream", MimiDecodeStream(self.model), cfg.num_codebooks, cfg.vocab_size,
+                            int(cfg.codec_config.sliding_window))
 
     def _mimi_decoder(self) -> GraphSpec:
         cfg = self.model.config
@@ -290,7 +272,5 @@ class CsmFamily(Family):
             "frame_rate": float(cfg.codec_config.frame_rate),
             "generation": self._generation(),
             # the streaming codec's state: a runtime starts from zeros of these and feeds back each output
-            "codec_stream": {"graph": "mimi_decoder_stream", "initial": "zeros", "state": [
-                {"input": f"state_in.{st.name}", "output": f"state_out.{st.name}", "shape": list(st.shape),
-                 "dtype": st.dtype} for st in MimiDecodeStream(self.model).stream.state_specs()]},
+            "codec_stream": stream_runtime("mimi_decoder_stream", MimiDecodeStream(self.model)),
         }

@@ -18,6 +18,7 @@ from voxport.exporter.torch_steps import static_codec_shapes
 from voxport.exporter.families.qwen3_tts.codec_stream import CodecDecodeStream
 from voxport.exporter.families.qwen3_tts.reference import reference
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+from voxport.exporter.streaming import stream_graph, stream_runtime
 
 F32, I64 = "float32", "int64"
 
@@ -174,27 +175,9 @@ def decoder_graph(model) -> GraphSpec:
 
 
 def decoder_stream_graph(model) -> GraphSpec:
-    k = model.config.decoder_config.num_quantizers
-    module = CodecDecodeStream(model)
-    states = module.stream.state_specs()
-
-    def make(s):
-        gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"] + s["offset"])
-        state = [torch.full((s["batch"],), s["offset"], dtype=torch.long) if st.dtype == I64
-                 else 0.5 * torch.randn(s["batch"], *st.shape, generator=gen) for st in states]
-        return [_random_codes(model, s), *state]
-
-    return GraphSpec(
-        "codec_decoder_stream", module,
-        inputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames")),
-                *[TensorSpec(f"state_in.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
-        outputs=[TensorSpec("audio_values", F32, ("batch", 1, "samples")),
-                 *[TensorSpec(f"state_out.{st.name}", st.dtype, ("batch", *st.shape)) for st in states]],
-        make_inputs=make, export_sizes={"batch": 2, "frames": 3, "offset": 4},
-        # arbitrary (random) state, before and after the transformer window wraps
-        check_sizes=[{"batch": 1, "frames": 1, "offset": 0}, {"batch": 1, "frames": 2, "offset": 7},
-                     {"batch": 3, "frames": 7, "offset": 400}, {"batch": 1, "frames": 1, "offset": 71}],
-    )
+    cfg = model.config.decoder_config
+    return stream_graph("codec_decoder_stream", CodecDecodeStream(model), cfg.num_quantizers, cfg.codebook_size,
+                        cfg.sliding_window)
 
 
 def encoder_graph(model) -> GraphSpec:
@@ -223,9 +206,6 @@ def codec_graphs(model) -> list[GraphSpec]:
 
 
 def codec_stream_runtime(model) -> dict:
-    """The manifest's entry for the streaming decoder: a runtime starts from zeros of each state and
-    feeds back each output."""
-    return {"graph": "codec_decoder_stream", "initial": "zeros", "state": [
-        {"input": f"state_in.{st.name}", "output": f"state_out.{st.name}", "shape": list(st.shape),
-         "dtype": st.dtype} for st in CodecDecodeStream(model).stream.state_specs()],
-        "sample_rate": _sample_rate(model), "frame_size": _frame_size(model)}
+    """The manifest's entry for the streaming decoder, with the sample rate and samples per frame."""
+    return {**stream_runtime("codec_decoder_stream", CodecDecodeStream(model)),
+            "sample_rate": _sample_rate(model), "frame_size": _frame_size(model)}
