@@ -85,6 +85,15 @@ def mask_lengths(b, mask: str) -> tuple[str, str]:
     return seqlens, total
 
 
+def cached_stack(b, model, name: str, max_positions: int, embeds: str, past: list, mask: str) -> tuple[str, list]:
+    """A decoder stack (`model`: layers, norm, rotary_emb) over a prompt or one step, its KV from
+    `past`, lengths from the attention mask: the last position's hidden state [1, 1, H] (the last
+    layer's MLP runs on that position only) and the present KV."""
+    seqlens, total = mask_lengths(b, mask)
+    stack = LlamaStack(b, model, name, rope_caches(b, name, model.rotary_emb, max_positions))
+    return stack(embeds, past, seqlens, total, last_only=True)
+
+
 class LlamaStack:
     """The decoder layers + final norm of a transformers Llama-style model, as fused nodes.
 

@@ -103,10 +103,9 @@ def agreement(runtimes: dict, frames: int) -> dict:
 
 def run(artifact_dir: Path, dtypes: str | list[str] = "all", device: str = "cpu", frames: int = 20,
         progress=print, cache_root: Path | None = None, end_to_end: bool = True) -> dict:
-    from voxport.exporter import checkpoint
     from voxport.runtime.runtime import Runtime
     from voxport.validation import fidelity_report
-    from voxport.validation.harness import onnx_providers, source_checkpoint
+    from voxport.validation.harness import onnx_providers, reference_family
 
     artifact_dir = Path(artifact_dir)
     manifest = mf.load(artifact_dir)
@@ -118,9 +117,7 @@ def run(artifact_dir: Path, dtypes: str | list[str] = "all", device: str = "cpu"
     for rt in runtimes.values():
         for name in manifest["graphs"]:
             rt.graphs.session(name)
-    ckpt = source_checkpoint(manifest, cache_root)
-    model, family_cls = checkpoint.load(ckpt, device)
-    family = family_cls(model, ckpt.path)
+    family, _ = reference_family(manifest, cache_root, device)
     rows = []
     for spec in family.graphs():
         if spec.name not in manifest["graphs"]:

@@ -22,6 +22,13 @@ def source_checkpoint(manifest: dict, cache_root: Path | None = None) -> checkpo
     return checkpoint.resolve(ref, cache_root)
 
 
+def reference_family(manifest: dict, cache_root: Path | None, device: str):
+    """The family of the manifest's source checkpoint, holding its reference model; and the checkpoint."""
+    ckpt = source_checkpoint(manifest, cache_root)
+    model, family_cls = checkpoint.load(ckpt, device)
+    return family_cls(model, ckpt.path), ckpt
+
+
 def onnx_providers(device: str) -> list[str]:
     """The CUDA provider when the reference runs on a GPU and onnxruntime-gpu (extra `gpu`) is installed."""
     import onnxruntime as ort
@@ -40,9 +47,7 @@ def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=prin
     rt = Runtime(artifact_dir, providers=onnx_providers(device))
     for name in manifest["graphs"]:
         rt.graphs.session(name)
-    ckpt = source_checkpoint(manifest, cache_root)
-    model, family_cls = checkpoint.load(ckpt, device)
-    family = family_cls(model, ckpt.path)
+    family, ckpt = reference_family(manifest, cache_root, device)
 
     graph_rows = []
     for spec in family.graphs():

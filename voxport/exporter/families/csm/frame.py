@@ -72,7 +72,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
     to marvis-250m's fp32 frame, past what the page's 4 GB wasm heap held)."""
     import numpy as np
 
-    from voxport.exporter.blocks import LlamaStack, Sampler, linear_t, mask_lengths, rope_caches
+    from voxport.exporter.blocks import LlamaStack, Sampler, cached_stack, linear_t, rope_caches
     from voxport.exporter.onnx_builder import GraphBuilder
 
     cfg, dcfg = model.config, model.depth_decoder.config
@@ -86,11 +86,8 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
     sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"])
 
     with b.scope("backbone"):
-        mask = names["attention_mask"]
-        seqlens, total = mask_lengths(b, mask)
-        rope = rope_caches(b, "backbone", model.backbone_model.rotary_emb, cfg.max_position_embeddings)
-        stack = LlamaStack(b, model.backbone_model, "backbone", rope)
-        last, presents = stack(names["inputs_embeds"], past, seqlens, total, last_only=True)  # [1, 1, H]
+        last, presents = cached_stack(b, model.backbone_model, "backbone", cfg.max_position_embeddings,
+                                      names["inputs_embeds"], past, names["attention_mask"])  # [1, 1, H]
         logits = b.op("MatMul", [last, b.weight("lm_head.weight", linear_t(model.lm_head))], label="lm_head")
         codes = [sampler(logits, 0)]
 

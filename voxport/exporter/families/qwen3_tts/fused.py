@@ -21,7 +21,7 @@ from torch import nn
 
 def build_frame(model, graph_inputs: list, graph_outputs: list):
     """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch 1."""
-    from voxport.exporter.blocks import LlamaStack, Sampler, _np, linear_bias, linear_t, mask_lengths, rope_caches
+    from voxport.exporter.blocks import LlamaStack, Sampler, _np, cached_stack, linear_bias, linear_t, rope_caches
     from voxport.exporter.onnx_builder import GraphBuilder
 
     talker = model.talker
@@ -41,11 +41,8 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
         return y if bias is None else b.op("Add", [y, b.weight(f"{name}.bias", bias)], label=label)
 
     with b.scope("talker"):
-        mask = names["attention_mask"]
-        seqlens, total = mask_lengths(b, mask)
-        rope = rope_caches(b, "talker", talker.model.rotary_emb, tc.max_position_embeddings)
-        stack = LlamaStack(b, talker.model, "talker", rope)
-        last, presents = stack(names["inputs_embeds"], past, seqlens, total, last_only=True)  # [1, 1, H]
+        last, presents = cached_stack(b, talker.model, "talker", tc.max_position_embeddings,
+                                      names["inputs_embeds"], past, names["attention_mask"])  # [1, 1, H]
         logits = linear(last, talker.codec_head, "talker.codec_head", "codec_head")  # [1, 1, V]
         with b.scope("repetition_penalty"):
             p = names["repetition_penalty"]
