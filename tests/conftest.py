@@ -42,6 +42,16 @@ def qwen_dir(tmp_path_factory, cache_root) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def qwen_base_dir(tmp_path_factory, cache_root) -> Path:
+    """The Base (voice-clone) tiny preset, fp32 only: its speaker encoder and in-context prompt."""
+    from voxport.exporter.export import export
+
+    out = tmp_path_factory.mktemp("artifacts") / "qwen3-tts-tiny-base"
+    export("qwen3-tts-tiny-base", out, progress=lambda m: None, cache_root=cache_root, dtypes="fp32")
+    return out
+
+
 @pytest.fixture(scope="module")
 def browser():
     from tests.web_helpers import CHROMIUM, FLAGS, require_browser

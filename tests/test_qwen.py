@@ -33,6 +33,18 @@ def test_parity_passes(qwen_dir, capsys):
     assert "parity PASS" in capsys.readouterr().out
 
 
+def test_base_parity_clones_a_voice_like_the_reference(qwen_base_dir):
+    """Base: the reference clip through the runtime's codec encoder and speaker encoder, in context;
+    greedy codes equal to the reference's encode + x-vector + generate."""
+    assert main(["parity", str(qwen_base_dir), "--frames", str(FRAMES)]) == 0
+    r = json.loads((qwen_base_dir / "parity.json").read_text())
+    assert r["ok"] and not r["failures"]
+    assert "speaker_encoder" in {c["graph"] for c in r["graphs"]}
+    v = r["voice_prompt"]
+    assert v["identical"] and v["frames_onnx"] >= FRAMES and v["encoder_codes_identical"], v
+    assert v["context_frames"] > 0 and v["speaker_vector_max_abs"] < 1e-5
+
+
 def test_fidelity_gates_pass(qwen_dir):
     from voxport.validation.fidelity import run
 
