@@ -104,7 +104,7 @@ def _speak(a) -> int:
         raise VoxportError("--ref-audio and --ref-text go together: the reference audio and its transcript")
     rt = Runtime(Path(a.dir), dtype=a.dtype)
     sampling = (Sampling(repetition_penalty=a.repetition_penalty) if a.greedy
-                else Sampling(a.temperature, a.top_k, a.repetition_penalty))
+                else Sampling(a.temperature, a.top_k, a.repetition_penalty, a.top_p))
     speaker = rt.check_voice(a.speaker, a.language, a.instruct, reference=bool(a.ref_audio))
     context = [rt.reference(Path(a.ref_audio), a.ref_text, speaker)] if a.ref_audio else []
     kw = dict(speaker=speaker, context=context, max_frames=a.max_frames, sampling=sampling, seed=a.seed,
@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--greedy", action="store_true")
     s.add_argument("--temperature", type=float, default=0.9)
     s.add_argument("--top-k", type=int, default=50)
+    s.add_argument("--top-p", type=float, help="keep the most likely codes that together hold this probability, "
+                   "in (0, 1] (default: the model's own; 1 = none)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-frames", type=int, default=125,
                    help="per utterance, at 12.5 frames/s: 125 = 10 s (long text is split into utterances)")

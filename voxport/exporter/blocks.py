@@ -195,19 +195,22 @@ class LlamaStack:
 
 
 class Sampler:
-    """Gumbel-max over the top-k logits, written once per frame graph (voxport/runtime/sampling.py's arithmetic):
-    code = argmax over the k largest logits l of l / T + g, g = -log(-log(u)) from the `noise` uniforms;
-    temperature 0 = greedy. Per codebook an `If` on T > 0: greedy is one ArgMax; sampling ranks only
-    k logits (TopK). Measured on Chromium's WebGPU: one TopK over 2,051 logits is ~80 dispatches
+    """Gumbel-max over the top-k, then top-p, logits, written once per frame graph (the arithmetic of
+    voxport/runtime/sampling.py): code = argmax of l / T + g over the k largest logits l that top-p
+    keeps, g = -log(-log(u)) from the `noise` uniforms; temperature 0 = greedy. Per codebook an `If` on
+    T > 0: greedy is one ArgMax; sampling ranks only k logits (TopK). Measured on Chromium's WebGPU: one TopK over 2,051 logits is ~80 dispatches
     (a full sort, whatever k), 2,560 of tiny's 3,667 per frame; on CPU the traced graph's full sort
     cost ~7 ms of a marvis-250m frame."""
 
-    def __init__(self, b: GraphBuilder, temperature: str, top_k: str, noise: str | None = None,
+    def __init__(self, b: GraphBuilder, temperature: str, top_k: str, top_p: str, noise: str | None = None,
                  gumbel: str | None = None, name: str = "sampling", vocab: int | None = None):
         """Gumbel values from `noise`, or `gumbel`: another Sampler's (one noise input read with two
         temperature/top-k pairs, as Qwen3-TTS's talker and code predictor sampling). `vocab`: top_k is
-        clipped to [1, vocab] as the PyTorch reference's gumbel_choice does (TopK fails past the row)."""
+        clipped to [1, vocab] as the PyTorch reference's gumbel_choice does (TopK fails past the row).
+        `top_p`: an input in (0, 1]; 1 keeps all k (the comparison is skipped, not rounded)."""
         with b.scope(name):
+            self.top_p = top_p
+            self.no_top_p = b.op("GreaterOrEqual", [top_p, b.const(1.0, np.float32)], label="top_p_off")
             self.sampling = b.op("Greater", [temperature, b.const(0.0, np.float32)])
             self.k = b.op("Reshape", [top_k, b.const([1])], label="k")
             if vocab is not None:
@@ -233,7 +236,13 @@ class Sampler:
                     vals, idx = b.op("TopK", [logits, self.k], n_out=2, axis=-1, largest=1, sorted=1)
                     row = b.op("Gather", [self.gumbel, b.const([codebook])], axis=1, label="gumbel")  # [1, 1, V]
                     g = b.op("GatherElements", [row, idx], axis=-1)
-                    scores = b.op("Add", [b.op("Div", [vals, self.temp]), g])
+                    scaled = b.op("Div", [vals, self.temp])
+                with b.scope("topp"):  # TopK's values are sorted: the exclusive CumSum is the mass above each
+                    above = b.op("CumSum", [b.op("Softmax", [scaled], axis=-1), b.const(-1)], exclusive=1)
+                    keep = b.op("Or", [b.op("Less", [above, self.top_p]), self.no_top_p])
+                    scaled = b.op("Where", [keep, scaled, b.const(-np.inf, np.float32)])
+                with b.scope("topk"):
+                    scores = b.op("Add", [scaled, g])
                     pick = b.op("GatherElements", [idx, b.op("ArgMax", [scores], axis=-1, keepdims=1)], axis=-1)
             code = b.op("If", [self.sampling], then_branch=b.subgraph("sampled", sampled, [pick]),
                         else_branch=b.subgraph("greedy", greedy, [best]), out_types=(TensorProto.INT64,))

@@ -22,8 +22,8 @@ MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (GroupQueryAttention, S
 # Output element types where they are not the first input's. The graph carries them as value_info:
 # the fp16 converter needs them to put casts around the nodes it keeps in fp32 (TopK, Max, and the
 # policy's blocks), and ONNX shape inference cannot type contrib-op outputs.
-_OUT_TYPE = {"Shape": TensorProto.INT64, "ArgMax": TensorProto.INT64, "Greater": TensorProto.BOOL,
-             "TopK": (None, TensorProto.INT64)}
+_OUT_TYPE = {"Shape": TensorProto.INT64, "ArgMax": TensorProto.INT64, "TopK": (None, TensorProto.INT64),
+             **dict.fromkeys(("Greater", "GreaterOrEqual", "Less", "Or"), TensorProto.BOOL)}
 _TYPE_FROM_INPUT = {"Where": 1}
 
 _ONNX_DTYPE = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "int32": TensorProto.INT32}

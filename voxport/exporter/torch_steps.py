@@ -53,14 +53,20 @@ def lm_step_inputs(s: dict, hidden: int, n_layers: int, kv_heads: int, head_dim:
 
 
 def gumbel_choice(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor,
-                  top_k: torch.Tensor) -> torch.Tensor:
-    """logits [B, V], noise uniforms in [0, 1) [B, V], temperature [] (0 = greedy), top_k [] (1..V)
-    -> ids [B]. Same arithmetic as voxport/runtime/sampling.py's numpy version."""
+                  top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """logits [B, V], noise uniforms in [0, 1) [B, V], temperature [] (0 = greedy), top_k [] (1..V),
+    top_p [] ((0, 1], 1 = none) -> ids [B]. Same arithmetic as voxport/runtime/sampling.py's numpy version."""
     ranked = torch.sort(logits, dim=-1, descending=True).values
     kth = ranked.gather(-1, (top_k - 1).clamp(0, logits.shape[-1] - 1).reshape(1, 1).expand(logits.shape[0], 1))
     kept = torch.where(logits >= kth, logits, torch.full_like(logits, float("-inf")))
     gumbel = -torch.log(-torch.log(noise.clamp(1e-20, 1.0 - 1e-7)))
-    sampled = kept / temperature.clamp(min=1e-6) + gumbel
+    scaled = kept / temperature.clamp(min=1e-6)
+    # top-p over softmax(scaled) in descending order: keep an id while the ids above it hold < top_p
+    order = torch.sort(scaled, dim=-1, descending=True, stable=True).indices
+    p = torch.softmax(scaled.gather(-1, order), dim=-1)
+    above = torch.cat([torch.zeros_like(p[:, :1]), torch.cumsum(p[:, :-1], dim=-1)], dim=-1)
+    keep = torch.zeros_like(above, dtype=torch.bool).scatter(-1, order, (above < top_p) | (top_p >= 1))
+    sampled = torch.where(keep, scaled, torch.full_like(scaled, float("-inf"))) + gumbel
     scores = torch.where(temperature > 0, sampled, logits)
     return scores.argmax(-1)
 

@@ -16,7 +16,8 @@ groups. The runtimes hold no model knowledge of their own: everything below come
                            "min_frames": 2, "min_frames_token": 2150}},                # optional
       "codebooks": 32, "noise_vocab": 2051,
       "sampling": [{"name": "all", "codebooks": [0, 32], "vocab": 2051,
-                    "inputs": {"temperature": "temperature", "top_k": "top_k"}}],
+                    "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
+                    "defaults": {"top_p": 1.0}}],                   # optional: the model's settings
       "stop": {"codebooks": [0, 31], "token": 2050}   # codes[a:b] all equal token: the utterance ends
     }
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from voxport.errors import InputError
 from voxport.runtime.sampling import draw_noise
 
 
@@ -65,7 +67,22 @@ class FrameContract:
             names = group["inputs"]
             feeds[names["temperature"]] = np.array(s.temperature, np.float32)
             feeds[names["top_k"]] = np.array(s.top_k, np.int64)
+            top_p = self.top_p(s, group)
+            if "top_p" in names:
+                feeds[names["top_p"]] = np.array(top_p, np.float32)
+            elif top_p < 1:
+                raise InputError("this artifact's frame graph samples without top-p (exported before voxport "
+                                 "had it); re-export it to use top-p")
         return feeds
+
+    @staticmethod
+    def top_p(s, group: dict) -> float:
+        """The top-p in force for a group: the request's, else the model's default, else 1 (none)."""
+        return s.top_p if s.top_p is not None else group.get("defaults", {}).get("top_p", 1.0)
+
+    def group(self, codebook: int) -> dict:
+        """The sampling group that samples this codebook."""
+        return next(g for g in self.sampling if g["codebooks"][0] <= codebook < g["codebooks"][1])
 
     def logits_state(self, s) -> LogitsState | None:
         if self.logits is None:

@@ -54,13 +54,14 @@ def _depth(runtime, depth: dict, hidden: np.ndarray, logits: np.ndarray, samplin
            noise: np.ndarray) -> np.ndarray:
     """One frame of K codes: codebook 0 from the backbone's logits, the rest from the depth steps;
     codebook i draws with noise[i] (the fused graph's `noise` input, same arithmetic)."""
-    c = choose(logits, sampling, noise[0:1])
+    contract = runtime.contract
+    c = choose(logits, sampling, noise[0:1], contract.top_p(sampling, contract.group(0)))
     codes = [c[0]]
     ids = np.array([[0, c[0]]], np.int64)  # position 0 is replaced by the backbone hidden state
     names, past = _cache(depth["cache"])
-    for i in range(1, runtime.contract.codebooks):
+    for i in range(1, contract.codebooks):
         out = runtime.graphs.run(depth["graph"], {depth["ids"]: ids, depth["hidden"]: hidden, **dict(zip(names, past))})
-        c = choose(out[0], sampling, noise[i:i + 1])
+        c = choose(out[0], sampling, noise[i:i + 1], contract.top_p(sampling, contract.group(i)))
         past = out[1:]
         codes.append(c[0])
         ids = c[:, None]

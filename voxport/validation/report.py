@@ -61,7 +61,8 @@ def _streaming_rows(r: dict) -> list[str]:
         f"| fused frame graph, {f['frames_reference']} greedy frames | "
         f"{'identical' if f['identical'] else 'differ at frame %s' % f['first_mismatch_frame']} to transformers; "
         f"identical to step graphs: {f['identical_to_step_graphs']} |",
-        f"| fused sampling (T={fs['temperature']}, top-k {fs['top_k']}), {fs['frames']} frames, same noise | "
+        f"| fused sampling (T={fs['temperature']}, top-k {fs['top_k']}, top-p {fs.get('top_p') or 1}), "
+        f"{fs['frames']} frames, same noise | "
         f"equals PyTorch: {fs['fused_equals_torch']}, equals step graphs: {fs['fused_equals_step_graphs']}, "
         f"another seed differs: {fs['other_seed_differs']} |",
         f"| streaming decode vs batch, {sd['frames']} frames, relative error per chunk size | {chunks} "

@@ -112,12 +112,14 @@ export class NumpyRng {
 }
 
 /**
- * The frame graph's sampling feeds for a request's {temperature, topK}: temperature 0 is greedy
- * (the graph ignores the noise), topK 0 means the whole vocabulary. Returns {feeds, noise()} where
- * noise() gives the next frame's [1, K, vocab] uniforms (the same draws as Python's draw_noise).
+ * The frame graph's sampling feeds for a request's {temperature, topK, topP}: temperature 0 is greedy
+ * (the graph ignores the noise), topK 0 means the whole vocabulary, topP null the model's default
+ * (FrameContract.top_p). Returns {feeds, noise()} where noise() gives the next frame's [1, K, vocab]
+ * uniforms (the same draws as Python's draw_noise).
  */
-export function samplingFeeds(ort, { temperature = 0, topK = 0 } = {}, seed, generation) {
+export function samplingFeeds(ort, { temperature = 0, topK = 0, topP = null } = {}, seed, generation) {
   if (!Number.isFinite(temperature) || temperature < 0) throw new Error(`temperature must be >= 0 (0 = greedy), got ${temperature}`);
+  if (topP != null && !(topP > 0 && topP <= 1)) throw new Error(`top-p must be in (0, 1] (1 = none), got ${topP}`);
   // the same settings on every sampling group's inputs (the manifest's generation.sampling)
   const feeds = {};
   for (const group of generation.sampling) {
@@ -125,6 +127,9 @@ export function samplingFeeds(ort, { temperature = 0, topK = 0 } = {}, seed, gen
     if (!Number.isInteger(top) || top < 1 || top > group.vocab) throw new Error(`top-k must be between 1 and ${group.vocab} (0 = all), got ${topK}`);
     feeds[group.inputs.temperature] = new ort.Tensor('float32', new Float32Array([temperature]), []);
     feeds[group.inputs.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(top)]), []);
+    const p = topP ?? group.defaults?.top_p ?? 1;
+    if (group.inputs.top_p) feeds[group.inputs.top_p] = new ort.Tensor('float32', new Float32Array([p]), []);
+    else if (p < 1) throw new Error("this artifact's frame graph samples without top-p (exported before voxport had it); re-export it to use top-p");
   }
   const k = generation.codebooks, vocab = generation.noise_vocab;
   const rng = new NumpyRng(seed);

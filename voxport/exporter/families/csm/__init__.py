@@ -139,18 +139,20 @@ class CsmFamily(Family):
             embeds, mask, pos, *past = backbone.make_inputs({**s, "batch": 1})
             gen = torch.Generator().manual_seed(7 + s["past"])
             noise = torch.rand(1, k, v, generator=gen)
-            return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]), noise, *past]
+            return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
+                    torch.tensor(s.get("top_p", 1.0)), noise, *past]
 
         return GraphSpec(
             "frame", FrameStep(self.model),
             inputs=[*one(backbone.inputs[:3]), TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
-                    TensorSpec("noise", F32, (1, k, v)), *one(backbone.inputs[3:])],
+                    TensorSpec("top_p", F32, ()), TensorSpec("noise", F32, (1, k, v)), *one(backbone.inputs[3:])],
             outputs=[TensorSpec("codes", I64, (1, k)), TensorSpec("next_embeds", F32, (1, 1, h)),
                      *one(kv_specs("present", n, kvh, hd, "past_seq"))],
             make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
-            # greedy, sampling with top-k, and the whole vocabulary; prefill and steps
+            # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps
             check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
                          {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50},
+                         {"seq": 1, "past": 3, "temperature": 1.5, "top_k": 200, "top_p": 0.8},
                          {"seq": 1, "past": 30, "temperature": 1.0, "top_k": v},
                          {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50}],
             tolerance={"codes": Tolerance(exact=True)},
@@ -230,7 +232,7 @@ class CsmFamily(Family):
                       "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache(cfg)},
             "codebooks": k, "noise_vocab": v,
             "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,
-                          "inputs": {"temperature": "temperature", "top_k": "top_k"}}],
+                          "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"}}],
             "stop": {"codebooks": [0, k - 1], "token": cfg.codebook_eos_token_id},
             "prompt": {"format": "chat_template", "graph": "embed", "ids": "input_ids", "codes": "audio_codes",
                        "codebooks": k, "audio_token": "<|AUDIO|>", "audio_token_id": cfg.audio_token_id,

@@ -36,13 +36,13 @@ class FrameStep(nn.Module):
         for i in range(self.k - 1):  # views: no copy in torch, one initializer per head in ONNX
             self.register_buffer(f"head_{i}", heads[i], persistent=False)
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, temperature, top_k, noise, *past):
+    def forward(self, inputs_embeds, attention_mask, position_ids, temperature, top_k, top_p, noise, *past):
         cache = cache_from(self.backbone.config, past)
         out = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                             position_ids=position_ids, past_key_values=cache, use_cache=True)
         hidden = out.last_hidden_state[:, -1:]  # [B, 1, H]
         logits = self.lm_head(hidden)[:, 0]
-        code = gumbel_choice(logits, noise[:, 0], temperature, top_k)
+        code = gumbel_choice(logits, noise[:, 0], temperature, top_k, top_p)
         codes = [code]
         kv: list = [None] * len(self.depth.layers)
         # position 0: the backbone hidden state; position p >= 1: code p-1 from embedding table p-1
@@ -50,7 +50,8 @@ class FrameStep(nn.Module):
         for i in range(self.k - 1):
             h = self._depth_step(embeds, kv, 0 if i == 0 else i + 1)
             head = getattr(self, f"head_{i}")
-            code = gumbel_choice(torch.matmul(h[:, -1:], head)[:, 0], noise[:, i + 1], temperature, top_k)
+            code = gumbel_choice(torch.matmul(h[:, -1:], head)[:, 0], noise[:, i + 1], temperature, top_k,
+                                top_p)
             codes.append(code)
             embeds = self.depth.embed_tokens(code[:, None] + (i + 1) * self.vocab)
         codes = torch.stack(codes, dim=1)  # [B, K]
@@ -83,7 +84,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
         names[t.name] = b.input(t.name, t.dtype, t.shape)
     n_layers = cfg.num_hidden_layers
     past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"]) for i in range(n_layers)]
-    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"])
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"])
 
     with b.scope("backbone"):
         last, presents = cached_stack(b, model.backbone_model, "backbone", cfg.max_position_embeddings,

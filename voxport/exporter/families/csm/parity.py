@@ -188,19 +188,20 @@ def torch_frame_codes(model, family, rt: Runtime, frames: int, sampling: Samplin
             noise = torch.from_numpy(draw_noise(rng, rt.rt["num_codebooks"], rt.rt["codebook_vocab"]))
             codes, embeds, *past = specs["frame"].module(
                 embeds, torch.ones(1, pos + seq, dtype=torch.long), torch.arange(pos, pos + seq)[None],
-                torch.tensor(sampling.temperature, dtype=torch.float32), torch.tensor(sampling.top_k), noise, *past)
+                torch.tensor(sampling.temperature, dtype=torch.float32), torch.tensor(sampling.top_k),
+                torch.tensor(rt.contract.top_p(sampling, rt.contract.group(0)), dtype=torch.float32), noise, *past)
             pos += seq
             out.append(codes[0].numpy())
     return np.stack(out)
 
 
 def fused_sampling_case(rt: Runtime, model, family, frames: int = 12, seed: int = 1234) -> dict:
-    s = Sampling(temperature=0.9, top_k=50)
+    s = Sampling(temperature=0.9, top_k=50, top_p=0.8)
     fused = fused_codes(rt, frames, s, seed)
     steps = rt.generate(TEXT, max_frames=frames, sampling=s, seed=seed, decode=False).codes
     ref = torch_frame_codes(model, family, rt, frames, s, seed)
     other = fused_codes(rt, frames, s, seed + 1)
-    return {"frames": frames, "temperature": s.temperature, "top_k": s.top_k,
+    return {"frames": frames, "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
             "fused_equals_torch": bool(np.array_equal(fused, ref)),
             "fused_equals_step_graphs": bool(np.array_equal(fused, steps)),
             "other_seed_differs": bool(not np.array_equal(fused, other))}

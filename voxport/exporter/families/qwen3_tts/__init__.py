@@ -126,13 +126,15 @@ class Qwen3TtsFamily(Family):
                 "codebooks": g, "noise_vocab": v,
                 "sampling": [
                     {"name": "talker", "codebooks": [0, 1], "vocab": v,
-                     "inputs": {"temperature": "temperature", "top_k": "top_k"},
+                     "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
                      "defaults": {"temperature": gen.get("temperature", 0.9), "top_k": gen.get("top_k", 50),
+                                  "top_p": gen.get("top_p", 1.0),
                                   "repetition_penalty": gen.get("repetition_penalty", 1.05)}},
                     {"name": "predictor", "codebooks": [1, g], "vocab": vp,
-                     "inputs": {"temperature": "predictor_temperature", "top_k": "predictor_top_k"},
+                     "inputs": {"temperature": "predictor_temperature", "top_k": "predictor_top_k",
+                                "top_p": "predictor_top_p"},
                      "defaults": {"temperature": gen.get("subtalker_temperature", 0.9),
-                                  "top_k": gen.get("subtalker_top_k", 50)}}],
+                                  "top_k": gen.get("subtalker_top_k", 50), "top_p": gen.get("subtalker_top_p", 1.0)}}],
                 "stop": {"codebooks": [0, 1], "token": eos},
                 "prompt": {
                     "format": "dual_track", "graph": "prompt_embed", "text": "text_ids", "codes": "codec_ids",

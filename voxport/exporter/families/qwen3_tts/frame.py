@@ -39,8 +39,9 @@ class FrameStep(nn.Module):
         self.n_layers, self.groups = talker.config.num_hidden_layers, talker.config.num_code_groups
         self.vp = cp.config.vocab_size
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, text_embed, temperature, top_k,
-                predictor_temperature, predictor_top_k, repetition_penalty, c0_seen, c0_bias, noise, *past):
+    def forward(self, inputs_embeds, attention_mask, position_ids, text_embed, temperature, top_k, top_p,
+                predictor_temperature, predictor_top_k, predictor_top_p, repetition_penalty, c0_seen, c0_bias,
+                noise, *past):
         cache = cache_from(self.talker.config, past)
         out = self.talker(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
                           past_key_values=cache, use_cache=True)
@@ -48,7 +49,7 @@ class FrameStep(nn.Module):
         logits = self.codec_head(hidden)[:, 0]
         penalised = torch.where(logits > 0, logits / repetition_penalty, logits * repetition_penalty)
         logits = torch.where(c0_seen > 0, penalised, logits) + c0_bias
-        code = gumbel_choice(logits, noise[:, 0], temperature, top_k)
+        code = gumbel_choice(logits, noise[:, 0], temperature, top_k, top_p)
         codes = [code]
         embeds = [self.c0_table(code[:, None])]
         kv: list = [None] * len(self.predictor.layers)
@@ -56,7 +57,7 @@ class FrameStep(nn.Module):
         for g in range(1, self.groups):
             h = unrolled_stack(self.predictor, self.project(x), kv, 0 if g == 1 else g)
             code = gumbel_choice(self.heads[g - 1](h[:, -1]), noise[:, g, : self.vp], predictor_temperature,
-                                 predictor_top_k)
+                                 predictor_top_k, predictor_top_p)
             codes.append(code)
             x = self.tables[g - 1](code[:, None])
             embeds.append(x)

@@ -2,9 +2,9 @@
 the same computation as frame.FrameStep, which stays its PyTorch reference in the parity harness.
 
 talker stack (last position only past the last layer's attention) -> codec_head -> repetition penalty on
-the seen ids, + c0_bias -> group 0 sampled (temperature, top_k) -> code predictor unrolled over groups
+the seen ids, + c0_bias -> group 0 sampled (temperature, top_k, top_p) -> code predictor unrolled over groups
 1..15 (step 0 on [talker state, group 0's embedding], then one code a step; its KV stays in the graph),
-each group with its own embedding table and head, sampled with predictor_temperature/predictor_top_k ->
+each group with its own embedding table and head, sampled with the predictor_* settings ->
 next_embeds = the 16 group embeddings summed + text_embed.
 
 The talker's multimodal RoPE gets the same position on all three axes for the text-only positions
@@ -31,8 +31,8 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
     names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
     past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"])
             for i in range(tc.num_hidden_layers)]
-    sampler = Sampler(b, names["temperature"], names["top_k"], names["noise"], vocab=tc.vocab_size)
-    predictor_sampler = Sampler(b, names["predictor_temperature"], names["predictor_top_k"],
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"], vocab=tc.vocab_size)
+    predictor_sampler = Sampler(b, names["predictor_temperature"], names["predictor_top_k"], names["predictor_top_p"],
                                 gumbel=sampler.gumbel, name="predictor_sampling", vocab=cp.config.vocab_size)
 
     def linear(x: str, lin: nn.Linear, name: str, label: str) -> str:

@@ -114,24 +114,27 @@ def frame(model) -> GraphSpec:
         bias = torch.zeros(1, v)
         bias[0, v - 1024:] = float("-inf")
         bias[0, tc.codec_eos_token_id] = 0.0
+        top_p = torch.tensor(s.get("top_p", 1.0))
         return [embeds, mask, pos, torch.randn(1, 1, h, generator=gen) * 0.5, torch.tensor(s["temperature"]),
-                torch.tensor(s["top_k"]), torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
+                torch.tensor(s["top_k"]), top_p, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]), top_p,
                 torch.tensor(s["penalty"]), seen, bias, torch.rand(1, g, v, generator=gen), *past]
 
     return GraphSpec(
         "frame", FrameStep(model),
         inputs=[*_one(step.inputs[:3]), TensorSpec("text_embed", F32, (1, 1, h)),
-                TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
+                TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()), TensorSpec("top_p", F32, ()),
                 TensorSpec("predictor_temperature", F32, ()), TensorSpec("predictor_top_k", I64, ()),
+                TensorSpec("predictor_top_p", F32, ()),
                 TensorSpec("repetition_penalty", F32, ()), TensorSpec("c0_seen", F32, (1, v)),
                 TensorSpec("c0_bias", F32, (1, v)), TensorSpec("noise", F32, (1, g, v)), *_one(step.inputs[3:])],
         outputs=[TensorSpec("codes", I64, (1, g)), TensorSpec("next_embeds", F32, (1, 1, h)),
                  *_one(kv_specs("present", n, kvh, hd, "past_seq"))],
         make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
-        # greedy, sampling with top-k, and the whole vocabulary; prefill and steps
+        # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps
         check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1, "penalty": 1.05},
                      {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
                      {"seq": 1, "past": 30, "temperature": 1.0, "top_k": 64, "penalty": 1.0},
+                     {"seq": 1, "past": 9, "temperature": 1.5, "top_k": 64, "penalty": 1.05, "top_p": 0.7},
                      # top_k past tiny's predictor vocabulary (64): clipped to it, as gumbel_choice does
                      {"seq": 1, "past": 2, "temperature": 0.8, "top_k": 100, "penalty": 1.05},
                      {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50, "penalty": 1.3}],
