@@ -77,6 +77,9 @@ def _case_lines(r: dict) -> list[str]:
     if "fused" in r:
         f = r["fused"]
         out.append(f"fused frame graph {'identical' if f['identical'] and f['identical_to_step_graphs'] else 'DIFFERS'}")
+    if "steps" in r:
+        out.append(f"step graphs {'identical' if r['steps']['greedy'] and r['steps']['sampled'] else 'DIFFER'} "
+                   "to the fused graph")
     if "stream_decode" in r:
         out.append(f"streaming decode relative error {r['stream_decode']['worst_rel']:.2e}")
     return out
@@ -124,7 +127,7 @@ def _speak(a) -> int:
 
 
 def _speak_steps(rt, a, kw):
-    """The step graphs (33 calls per frame), whole utterance: for debugging and comparison."""
+    """The step graphs (a call per step: 33 per frame for CSM), whole utterance: for debugging and comparison."""
     from voxport.runtime.audio import write_wav
 
     res = rt.generate(a.text, **kw)
@@ -229,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-frames", type=int, default=1, help="frames per audio chunk when streaming (80 ms each)")
     s.add_argument("--stats-json", help="write timing figures (first audio, real-time factor, stages) as JSON")
     s.add_argument("--step-graphs", action="store_true",
-                   help="use the step graphs (33 calls per frame) instead of the fused frame graph")
+                   help="use the step graphs (a call per codebook) instead of the fused frame graph")
     s.add_argument("--greedy", action="store_true")
     s.add_argument("--temperature", type=float, default=0.9)
     s.add_argument("--top-k", type=int, default=50)

@@ -122,6 +122,14 @@ class LogitsState:
             bias[0, s["min_frames_token"]] = -np.inf
         return {s["repetition_penalty"]: self.penalty, s["seen"]: self.seen, s["bias"]: bias}
 
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        """The processors on the codebook's logits [1, V] in numpy (the step loop), as the frame graph
+        applies its feeds: the penalty divides positive and multiplies negative logits of seen ids."""
+        f = self.feeds()
+        s, p = self.spec, f[self.spec["repetition_penalty"]]
+        penalised = np.where(logits > 0, logits / p, logits * p)
+        return np.where(f[s["seen"]] > 0, penalised, logits) + f[s["bias"]]
+
     def update(self, frame: np.ndarray) -> None:
         self.seen[0, frame[self.spec["codebook"]]] = 1.0
         self.frames += 1

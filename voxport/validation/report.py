@@ -44,6 +44,11 @@ def _generation_rows(r: dict) -> list[str]:
     if "sampling" in r:
         s = r["sampling"]
         rows.append(f"| sampling, seed reproducible | {s['reproducible']} (another seed differs: {s['other_seed_differs']}) |")
+    if "steps" in r:
+        st = r["steps"]
+        rows.append(f"| step graphs vs the fused frame graph, {st['frames']} frames, same noise | greedy identical: "
+                    f"{st['greedy']}, sampled (T={st['temperature']}, top-k {st['top_k']}, top-p {st['top_p']}) "
+                    f"identical: {st['sampled']} |")
     if "fused" in r:
         rows += _streaming_rows(r)
     elif "stream_decode" in r:

@@ -159,5 +159,15 @@ class Qwen3TtsFamily(Family):
                           **({} if self.model.speaker_encoder is None else {
                               "speaker_encoder": "speaker_encoder",
                               "speaker_encoder_min_samples": speaker.min_samples(cfg.speaker_encoder_config)})},
+                # the step loop (voxport/runtime/steps.py): a frame's codes embedded by the prompt graph with
+                # no text (the streamed text joins as in the frame graph), the talker step, then the code
+                # predictor's 15 steps on (talker state, group 0), one code at a time
+                "steps": {
+                    "embed": {"graph": "prompt_embed", "ids": "text_ids", "codes": "codec_ids", "frame_token": -1},
+                    "backbone": {"graph": "talker", "embeds": "inputs_embeds", "attention_mask": "attention_mask",
+                                 "position_ids": "position_ids", "cache": cache},
+                    "depth": {"graph": "code_predictor", "ids": "input_ids", "hidden": "talker_hidden_state",
+                              "cache": {**cache, "layers": pc.num_hidden_layers, "kv_heads": pc.num_key_value_heads,
+                                        "head_dim": pc.head_dim}}},
             },
         }

@@ -104,7 +104,7 @@ def voice_clone_case(rt, model, frames: int, device: str) -> dict:
     got = runtime_codes(rt, TEXT, None, "english", frames, context=[voice])
     ref = reference_codes(rt, model, TEXT, None, "english", frames,
                           voice=Utterance(REF_TEXT, None, ref_code.cpu().numpy(), vector=ref_vector))
-    return {**compare_codes(ref, got), "context_frames": int(voice.codes.shape[0]),
+    return {**compare_codes(ref, got), "voice": voice, "context_frames": int(voice.codes.shape[0]),
             "encoder_codes_identical": bool(np.array_equal(voice.codes, ref_code.cpu().numpy())),
             "speaker_vector_max_abs": float(np.abs(voice.vector - ref_vector).max())}
 
@@ -116,6 +116,21 @@ def sampling_case(rt, speaker, frames: int = 8) -> dict:
     s = Sampling(temperature=0.9, top_k=50)
     a, b, c = (runtime_codes(rt, TEXT, speaker, "english", frames, sampling=s, seed=seed) for seed in (1234, 1234, 4321))
     return {"frames": frames, "reproducible": bool(np.array_equal(a, b)), "other_seed_differs": bool(not np.array_equal(a, c))}
+
+
+def steps_case(rt, speaker, context=(), frames: int = 12, seed: int = 1234) -> dict:
+    """The step graphs, with sampling and the talker's logits processors in numpy (voxport/runtime/steps.py),
+    draw the fused frame graph's codes from the same noise: greedy, and sampled with top-k and top-p."""
+    from voxport.runtime.sampling import Sampling
+
+    out = {"frames": frames, "temperature": 0.9, "top_k": 50, "top_p": 0.8}
+    for name, s in (("greedy", Sampling()), ("sampled", Sampling(0.9, 50, top_p=0.8))):
+        fused = runtime_codes(rt, TEXT, speaker, "english", frames, context=context, sampling=s, seed=seed)
+        steps = rt.generate(TEXT, speaker=speaker, context=list(context), max_frames=frames, sampling=s, seed=seed,
+                            decode=False, language="english").codes
+        steps = steps[:-1] if rt.contract.is_stop(steps[-1]) else steps
+        out[name] = bool(np.array_equal(fused, steps))
+    return out
 
 
 def prompt_cases(rt, model) -> dict:
@@ -183,12 +198,19 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
         rt, lambda codes: _decode(model, codes, device), model.speech_tokenizer.model.config.decoder_config.codebook_size)
     if not sd["ok"]:
         failures.append(f"streaming decode: relative error {sd['worst_rel']:.3g} > {sd['allowed_rel']}")
+    context = []
     if spec["voice_clone"]:
         progress(f"parity: voice clone, {frames} greedy frames, runtime encoders + ICL vs the reference's")
         results["voice_prompt"] = v = voice_clone_case(rt, model, frames, device)
+        context = [v.pop("voice")]
         if not (v["identical"] and v["encoder_codes_identical"]):
             failures.append(f"voice clone: codes differ from the reference at frame {v['first_mismatch_frame']} "
                             f"(encoder codes identical: {v['encoder_codes_identical']})")
+    progress("parity: step graphs (numpy sampling and logits processors) vs the fused frame graph, same noise")
+    results["steps"] = st = steps_case(rt, speaker, context)
+    if not (st["greedy"] and st["sampled"]):
+        failures.append(f"step graphs: codes differ from the fused frame graph's (greedy {st['greedy']}, "
+                        f"sampled {st['sampled']})")
     progress("parity: sampling reproducibility")
     results["sampling"] = sc = sampling_case(rt, speaker)
     if not (sc["reproducible"] and sc["other_seed_differs"]):
