@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from voxport.runtime.runtime import speakers, takes_voice_prompts
-from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
 from voxport.api.bodies import read_json
@@ -65,10 +64,10 @@ def parse_options(state, body: dict) -> Options:
         if saved is None:
             raise bad(f"voice {voice!r} is neither a speaker ({', '.join(spk['names'])}) nor a saved voice "
                       "(GET /v1/voices lists them)", "voice", "voice_not_found")
-        info, codes = saved
+        info, ref = saved
         if info["model"] != name:
             raise bad(f"voice {voice!r} was made with model {info['model']!r}, not {name!r}", "voice")
-        speaker, context = info["speaker"], [Utterance(info["text"], info["speaker"], codes)]
+        speaker, context = ref.speaker, [ref]  # its codes, and speaker vector where the model has one
     runtime = state.models.manifest(name)["runtime"]
     vocab = min(g["vocab"] for g in runtime["generation"]["sampling"])
     sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab))
