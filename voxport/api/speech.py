@@ -52,18 +52,27 @@ def _number(body: dict, key: str, kind, low, high):
 def parse_options(state, body: dict) -> Options:
     name, dtype = state.models.resolve(body.get("model"))
     spk = state.models.manifest(name)["runtime"]["generation"]["speakers"]
-    voice = body.get("voice", spk["names"][0] if spk["names"] else "")
+    named = ", ".join(spk["names"])
+    if "voice" in body:
+        voice = body["voice"]
+    elif named:
+        voice = spk["names"][0]
+    else:  # a Base model: no speaker to default to
+        raise bad(f"voice is required: model {name!r} has no built-in speakers, it speaks a saved voice "
+                  "(POST /v1/voices makes one)", "voice")
     voice = voice.get("id") if isinstance(voice, dict) else voice
     if not isinstance(voice, str) or not voice:
-        raise bad(f"voice must be a speaker ({', '.join(spk['names'])}) or a saved voice name", "voice")
+        raise bad(f"voice must be a speaker ({named}) or a saved voice name" if named
+                  else f"voice must be a saved voice name (model {name!r} has no built-in speakers)", "voice")
     integer = spk["kind"] == "integer" and voice.isdecimal() and voice.isascii() and int(voice) < 2 ** 31
     if integer or (spk["kind"] == "name" and voice in spk["names"]):  # a chat template takes any integer
         speaker, context = (int(voice) if integer else voice), []
     else:
         saved = state.voices.get(voice) if VOICE_NAME.match(voice) else None
         if saved is None:
-            raise bad(f"voice {voice!r} is neither a speaker ({', '.join(spk['names'])}) nor a saved voice "
-                      "(GET /v1/voices lists them)", "voice", "voice_not_found")
+            kinds = f"neither a speaker ({named}) nor" if named else "not"
+            raise bad(f"voice {voice!r} is {kinds} a saved voice (GET /v1/voices lists them)", "voice",
+                      "voice_not_found")
         info, ref = saved
         if info["model"] != name:
             raise bad(f"voice {voice!r} was made with model {info['model']!r}, not {name!r}", "voice")
