@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from voxport.cli import main
 from voxport.serve import make_server
 
 WAV_HEADER = 44  # voxport/runtime/audio.py wav_stream_header
@@ -70,3 +71,28 @@ def wav_samples(path: Path) -> np.ndarray:
 
 def pcm(data: bytes) -> np.ndarray:
     return np.frombuffer(data, "<i2")
+
+
+def speak_cli(artifact_dir: Path, tmp_path: Path, text: str, *args) -> np.ndarray:
+    """What `voxport speak DIR TEXT -o OUT.wav ARGS` writes: the samples the API must match."""
+    out = tmp_path / f"speak-{abs(hash((str(artifact_dir), text, args)))}.wav"
+    assert main(["speak", str(artifact_dir), text, "-o", str(out), *map(str, args)]) == 0
+    return wav_samples(out)
+
+
+def tone(path: Path, seconds=1.5, amp=0.3, sr=16000) -> Path:
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, amp * np.sin(2 * np.pi * 180 * t), sr)
+    return path
+
+
+def upload(port: int, name: str, path: Path, text="A reference clip.", extra=b"", model: str | None = None):
+    """POST /v1/voices as multipart: name, text, model (when given), file."""
+    boundary = "voxport-test-boundary"
+    fields = [("name", name), ("text", text), *([("model", model)] if model else [])]
+    parts = [(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n').encode()
+             for k, v in fields]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + path.read_bytes() + extra + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return request(port, "POST", "/v1/voices", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})

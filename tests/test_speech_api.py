@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.api_helpers import WAV_HEADER, api_server, error_of, pcm, request, speech, wav_samples
+from tests.api_helpers import WAV_HEADER, api_server, error_of, pcm, request, speak_cli, speech, tone, upload
 from voxport.cli import main
 
 TEXT = "The server speaks as it generates."
@@ -22,12 +22,6 @@ KEY = "test-key-123"
 def port(tiny_dir, tmp_path_factory):
     with api_server([tiny_dir], voices_dir=tmp_path_factory.mktemp("voices"), max_upload=1 << 20) as p:
         yield p
-
-
-def speak_cli(tiny_dir, tmp_path, text, *args) -> np.ndarray:
-    out = tmp_path / f"speak-{abs(hash((text, args)))}.wav"
-    assert main(["speak", str(tiny_dir), text, "-o", str(out), *map(str, args)]) == 0
-    return wav_samples(out)
 
 
 def test_openai_sdk_streams_what_speak_writes(port, tiny_dir, tmp_path):
@@ -101,24 +95,8 @@ def test_models_lists_precisions_and_voices(port):
     assert m["voice_prompts"] is True and {"wav", "pcm", "flac", "mp3", "opus"} <= set(m["response_formats"])
 
 
-def _tone(path, seconds=1.5, amp=0.3, sr=16000):
-    t = np.arange(int(seconds * sr)) / sr
-    sf.write(path, amp * np.sin(2 * np.pi * 180 * t), sr)
-    return path
-
-
-def upload(port, name, path, text="A reference clip.", extra=b""):
-    boundary = "voxport-test-boundary"
-    parts = [(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n').encode()
-             for k, v in (("name", name), ("text", text))]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + path.read_bytes() + extra + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return request(port, "POST", "/v1/voices", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-
-
 def test_saved_voice_clones_like_speak_ref_audio(port, tiny_dir, tmp_path):
-    ref = _tone(tmp_path / "me.wav")
+    ref = tone(tmp_path / "me.wav")
     status, _, body = upload(port, "me_1", ref)
     assert status == 201, body
     info = json.loads(body)
@@ -142,7 +120,7 @@ def test_saved_voice_clones_like_speak_ref_audio(port, tiny_dir, tmp_path):
     ("dotdot", 400, "voice name '../evil' is not allowed"), ("oversized", 413, "over the limit of 1048576 bytes"),
     ("no text", 400, "text is required")])
 def test_bad_voice_uploads(port, tmp_path, kind, status, message):
-    path = _tone(tmp_path / "ok.wav")
+    path = tone(tmp_path / "ok.wav")
     if kind == "not audio":
         path = tmp_path / "notes.txt"
         path.write_text("these are notes, not sound\n" * 50)

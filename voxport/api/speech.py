@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from voxport.runtime.runtime import speakers, takes_voice_prompts
-from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
 from voxport.api.bodies import read_json
@@ -53,22 +52,31 @@ def _number(body: dict, key: str, kind, low, high):
 def parse_options(state, body: dict) -> Options:
     name, dtype = state.models.resolve(body.get("model"))
     spk = state.models.manifest(name)["runtime"]["generation"]["speakers"]
-    voice = body.get("voice", spk["names"][0] if spk["names"] else "")
+    named = ", ".join(spk["names"])
+    if "voice" in body:
+        voice = body["voice"]
+    elif named:
+        voice = spk["names"][0]
+    else:  # a Base model: no speaker to default to
+        raise bad(f"voice is required: model {name!r} has no built-in speakers, it speaks a saved voice "
+                  "(POST /v1/voices makes one)", "voice")
     voice = voice.get("id") if isinstance(voice, dict) else voice
     if not isinstance(voice, str) or not voice:
-        raise bad(f"voice must be a speaker ({', '.join(spk['names'])}) or a saved voice name", "voice")
+        raise bad(f"voice must be a speaker ({named}) or a saved voice name" if named
+                  else f"voice must be a saved voice name (model {name!r} has no built-in speakers)", "voice")
     integer = spk["kind"] == "integer" and voice.isdecimal() and voice.isascii() and int(voice) < 2 ** 31
     if integer or (spk["kind"] == "name" and voice in spk["names"]):  # a chat template takes any integer
         speaker, context = (int(voice) if integer else voice), []
     else:
         saved = state.voices.get(voice) if VOICE_NAME.match(voice) else None
         if saved is None:
-            raise bad(f"voice {voice!r} is neither a speaker ({', '.join(spk['names'])}) nor a saved voice "
-                      "(GET /v1/voices lists them)", "voice", "voice_not_found")
-        info, codes = saved
+            kinds = f"neither a speaker ({named}) nor" if named else "not"
+            raise bad(f"voice {voice!r} is {kinds} a saved voice (GET /v1/voices lists them)", "voice",
+                      "voice_not_found")
+        info, ref = saved
         if info["model"] != name:
             raise bad(f"voice {voice!r} was made with model {info['model']!r}, not {name!r}", "voice")
-        speaker, context = info["speaker"], [Utterance(info["text"], info["speaker"], codes)]
+        speaker, context = ref.speaker, [ref]  # its codes, and speaker vector where the model has one
     runtime = state.models.manifest(name)["runtime"]
     vocab = min(g["vocab"] for g in runtime["generation"]["sampling"])
     sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab))

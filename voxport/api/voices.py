@@ -1,12 +1,15 @@
-"""Saved voices: a reference clip encoded once by the artifact's codec encoder, kept as codes.
+"""Saved voices: a reference clip encoded once by the artifact's encoders, kept as a voice prompt.
 
-On disk, under the voices directory: NAME.json (model, transcript, speaker, frames, created) and
-NAME.npy (codes [frames, K] int64, read with allow_pickle=False). A voice belongs to the model whose
-codec encoded it: codes of one codec mean nothing to another.
+On disk, under the voices directory: NAME.json (model, transcript, speaker, frames, speaker_vector,
+created), NAME.npy (codes [frames, K] int64) and, where the model has a speaker encoder (Qwen3-TTS
+Base), NAME.speaker.npy (its vector [hidden] float32); arrays are read with allow_pickle=False. A
+voice belongs to the model whose codec encoded it: codes of one codec mean nothing to another.
+Voices saved before speaker vectors were kept have no `speaker_vector` key: codes only.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -23,6 +26,7 @@ from starlette.responses import JSONResponse
 from voxport.api.bodies import read_body, replay
 from voxport.api.errors import ApiError, bad
 from voxport.errors import InputError
+from voxport.runtime.prompt import Utterance
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -32,54 +36,78 @@ class VoiceStore:
         self.root = Path(root).expanduser()
         self._lock = threading.Lock()
 
-    def _paths(self, name: str) -> tuple[Path, Path]:
+    def _paths(self, name: str) -> tuple[Path, Path, Path]:
+        """NAME.json, NAME.npy (codes), NAME.speaker.npy (speaker vector): '.' is not in a name, so
+        no voice's files are another's."""
         if not isinstance(name, str) or not NAME.match(name):
             raise bad(f"voice name {str(name)[:80]!r} is not allowed: 1-64 of A-Z a-z 0-9 _ -", "name",
                       "invalid_voice_name")
         root = self.root.resolve()
-        meta, codes = (root / f"{name}.json").resolve(), (root / f"{name}.npy").resolve()
-        if meta.parent != root or codes.parent != root:  # a symlinked name out of the directory
+        paths = tuple((root / f"{name}{suffix}").resolve() for suffix in (".json", ".npy", ".speaker.npy"))
+        if any(p.parent != root for p in paths):  # a symlinked name out of the directory
             raise bad(f"voice name {name!r} resolves outside the voice directory", "name", "invalid_voice_name")
-        return meta, codes
+        return paths
 
-    def get(self, name: str) -> tuple[dict, np.ndarray] | None:
-        meta, codes = self._paths(name)
-        if not meta.is_file() or not codes.is_file():
+    @staticmethod
+    def _complete(info: dict, codes: Path, vector: Path) -> bool:
+        return codes.is_file() and (not info.get("speaker_vector") or vector.is_file())
+
+    def get(self, name: str) -> tuple[dict, Utterance] | None:
+        """The voice's metadata and its reference utterance (the context a prompt takes), or None."""
+        meta, codes, vector = self._paths(name)
+        if not meta.is_file():
             return None
-        return json.loads(meta.read_text()), np.load(codes, allow_pickle=False)
+        info = json.loads(meta.read_text())
+        if not self._complete(info, codes, vector):
+            return None
+        ref = Utterance(info["text"], info["speaker"], np.load(codes, allow_pickle=False),
+                        vector=np.load(vector, allow_pickle=False) if info.get("speaker_vector") else None)
+        return info, ref
 
     def list(self) -> list[dict]:
         if not self.root.is_dir():
             return []
         out = []
         for p in sorted(self.root.glob("*.json")):
-            if NAME.match(p.stem) and p.with_suffix(".npy").is_file():
-                out.append(json.loads(p.read_text()))
+            if NAME.match(p.stem):
+                info = json.loads(p.read_text())
+                if self._complete(info, p.with_suffix(".npy"), p.with_suffix(".speaker.npy")):
+                    out.append(info)
         return out
 
-    def save(self, name: str, info: dict, codes: np.ndarray) -> dict:
-        meta, path = self._paths(name)
+    def save(self, name: str, info: dict, ref: Utterance) -> dict:
+        meta, codes, vector = self._paths(name)
         self.root.mkdir(parents=True, exist_ok=True)
-        info = {"name": name, **info, "frames": int(codes.shape[0]), "created": int(time.time())}
+        info = {"name": name, **info, "speaker": ref.speaker, "frames": int(ref.codes.shape[0]),
+                "speaker_vector": ref.vector is not None, "created": int(time.time())}
+        files = [(codes, _npy(ref.codes.astype(np.int64)))]
+        if ref.vector is not None:
+            files.append((vector, _npy(ref.vector.astype(np.float32))))
+        files.append((meta, json.dumps(info).encode()))
         with self._lock:
             if meta.exists():
                 raise ApiError(409, f"voice {name!r} exists; DELETE /v1/voices/{name} first", "name", "voice_exists")
-            # codes first, metadata last (renamed into place): a voice is listed only when complete
-            for target, write in ((path, lambda f: np.save(f, codes.astype(np.int64), allow_pickle=False)),
-                                  (meta, lambda f: f.write(json.dumps(info).encode()))):
+            # arrays first, metadata last (each renamed into place): a voice is listed only when complete
+            for target, data in files:
                 fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")
                 with os.fdopen(fd, "wb") as f:
-                    write(f)
+                    f.write(data)
                 os.replace(tmp, target)
         return info
 
     def delete(self, name: str) -> bool:
-        meta, codes = self._paths(name)
+        meta, codes, vector = self._paths(name)
         with self._lock:
             found = meta.exists()
-            meta.unlink(missing_ok=True)
-            codes.unlink(missing_ok=True)
+            for p in (meta, codes, vector):  # metadata first: a voice half deleted is not listed
+                p.unlink(missing_ok=True)
         return found
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
 
 
 def public(info: dict) -> dict:
@@ -102,18 +130,20 @@ async def create_voice(request: Request) -> JSONResponse:
     model = form.get("model") or (app.models.speakable()[0] if len(app.models.speakable()) == 1 else None)
     name_, dtype = app.models.resolve(model)
     rt = await anyio.to_thread.run_sync(app.models.runtime, name_, dtype)
-    if not rt.voice_prompts:
-        raise bad(f"model {name_!r} has no codec encoder; it cannot take a voice prompt", "model")
+    try:  # the speaker a reference takes, as `voxport speak --ref-audio`: CSM's 0, None for a Base model
+        speaker = rt.check_voice(None, reference=True)
+    except InputError as e:
+        raise bad(str(e), "model") from None
     data = await upload.read()
     with tempfile.TemporaryDirectory() as tmp:  # the runtime reads a file: any format soundfile reads
         path = Path(tmp) / "reference"
         path.write_bytes(data)
         try:
-            utt = await anyio.to_thread.run_sync(rt.reference, path, text, 0)
+            ref = await anyio.to_thread.run_sync(rt.reference, path, text, speaker)
         except InputError as e:
             raise bad(str(e).replace(str(path), upload.filename or "file"), "file", "invalid_audio") from None
-    seconds = round(utt.codes.shape[0] / rt.rt["frame_rate"], 2)
-    info = app.voices.save(name, {"model": name_, "text": text, "speaker": 0, "seconds": seconds}, utt.codes)
+    seconds = round(ref.codes.shape[0] / rt.rt["frame_rate"], 2)
+    info = app.voices.save(name, {"model": name_, "text": text, "seconds": seconds}, ref)
     return JSONResponse(public(info), status_code=201)
 
 
