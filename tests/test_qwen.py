@@ -77,6 +77,10 @@ def test_speaks_without_torch(qwen_dir, tmp_path):
      "uncle_fu, vivian"),
     (["--language", "klingon"], "language 'klingon' is not one this model speaks; languages: auto, beijing_dialect"),
     (["--instruct", "whisper"], "this model takes no instruction (--instruct)"),
+    # checked before the clip is read (it does not exist)
+    (["--ref-audio", "missing.wav", "--ref-text", "Hi."], "this model does not take a reference clip: it speaks as "
+     "its named speakers (aiden, dylan, eric, ryan, serena, uncle_fu, vivian) and clones no voice"),
+    (["--top-p", "1.5"], "top-p must be in (0, 1] (1 = none), got 1.5"),
 ])
 def test_unsupported_options_are_one_line_errors(qwen_dir, tmp_path, capsys, args, message):
     out = tmp_path / "x.wav"

@@ -32,11 +32,11 @@ def test_openai_sdk_streams_what_speak_writes(port, tiny_dir, tmp_path):
     for fmt in ("pcm", "wav"):
         with client.audio.speech.with_streaming_response.create(
                 model="tiny", voice="1", input=TEXT, response_format=fmt,
-                extra_body={"seed": 5, "max_frames": 12, "temperature": 0.8, "top_k": 40}) as r:
+                extra_body={"seed": 5, "max_frames": 12, "temperature": 0.8, "top_k": 40, "top_p": 0.9}) as r:
             assert r.headers["content-type"] == {"pcm": "audio/pcm", "wav": "audio/wav"}[fmt]
             got[fmt] = b"".join(r.iter_bytes())
     ref = speak_cli(tiny_dir, tmp_path, TEXT, "--seed", 5, "--max-frames", 12, "--speaker", 1,
-                    "--temperature", 0.8, "--top-k", 40)
+                    "--temperature", 0.8, "--top-k", 40, "--top-p", 0.9)
     assert ref.shape == (12 * 1920,) and np.abs(ref).max() > 0
     assert np.array_equal(pcm(got["pcm"]), ref)
     assert got["wav"][:4] == b"RIFF" and np.array_equal(pcm(got["wav"][WAV_HEADER:]), ref)
@@ -146,6 +146,8 @@ def test_bad_voice_uploads(port, tmp_path, kind, status, message):
      "response_format"),
     ({"speed": 1.5}, 400, "speed: only 1.0 is supported", "speed"),
     ({"top_k": 0}, 400, "top_k must be between 1", "top_k"),
+    ({"top_p": 0}, 400, "top_p must be in (0, 1] (1 = none), got 0", "top_p"),
+    ({"top_p": 1.5}, 400, "top_p must be between 0 and 1, got 1.5", "top_p"),
     ({"seed": "x"}, 400, "seed must be an integer", "seed"),
     ({"volume": 3}, 400, "unknown field 'volume'", "volume"),
 ])

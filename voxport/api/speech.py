@@ -19,7 +19,7 @@ from voxport.api.voices import NAME as VOICE_NAME
 from voxport.errors import InputError, VoxportError
 
 DEFAULTS = {"temperature": 0.9, "top_k": 50, "seed": 0, "max_frames": 125}  # as `voxport speak`
-KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format", "instructions", *DEFAULTS}
+KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format", "instructions", "top_p", *DEFAULTS}
 
 
 @dataclass
@@ -41,12 +41,25 @@ class Options:
 
 
 def _number(body: dict, key: str, kind, low, high):
-    value = body.get(key, DEFAULTS[key])
+    value = body[key] if key in body else DEFAULTS[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and int(value) != value):
         raise bad(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}", key)
     if not low <= value <= high:
         raise bad(f"{key} must be between {low} and {high}, got {value}", key)
     return kind(value)
+
+
+def _top_p(body: dict, groups: list[dict]) -> float | None:
+    """None (absent): the model's own top-p per sampling group, as `voxport speak`."""
+    if body.get("top_p") is None:
+        return None
+    value = _number(body, "top_p", float, 0, 1)
+    if value == 0:
+        raise bad("top_p must be in (0, 1] (1 = none), got 0", "top_p")
+    if value < 1 and not all("top_p" in g["inputs"] for g in groups):
+        raise bad("top_p is not supported by this artifact: its frame graph was exported before voxport had "
+                  "top-p; re-export it", "top_p")
+    return value
 
 
 def parse_options(state, body: dict) -> Options:
@@ -79,7 +92,8 @@ def parse_options(state, body: dict) -> Options:
         speaker, context = ref.speaker, [ref]  # its codes, and speaker vector where the model has one
     runtime = state.models.manifest(name)["runtime"]
     vocab = min(g["vocab"] for g in runtime["generation"]["sampling"])
-    sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab))
+    sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab),
+                        top_p=_top_p(body, runtime["generation"]["sampling"]))
     instruct = body.get("instructions") or None
     if instruct is not None and not (isinstance(instruct, str) and runtime["generation"]["prompt"].get("instruct")):
         raise bad("instructions are not supported by this model: the voice comes from `voice` (a speaker or a "

@@ -1,7 +1,7 @@
 """GET /v1/audio/stream (WebSocket): text in pieces as an LLM writes it, PCM out sentence by sentence.
 
 Client -> server, JSON text messages:
-  {"type": "start", "model", "voice", "seed", "temperature", "top_k", "max_frames", "codes": bool}
+  {"type": "start", "model", "voice", "seed", "temperature", "top_k", "top_p", "max_frames", "codes": bool}
       first message; every field optional (model: the only one served)
   {"type": "text", "text": "..."}   appended; each sentence is spoken as soon as it is complete
   {"type": "flush"}                 speak what is left even without a sentence end
@@ -33,7 +33,7 @@ from voxport.api.errors import ApiError, bad
 from voxport.api.speech import parse_options
 from voxport.errors import InputError, VoxportError
 
-START_FIELDS = {"type", "model", "voice", "seed", "temperature", "top_k", "max_frames", "codes"}
+START_FIELDS = {"type", "model", "voice", "seed", "temperature", "top_k", "top_p", "max_frames", "codes"}
 
 class Live:
     """One `Speech` over sentences that arrive later, run in its own thread; what it makes (PCM bytes,

@@ -41,9 +41,19 @@ def speakers(manifest: dict) -> list[str]:
     return list(manifest["runtime"]["generation"]["speakers"]["names"])
 
 
+def voice_prompt_refusal(manifest: dict) -> str | None:
+    """Why the model takes no reference clip (None where it does): the artifact has no codec encoder
+    graph, or its prompt format clones no voice (a named-speaker model: voice_clone false)."""
+    gen = manifest["runtime"]["generation"]
+    if gen["codec"].get("encoder") not in manifest["graphs"]:
+        return "it has no codec encoder graph"
+    if not gen["prompt"].get("voice_clone", True):
+        return f"it speaks as its named speakers ({', '.join(sorted(gen['speakers']['names']))}) and clones no voice"
+    return None
+
+
 def takes_voice_prompts(manifest: dict) -> bool:
-    """Whether a reference clip can be encoded (the artifact has the codec's encoder graph)."""
-    return manifest["runtime"]["generation"]["codec"].get("encoder") in manifest["graphs"]
+    return voice_prompt_refusal(manifest) is None
 
 
 class Runtime:
@@ -82,7 +92,7 @@ class Runtime:
             speaker = int(speaker)
         self.prompts.check(Utterance("-", speaker, language=language, instruct=instruct))
         if reference and not self.voice_prompts:
-            raise InputError("this model does not take a reference clip (it has no codec encoder graph)")
+            raise InputError(f"this model does not take a reference clip: {voice_prompt_refusal(self.graphs.manifest)}")
         return speaker
 
     @property
