@@ -17,7 +17,8 @@ export class DualTrackPrompt {
   }
 
   ids(template, text) {
-    return this.tokenizer.encode(template.replace('{text}', text), { add_special_tokens: false }).ids;
+    // a replacer function: a replacement string would expand $& and $' in the user's text
+    return this.tokenizer.encode(template.replace('{text}', () => text), { add_special_tokens: false }).ids;
   }
 
   /** The Python runtime's voice checks, with its messages. u: {speaker, language, instruct} */
