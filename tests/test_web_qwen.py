@@ -1,6 +1,7 @@
 """The page speaks a Qwen3-TTS artifact (the dual_track prompt format, text fed per frame, the talker's
 logits processors, two sampling groups) with the Python runtime's codes: the tiny preset, greedy and
-seeded, its prompt ids and voice errors equal to voxport/runtime/prompt.py's."""
+seeded, its prompt ids and voice errors equal to voxport/runtime/prompt.py's; the tiny Base preset
+clones a voice from a reference clip (its codes and speaker vector) with the Python runtime's codes."""
 
 from __future__ import annotations
 
@@ -156,3 +157,53 @@ def test_instruct_prompt_ids_equal_python(browser, qwen_dir, tmp_path):
         assert got["ids"] == text[0].tolist() and got["codes"] == codec[0].tolist()
         assert console.errors == []
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def base_site(qwen_base_dir):
+    with serving([qwen_base_dir]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def base_runtime(qwen_base_dir):
+    from voxport.runtime.runtime import Runtime
+
+    return Runtime(qwen_base_dir)
+
+
+def test_clone_prompt_rows_equal_python(browser, base_site, base_runtime):
+    """A reference turn's rows: its transcript longer than its codes (the rest is fed per frame) and
+    shorter (the codes get the pad text id), with and without a speaker vector, a language, text with
+    characters a JS replacement pattern would expand ($&, $')."""
+    from voxport.runtime.prompt import Utterance
+
+    gen = base_runtime.rt["generation"]
+    rng = np.random.default_rng(1)
+    hidden = base_runtime.graphs.manifest["graphs"][gen["prompt"]["graph"]]["outputs"][0]["shape"][-1]
+    vector = rng.standard_normal(hidden).astype(np.float32)
+    cases = [("A reference transcript a good deal longer than its clip of three frames.", 3, TEXT, None, vector),
+             ("Hi.", 40, TEXT, "english", vector),
+             ("Costs $& and $'5.", 6, "It is $' and $&.", "german", None)]
+    turns = [[{"text": ref_text, "speaker": None, "codes": rng.integers(0, 2048, (n, gen["prompt"]["groups"])).tolist(),
+               "vector": None if v is None else v.tolist()},
+              {"text": text, "speaker": None, "language": lang}] for ref_text, n, text, lang, v in cases]
+    ctx, page, console = open_page(browser, base_site)
+    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
+    got = page.evaluate("(turns) => window.voxport.prompt(turns)", turns)
+    pad = gen["prompt"]["text_ids"]["pad"]
+    for (ref, u), g in zip(turns, got):
+        py = [Utterance(ref["text"], None, np.array(ref["codes"]), vector=None if ref["vector"] is None
+                        else np.array(ref["vector"], np.float32)), Utterance(u["text"], None, language=u["language"])]
+        text, codec = base_runtime.prompts.build(py)
+        assert g["ids"] == text[0].tolist() and g["codes"] == codec[0].tolist(), ref["text"]
+        assert g["trailing"] == base_runtime.prompts.trailing(py).tolist(), ref["text"]
+        vectors = base_runtime.prompts.vectors(py)
+        assert [r for r, _ in g["vectors"]] == [r for r, _ in vectors], ref["text"]
+        assert all(np.array_equal(np.array(list(gv), np.float32), pv) for (_, gv), (_, pv) in zip(g["vectors"], vectors))
+    # both branches: the long transcript leaves text to feed per frame, the short one pads the codes
+    assert len(got[0]["trailing"]) > 1 and got[1]["trailing"] == [pad] and pad in got[1]["ids"][-40:]
+    assert len(got[0]["vectors"]) == 1 and got[2]["vectors"] == []
+    assert console.errors == []
+    ctx.close()
+

@@ -126,9 +126,9 @@ function defaultSpeaker({ kind, names }) {
   return kind === 'integer' ? Number(names[0]) : names[0];
 }
 
-/** The prompt graph's inputs and the text fed per frame (Runtime.prepare). */
+/** The prompt graph's inputs, the text fed per frame and the speaker vectors (Runtime.prepare). */
 function build(turns) {
-  return { ...model.prompts.build(turns), trailing: model.prompts.trailing(turns) };
+  return { ...model.prompts.build(turns), trailing: model.prompts.trailing(turns), vectors: model.prompts.vectors(turns) };
 }
 
 function promptFor({ text, speaker, language = null, instruct = null, context = [] }) {
