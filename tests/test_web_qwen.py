@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import soundfile as sf
 
 from tests.web_helpers import (check_download, copy_artifact, load_via_ui, open_page, python_speech, serving,
@@ -238,6 +237,9 @@ def test_page_clones_a_voice_with_python_codes(browser, base_site, base_runtime,
     assert page.text_content("#voice-h") == "Voice to clone"
     page.set_input_files("#voice-file", str(path))
     page.wait_for_function("window.voxport.voiceCodes")
+    page.click("#speak")  # no transcript yet: asked for, as `voxport speak --ref-audio` asks for --ref-text
+    assert wait_state(page, ["done", "error"]) == "error"
+    assert page.text_content("#error") == "give the transcript of ref.wav (what it says): the model reads it beside the clip"
     page.fill("#voice-text", REF_TEXT)
     assert np.array_equal(np.array(page.evaluate("window.voxport.voiceCodes")), ref.codes)
     vector = np.array(list(page.evaluate("Array.from(window.voxport.voiceVector)")), np.float32)
