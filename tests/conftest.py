@@ -48,6 +48,9 @@ def qwen_base_dir(tmp_path_factory, cache_root) -> Path:
     from voxport.exporter.export import export
 
     out = tmp_path_factory.mktemp("artifacts") / "qwen3-tts-tiny-base"
+    if os.environ.get("VOXPORT_TEST_QWEN_BASE_DIR"):  # development: reuse an export (copied; tests write into it)
+        shutil.copytree(os.environ["VOXPORT_TEST_QWEN_BASE_DIR"], out)
+        return out
     export("qwen3-tts-tiny-base", out, progress=lambda m: None, cache_root=cache_root, dtypes="fp32")
     return out
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.web_helpers import (SCREENSHOTS, check_download, copy_artifact, open_page, python_speech, serving,
-                               wait_state)
+from tests.web_helpers import (SCREENSHOTS, check_download, copy_artifact, load_via_ui, open_page, python_speech,
+                               serving, speak_via_ui, wait_state)
 
 TEXTS = ["Hello, world!", "Numbers: 3.14, 42 and 1,000,000.", "Emoji 🎉🙂 and symbols #@%&*",
          "Привет, мир. 你好，世界。 こんにちは", "  spaces   and\ttabs\nnewline ", "¿Qué tal? «Ça va» — ok…"]
@@ -44,27 +44,6 @@ def runtime(tiny_dir):
     from voxport.runtime.runtime import Runtime
 
     return Runtime(tiny_dir)
-
-
-def load_via_ui(page, backend="wasm", threads="2", url=None, dtype="fp32"):
-    """Python's fp32 codes are the reference: fp32 unless a test asks for another precision."""
-    page.select_option("#backend", backend)
-    page.fill("#threads", threads)
-    if url:
-        page.fill("#model-url", url)
-    page.wait_for_function(f"document.querySelector('#precision').dataset.backend === '{backend}'")
-    page.select_option("#precision", dtype)
-    page.click("#load")
-    return wait_state(page, ["ready", "error"])
-
-
-def speak_via_ui(page, text, frames):
-    page.fill("#text", text)
-    page.fill("#max-frames", str(frames))
-    page.click("#speak")
-    assert wait_state(page, ["done", "error"]) == "done", page.text_content("#error")
-    return page.evaluate("({codes: window.voxport.last.codes, promptIds: window.voxport.last.promptIds,"
-                         " stats: window.voxport.last.stats})")
 
 
 def test_page_speaks_the_python_codes_and_streams(browser, site, runtime):

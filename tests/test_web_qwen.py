@@ -1,16 +1,20 @@
 """The page speaks a Qwen3-TTS artifact (the dual_track prompt format, text fed per frame, the talker's
 logits processors, two sampling groups) with the Python runtime's codes: the tiny preset, greedy and
-seeded, its prompt ids and voice errors equal to voxport/runtime/prompt.py's."""
+seeded, its prompt ids and voice errors equal to voxport/runtime/prompt.py's; the tiny Base preset
+clones a voice from a reference clip (its codes and speaker vector) with the Python runtime's codes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from tests.web_helpers import check_download, open_page, python_speech, serving, wait_state
+from tests.web_helpers import (check_download, copy_artifact, load_via_ui, open_page, python_speech, serving,
+                               speak_via_ui, wait_state)
 
 TEXT = "Hello there, how are you?"
 FRAMES = 12
+REF_TEXT = "A short reference clip."
 
 
 @pytest.fixture(scope="module")
@@ -154,5 +158,168 @@ def test_instruct_prompt_ids_equal_python(browser, qwen_dir, tmp_path):
         page.evaluate("(url) => window.voxport.load({url, backend: 'wasm', threads: 1})", f"{url}models/instruct/")
         (got,) = page.evaluate("(turns) => window.voxport.prompt(turns)", [[turn]])
         assert got["ids"] == text[0].tolist() and got["codes"] == codec[0].tolist()
+        assert console.errors == []
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def base_site(qwen_base_dir):
+    with serving([qwen_base_dir]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def base_runtime(qwen_base_dir):
+    from voxport.runtime.runtime import Runtime
+
+    return Runtime(qwen_base_dir)
+
+
+def _chirp(path, seconds, rate=24000):
+    """A rising tone with some noise, at the codec rate (no resampler in the way), 16-bit as a browser
+    and soundfile both read it."""
+    t = np.arange(int(seconds * rate)) / rate
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    sf.write(path, (0.3 * np.sin(2 * np.pi * (150 * t + 400 * t ** 2)) + 0.05 * noise).astype(np.float32), rate,
+             subtype="PCM_16")
+    return path
+
+
+def test_clone_prompt_rows_equal_python(browser, base_site, base_runtime):
+    """A reference turn's rows: its transcript longer than its codes (the rest is fed per frame) and
+    shorter (the codes get the pad text id), with and without a speaker vector, a language, text with
+    characters a JS replacement pattern would expand ($&, $')."""
+    from voxport.runtime.prompt import Utterance
+
+    gen = base_runtime.rt["generation"]
+    rng = np.random.default_rng(1)
+    hidden = base_runtime.graphs.manifest["graphs"][gen["prompt"]["graph"]]["outputs"][0]["shape"][-1]
+    vector = rng.standard_normal(hidden).astype(np.float32)
+    cases = [("A reference transcript a good deal longer than its clip of three frames.", 3, TEXT, None, vector),
+             ("Hi.", 40, TEXT, "english", vector),
+             ("Costs $& and $'5.", 6, "It is $' and $&.", "german", None)]
+    turns = [[{"text": ref_text, "speaker": None, "codes": rng.integers(0, 2048, (n, gen["prompt"]["groups"])).tolist(),
+               "vector": None if v is None else v.tolist()},
+              {"text": text, "speaker": None, "language": lang}] for ref_text, n, text, lang, v in cases]
+    ctx, page, console = open_page(browser, base_site)
+    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
+    got = page.evaluate("(turns) => window.voxport.prompt(turns)", turns)
+    pad = gen["prompt"]["text_ids"]["pad"]
+    for (ref, u), g in zip(turns, got):
+        py = [Utterance(ref["text"], None, np.array(ref["codes"]), vector=None if ref["vector"] is None
+                        else np.array(ref["vector"], np.float32)), Utterance(u["text"], None, language=u["language"])]
+        text, codec = base_runtime.prompts.build(py)
+        assert g["ids"] == text[0].tolist() and g["codes"] == codec[0].tolist(), ref["text"]
+        assert g["trailing"] == base_runtime.prompts.trailing(py).tolist(), ref["text"]
+        vectors = base_runtime.prompts.vectors(py)
+        assert [r for r, _ in g["vectors"]] == [r for r, _ in vectors], ref["text"]
+        assert all(np.array_equal(np.array(list(gv), np.float32), pv) for (_, gv), (_, pv) in zip(g["vectors"], vectors))
+    # both branches: the long transcript leaves text to feed per frame, the short one pads the codes
+    assert len(got[0]["trailing"]) > 1 and got[1]["trailing"] == [pad] and pad in got[1]["ids"][-40:]
+    assert len(got[0]["vectors"]) == 1 and got[2]["vectors"] == []
+    assert console.errors == []
+    ctx.close()
+
+
+def test_page_clones_a_voice_with_python_codes(browser, base_site, base_runtime, tmp_path):
+    """A reference WAV through the page's voice prompt UI: its codes and speaker vector equal
+    Runtime.reference's, and the cloned voice's codes equal `voxport speak --ref-audio`'s, greedy and
+    seeded."""
+    from voxport.runtime.prompt import Utterance
+    from voxport.runtime.sampling import Sampling
+
+    path = _chirp(tmp_path / "ref.wav", 1.5)
+    ref = base_runtime.reference(path, REF_TEXT)
+    ctx, page, console = open_page(browser, base_site)
+    assert load_via_ui(page, threads="1") == "ready", page.text_content("#error")
+    # a Base model: no speakers to pick, no instruction; it asks for the voice to clone
+    assert page.is_hidden("#speaker-label") and page.is_hidden("#instruct-label")
+    assert page.text_content("#voice-h") == "Voice to clone"
+    page.set_input_files("#voice-file", str(path))
+    page.wait_for_function("window.voxport.voiceCodes")
+    page.click("#speak")  # no transcript yet: asked for, as `voxport speak --ref-audio` asks for --ref-text
+    assert wait_state(page, ["done", "error"]) == "error"
+    assert page.text_content("#error") == "give the transcript of ref.wav (what it says): the model reads it beside the clip"
+    page.fill("#voice-text", REF_TEXT)
+    assert np.array_equal(np.array(page.evaluate("window.voxport.voiceCodes")), ref.codes)
+    vector = np.array(list(page.evaluate("Array.from(window.voxport.voiceVector)")), np.float32)
+    # onnxruntime-web's wasm kernels against onnxruntime's CPU ones: 3.9e-7 measured on this clip (values
+    # up to 0.09), 1.8e-6 on WebGPU's software adapter
+    assert vector.shape == ref.vector.shape and np.abs(vector - ref.vector).max() <= 1e-5
+
+    r = speak_via_ui(page, TEXT, FRAMES)
+    codes, pcm, _ = python_speech(base_runtime, TEXT, context=[ref], sampling=Sampling(), max_frames=FRAMES)
+    assert r["stats"]["prompt_tokens"] == base_runtime.prompts.build([ref, Utterance(TEXT, None)])[0].shape[1]
+    assert np.array_equal(np.array(r["codes"]), codes), "page codes differ from `voxport speak --ref-audio --greedy`"
+    check_download(page, pcm)
+    # the vector mattered: the same prompt without it speaks other codes
+    unvoiced = Utterance(REF_TEXT, None, ref.codes)
+    assert not np.array_equal(codes, python_speech(base_runtime, TEXT, context=[unvoiced], sampling=Sampling(),
+                                                   max_frames=FRAMES)[0])
+
+    r = page.evaluate("(o) => window.voxport.speak(o)", {
+        "text": TEXT, "maxFrames": FRAMES, "seed": 7, "sampling": {"temperature": 0.9, "topK": 50}})
+    sampled, _, _ = python_speech(base_runtime, TEXT, context=[ref], sampling=Sampling(0.9, 50), seed=7,
+                                  max_frames=FRAMES)
+    assert np.array_equal(np.array(r["codes"]), sampled) and not np.array_equal(sampled, codes)
+    assert console.errors == []
+    ctx.close()
+
+
+def test_a_clip_too_short_for_the_speaker_encoder_gets_pythons_message(browser, qwen_base_dir, tmp_path):
+    """The speaker encoder's minimum (the released encoder's, 1280 samples, is under the page's 0.5 s
+    floor, so a test manifest raises it to 1 s) refuses a 0.75 s clip with the Python runtime's words."""
+    import json
+
+    from voxport.errors import InputError
+    from voxport.runtime.runtime import Runtime
+
+    art = copy_artifact(qwen_base_dir, tmp_path / "min1s")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["runtime"]["generation"]["codec"]["speaker_encoder_min_samples"] = manifest["runtime"]["sample_rate"]
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    path = _chirp(tmp_path / "short.wav", 0.75)
+    with pytest.raises(InputError) as e:
+        Runtime(art).reference(path, REF_TEXT)
+    with serving([art]) as url:
+        ctx, page, console = open_page(browser, url)
+        assert load_via_ui(page, threads="1", url=f"{url}models/min1s/") == "ready", page.text_content("#error")
+        page.set_input_files("#voice-file", str(path))
+        page.wait_for_function("(m) => document.querySelector('#error').textContent === m", arg=str(e.value))
+        assert page.evaluate("window.voxport.voiceCodes") is None
+        assert console.errors == []
+        ctx.close()
+
+
+def test_a_model_that_does_not_clone_refuses_a_clip_and_takes_an_instruction(browser, qwen_base_dir, tmp_path):
+    """A test manifest with voice_clone false and instruct true: a reference clip gets Python's refusal,
+    the instruction field shows and its text reaches the prompt as Python builds it."""
+    import json
+
+    from voxport.errors import InputError
+    from voxport.runtime.prompt import DualTrackPrompt, Utterance
+
+    art = copy_artifact(qwen_base_dir, tmp_path / "instruct")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["runtime"]["generation"]["prompt"].update(voice_clone=False, instruct=True)
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    prompts = DualTrackPrompt(art, manifest["runtime"])
+    instruct = "Speak slowly, 轻声."
+    ref = Utterance(REF_TEXT, None, np.zeros((3, manifest["runtime"]["generation"]["prompt"]["groups"]), np.int64))
+    with pytest.raises(InputError) as e:
+        prompts.build([ref, Utterance(TEXT, None)])
+    path = _chirp(tmp_path / "ref.wav", 1.0)
+    with serving([art]) as url:
+        ctx, page, console = open_page(browser, url)
+        assert load_via_ui(page, threads="1", url=f"{url}models/instruct/") == "ready", page.text_content("#error")
+        assert page.is_visible("#instruct-label") and page.text_content("#voice-h") == "Voice prompt (optional)"
+        page.fill("#instruct", instruct)
+        r = speak_via_ui(page, TEXT, 1)
+        assert r["promptIds"] == prompts.build([Utterance(TEXT, None, instruct=instruct)])[0][0].tolist()
+        page.set_input_files("#voice-file", str(path))
+        page.wait_for_function("window.voxport.voiceCodes")
+        page.fill("#voice-text", REF_TEXT)
+        page.click("#speak")
+        assert wait_state(page, ["done", "error"]) == "error" and page.text_content("#error") == str(e.value)
         assert console.errors == []
         ctx.close()

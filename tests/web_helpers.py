@@ -81,6 +81,27 @@ def wait_state(page, states, timeout=240_000):
     return page.get_attribute("#stats", "data-state")
 
 
+def load_via_ui(page, backend="wasm", threads="2", url=None, dtype="fp32"):
+    """Python's fp32 codes are the reference: fp32 unless a test asks for another precision."""
+    page.select_option("#backend", backend)
+    page.fill("#threads", threads)
+    if url:
+        page.fill("#model-url", url)
+    page.wait_for_function(f"document.querySelector('#precision').dataset.backend === '{backend}'")
+    page.select_option("#precision", dtype)
+    page.click("#load")
+    return wait_state(page, ["ready", "error"])
+
+
+def speak_via_ui(page, text, frames):
+    page.fill("#text", text)
+    page.fill("#max-frames", str(frames))
+    page.click("#speak")
+    assert wait_state(page, ["done", "error"]) == "done", page.text_content("#error")
+    return page.evaluate("({codes: window.voxport.last.codes, promptIds: window.voxport.last.promptIds,"
+                         " stats: window.voxport.last.stats})")
+
+
 def python_speech(runtime, text, **kw):
     """The Python runtime's fused path (what `voxport speak` runs): codes [frames, K], PCM, stats."""
     from voxport.runtime.stream import Speech

@@ -4,7 +4,8 @@
 // Test and automation hook: window.voxport = {ready, backend, load({url, backend, dtype, threads}),
 // speak({text, speaker, language, instruct, maxFrames, sampling: {temperature, topK, repetitionPenalty}, seed,
 // chunkFrames}) -> {codes, promptIds, stopped, stats}, tokenize(turns) -> prompt ids,
-// prompt(turns) -> {ids, codes, trailing}, useVoice(bytes, name), voiceCodes, last, lastError};
+// prompt(turns) -> {ids, codes, trailing, vectors}, useVoice(bytes, name), voiceCodes, voiceVector (the
+// speaker encoder's, where the model clones a voice), last, lastError};
 // #stats has data-state (idle|loading|ready|speaking|done|error).
 import { ModelClient } from './client.js';
 import { Player, wavBlob } from './audio.js';
@@ -112,7 +113,7 @@ async function load(opts = {}) {
     state.player = new Player(state.info.rt.sample_rate);
     state.voice = null;
     voiceOptions(state.info.rt.generation);
-    $('voice-status').textContent = 'No voice prompt: the model\'s default voice.';
+    $('voice-status').textContent = noVoice();
     $('s-backend').textContent = `${backend}${backend === 'wasm' ? `, ${state.info.threads} thread(s)` : ''}, ${dtype}`;
     $('speak').disabled = false;
     setState('ready');
@@ -132,6 +133,19 @@ function voiceOptions(gen) {
   };
   fill('speaker', gen.speakers.names);
   fill('language', gen.prompt.format === 'dual_track' ? ['auto', ...Object.keys(gen.prompt.languages)] : []);
+  $('instruct-label').hidden = !gen.prompt.instruct;
+  $('voice-h').textContent = clones(gen) ? 'Voice to clone' : 'Voice prompt (optional)';
+}
+
+/** A model with no named speakers that clones a voice (a Base model): its voice is the reference clip's. */
+function clones(gen) {
+  return Boolean(gen.prompt.voice_clone) && gen.speakers.names.length === 0;
+}
+
+function noVoice() {
+  return state.info && clones(state.info.rt.generation)
+    ? 'No reference clip: this model speaks in the voice of a clip you give, with its transcript.'
+    : 'No voice prompt: the model\'s default voice.';
 }
 
 /** The chosen speaker as the prompt format takes it (CSM's are integers); null: the model has none. */
@@ -152,17 +166,23 @@ function readouts(s) {
 async function speak(opts = {}) {
   clearError();
   const text = opts.text ?? $('text').value;
-  const speaker = opts.speaker ?? chosenSpeaker(state.info.rt.generation);
+  const gen = state.info.rt.generation;
+  const speaker = opts.speaker ?? chosenSpeaker(gen);
   const req = {
     text, speaker, language: opts.language ?? ($('language').value || null),
-    instruct: opts.instruct ?? null,  // hook only: no model the page has been tried with takes one
+    instruct: opts.instruct ?? ((gen.prompt.instruct && $('instruct').value) || null),
     seed: Number(opts.seed ?? $('seed').value) || 0,
     maxFrames: Number(opts.maxFrames ?? $('max-frames').value) || 125,
     chunkFrames: opts.chunkFrames ?? 1,  // frames per codec call (hook only; 1 = earliest audio)
     sampling: opts.sampling ?? { temperature: Number($('temperature').value) || 0, topK: Number($('top-k').value) || 0 },
     // the voice prompt speaks as the chosen speaker (Runtime.reference takes the request's)
-    context: state.voice ? [{ text: state.voice.text, speaker, codes: state.voice.codes }] : [],
+    context: state.voice ? [{ text: state.voice.text, speaker, codes: state.voice.codes, vector: state.voice.vector }] : [],
   };
+  if (state.voice && !state.voice.text.trim()) {  // as `voxport speak`: --ref-audio needs --ref-text
+    const e = new Error(`give the transcript of ${state.voice.name} (what it says): the model reads it beside the clip`);
+    showError(e.message);
+    throw e;
+  }
   setState('speaking');
   $('speak').disabled = true; $('stop').disabled = false; $('download').disabled = true;
   const t0 = performance.now();
@@ -211,15 +231,17 @@ async function useVoice(bytes, name) {
     const rt = state.info.rt;
     const samples = await prepareVoice(bytes, name, rt.sample_rate, rt.max_positions / 2 / rt.frame_rate);
     $('voice-status').textContent = `Encoding ${name} ...`;
-    const codes = await client.call('encode', { samples }, [samples.buffer]);
+    const { codes, vector } = await client.call('encode', { samples }, [samples.buffer]);
     hook.voiceCodes = codes;
-    state.voice = { codes, name, get text() { return $('voice-text').value; } };
+    hook.voiceVector = vector;
+    state.voice = { codes, vector, name, get text() { return $('voice-text').value; } };
     $('voice-status').textContent = `Voice prompt: ${name}, ${codes.length} frames. Give its transcript above.`;
     return codes;
   } catch (e) {
     state.voice = null;
     hook.voiceCodes = null;
-    $('voice-status').textContent = 'No voice prompt: the model\'s default voice.';
+    hook.voiceVector = null;
+    $('voice-status').textContent = noVoice();
     showError(e.message);
     throw e;
   }
@@ -244,7 +266,7 @@ async function init() {
     if (f) await useVoice(await f.arrayBuffer(), f.name).catch(() => {});
   };
   $('voice-clear').onclick = () => { state.voice = null; $('voice-file').value = '';
-    $('voice-status').textContent = 'No voice prompt: the model\'s default voice.'; };
+    $('voice-status').textContent = noVoice(); };
   $('record').onclick = async () => {
     if (state.recorder) {
       const r = state.recorder; state.recorder = null;

@@ -63,6 +63,13 @@ async function embedPrompt(g, ids, codes) {
   return Object.values(out)[0];
 }
 
+/** Adds each speaker vector to its row of the prompt's embeddings [1, S, H] (Runtime.embed); the
+ * prompt graph's output is on the CPU (worker.js keeps only fed-back outputs on the GPU). */
+function addVectors(embeds, vectors) {
+  const h = embeds.dims[2];
+  for (const [row, vector] of vectors) vector.forEach((v, j) => { embeds.data[row * h + j] += v; });
+}
+
 /** Each frame's extra inputs where the contract feeds text per frame (Runtime.embed): the trailing
  * text ids embedded through the prompt graph with the codec track all `none`, one [1, 1, H] row per
  * frame, the last repeating. [{}] where it feeds none. */
@@ -78,7 +85,7 @@ async function perFrameText(g, trailing) {
 /**
  * Frames of K codes, one `frame` call each, until the eos frame (yielded, as Python keeps it in
  * `codes`) or maxFrames or shouldStop().
- * g: {ort, rt, run(name, feeds) -> outputs by name}; prompt: {ids, codes, trailing} from a prompt
+ * g: {ort, rt, run(name, feeds) -> outputs by name}; prompt: {ids, codes, trailing, vectors} from a prompt
  * builder (tokenize.js); sampling: {temperature, topK, repetitionPenalty?}; seed: the noise
  * generator's seed (voxport/runtime/sampling.py draw_noise).
  */
@@ -88,6 +95,7 @@ export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, sh
   const s = samplingFeeds(ort, sampling, seed, gen);
   const logits = LogitsState.of(ort, gen, sampling);
   let embeds = await embedPrompt(g, prompt.ids, prompt.codes);
+  addVectors(embeds, prompt.vectors);
   const perFrame = await perFrameText(g, prompt.trailing);
   let past = emptyCache(fr, ort);
   let pos = 0;

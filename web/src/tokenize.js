@@ -72,6 +72,9 @@ export class ChatTemplatePrompt {
 
   /** The chat template feeds no text per frame. */
   trailing() { return null; }
+
+  /** Nor speaker vectors: a voice prompt is its codes in context. */
+  vectors() { return []; }
 }
 
 const FORMATS = { chat_template: ChatTemplatePrompt, dual_track: DualTrackPrompt };

@@ -11,7 +11,7 @@ import { CodecStream, generateFrames, isEos } from './generate.js';
 ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
 ort.env.logLevel = 'error';
 
-let model = null;  // {g, prompts, manifest, base, dtype, backend, sessions, encoderFiles}
+let model = null;  // {g, prompts, manifest, base, dtype, backend, sessions, onDemand}
 let stopRequested = false;
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
@@ -85,8 +85,12 @@ async function load({ url, dtype, backend, threads }) {
     const files = plan.filter((p) => p.name === name).map((p) => ({ path: p.e.path, data: p.data }));
     sessions[name] = await createSession(manifest, name, files, backend);
   }
-  const encoder = rt.generation.codec.encoder;
-  const encoderFiles = manifest.graphs[encoder] ? graphFiles(manifest, encoder, dtype) : null;
+  // graphs of a voice prompt, loaded on its first use: the codec encoder and, where the model clones
+  // a voice, the speaker encoder; their files are looked up now so a missing precision fails the load
+  // (as Python's Graphs checks every graph's variant up front)
+  const { encoder, speaker_encoder: speakerEncoder } = rt.generation.codec;
+  const onDemand = Object.fromEntries([encoder, speakerEncoder].filter((n) => n && manifest.graphs[n])
+    .map((n) => [n, graphFiles(manifest, n, dtype)]));
   const g = {
     ort, rt, timings: {},
     // per graph: [calls, total ms, ms of each call], for the stats readout and the benchmark
@@ -99,25 +103,42 @@ async function load({ url, dtype, backend, threads }) {
       return out;
     },
   };
-  model = { g, prompts, manifest, base, dtype, backend, sessions, encoderFiles };
+  model = { g, prompts, manifest, base, dtype, backend, sessions, onDemand };
   return { backend, dtype, threads: ort.env.wasm.numThreads, rt, source: manifest.source,
     bytes: total, graphs: Object.keys(manifest.graphs) };
 }
 
-/** mono 24 kHz samples -> codes [frames][K] with the codec's encoder (loaded on first use). */
-async function encode({ samples }) {
-  const name = model.manifest.runtime.generation.codec.encoder;
-  if (!model.encoderFiles) throw new ArtifactError(`this artifact has no ${name} graph; voice prompts need it`);
+/** A voice prompt graph's session, created on first use. */
+async function onDemandSession(name) {
+  if (!model.onDemand[name]) throw new ArtifactError(`this artifact has no ${name} graph; voice prompts need it`);
   if (!model.sessions[name]) {
     const files = [];
-    for (const e of model.encoderFiles) files.push({ path: e.path, data: await fetchVerified(model.base, e) });
+    for (const e of model.onDemand[name]) files.push({ path: e.path, data: await fetchVerified(model.base, e) });
     model.sessions[name] = await createSession(model.manifest, name, files, model.backend);
   }
-  const out = await model.sessions[name].run({
+  return model.sessions[name];
+}
+
+/** mono samples at the codec rate -> {codes [frames][K], vector: the speaker encoder's [hidden] where
+ * the manifest names one, else null} (Runtime.reference). */
+async function encode({ samples }) {
+  const rt = model.manifest.runtime, codec = rt.generation.codec;
+  let vector = null;
+  if (codec.speaker_encoder) {
+    const need = codec.speaker_encoder_min_samples ?? 0;
+    if (samples.length < need) {
+      throw new Error(`reference audio is ${(samples.length / rt.sample_rate).toFixed(2)} s; the speaker `
+        + `encoder needs at least ${(need / rt.sample_rate).toFixed(2)} s`);
+    }
+    const out = await (await onDemandSession(codec.speaker_encoder)).run({
+      input_values: new ort.Tensor('float32', samples, [1, samples.length]) });
+    vector = Object.values(out)[0].data.slice();  // [1, hidden]
+  }
+  const out = await (await onDemandSession(codec.encoder)).run({
     input_values: new ort.Tensor('float32', samples, [1, 1, samples.length]) });
   const t = Object.values(out)[0];  // [1, K, frames] int64
   const [, k, n] = t.dims;
-  return Array.from({ length: n }, (_, f) => Array.from({ length: k }, (_, j) => Number(t.data[j * n + f])));
+  return { codes: Array.from({ length: n }, (_, f) => Array.from({ length: k }, (_, j) => Number(t.data[j * n + f]))), vector };
 }
 
 /** Runtime.default_speaker: CSM's speaker 0, a named model's first speaker, else none. */
@@ -126,9 +147,9 @@ function defaultSpeaker({ kind, names }) {
   return kind === 'integer' ? Number(names[0]) : names[0];
 }
 
-/** The prompt graph's inputs and the text fed per frame (Runtime.prepare). */
+/** The prompt graph's inputs, the text fed per frame and the speaker vectors (Runtime.prepare). */
 function build(turns) {
-  return { ...model.prompts.build(turns), trailing: model.prompts.trailing(turns) };
+  return { ...model.prompts.build(turns), trailing: model.prompts.trailing(turns), vectors: model.prompts.vectors(turns) };
 }
 
 function promptFor({ text, speaker, language = null, instruct = null, context = [] }) {
