@@ -75,6 +75,38 @@ def test_page_speaks_python_codes_greedy_and_seeded(browser, site, runtime):
     penalised, _, _ = python_speech(runtime, TEXT, speaker="ryan", language="english",
                                     sampling=Sampling(repetition_penalty=3.0), max_frames=FRAMES)
     assert np.array_equal(np.array(r["codes"]), penalised) and not np.array_equal(penalised, codes)
+    # top-p from the page's field, on both sampling groups (talker and code predictor)
+    page.fill("#temperature", "1.2")
+    page.fill("#top-p", "0.6")
+    page.fill("#seed", "5")
+    page.click("#speak")
+    assert wait_state(page, ["done", "error"]) == "done", page.text_content("#error")
+    nucleus, _, _ = python_speech(runtime, TEXT, speaker="ryan", language="english", seed=5, max_frames=FRAMES,
+                                  sampling=Sampling(1.2, 50, top_p=0.6))
+    assert np.array_equal(np.array(page.evaluate("window.voxport.last.codes")), nucleus)
+    assert not np.array_equal(nucleus, python_speech(runtime, TEXT, speaker="ryan", language="english", seed=5,
+                                                     max_frames=FRAMES, sampling=Sampling(1.2, 50))[0])
+    assert console.errors == []
+    ctx.close()
+
+
+def test_webgpu_gives_the_same_codes(browser, site, runtime):
+    """WebGPU on Chromium's software adapter (slow: a few frames): greedy, and sampled with top-k and
+    top-p (the sampling branch's TopK, Softmax and CumSum on the GPU), equal to Python's codes."""
+    from voxport.runtime.sampling import Sampling
+
+    frames = 3
+    ctx, page, console = open_page(browser, site)
+    if not page.evaluate("window.voxport.backend.webgpu"):
+        pytest.skip("no WebGPU adapter in this Chromium")
+    page.evaluate("window.voxport.load({backend: 'webgpu', dtype: 'fp32', threads: 1})")
+    for sampling, hook in ((Sampling(), {"temperature": 0}),
+                           (Sampling(0.9, 50, top_p=0.8), {"temperature": 0.9, "topK": 50, "topP": 0.8})):
+        r = page.evaluate("(o) => window.voxport.speak(o)", {
+            "text": TEXT, "speaker": "ryan", "language": "english", "maxFrames": frames, "seed": 3, "sampling": hook})
+        codes, _, _ = python_speech(runtime, TEXT, speaker="ryan", language="english", sampling=sampling, seed=3,
+                                    max_frames=frames)
+        assert r["stats"]["backend"] == "webgpu" and np.array_equal(np.array(r["codes"]), codes), hook
     assert console.errors == []
     ctx.close()
 

@@ -2,7 +2,7 @@
 // prompt, live readouts. Everything model-side happens in the worker (client.js -> worker.js).
 //
 // Test and automation hook: window.voxport = {ready, backend, load({url, backend, dtype, threads}),
-// speak({text, speaker, language, instruct, maxFrames, sampling: {temperature, topK, repetitionPenalty}, seed,
+// speak({text, speaker, language, instruct, maxFrames, sampling: {temperature, topK, topP, repetitionPenalty}, seed,
 // chunkFrames}) -> {codes, promptIds, stopped, stats}, tokenize(turns) -> prompt ids,
 // prompt(turns) -> {ids, codes, trailing, vectors}, useVoice(bytes, name), voiceCodes, voiceVector (the
 // speaker encoder's, where the model clones a voice), last, lastError};
@@ -174,7 +174,8 @@ async function speak(opts = {}) {
     seed: Number(opts.seed ?? $('seed').value) || 0,
     maxFrames: Number(opts.maxFrames ?? $('max-frames').value) || 125,
     chunkFrames: opts.chunkFrames ?? 1,  // frames per codec call (hook only; 1 = earliest audio)
-    sampling: opts.sampling ?? { temperature: Number($('temperature').value) || 0, topK: Number($('top-k').value) || 0 },
+    sampling: opts.sampling ?? { temperature: Number($('temperature').value) || 0, topK: Number($('top-k').value) || 0,
+      topP: $('top-p').value === '' ? null : Number($('top-p').value) },
     // the voice prompt speaks as the chosen speaker (Runtime.reference takes the request's)
     context: state.voice ? [{ text: state.voice.text, speaker, codes: state.voice.codes, vector: state.voice.vector }] : [],
   };
