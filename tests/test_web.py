@@ -289,10 +289,10 @@ def test_keyboard_alone_speaks_and_stops_at_phone_width(browser, site, runtime):
     page.fill("#max-frames", "300")
     page.focus("#text")
     order = []
-    for _ in range(5):  # text -> max frames -> temperature -> top-k -> seed -> Speak
+    for _ in range(6):  # text -> max frames -> temperature -> top-k -> top-p -> seed -> Speak
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id"))
-    assert order == ["max-frames", "temperature", "top-k", "seed", "speak"]
+    assert order == ["max-frames", "temperature", "top-k", "top-p", "seed", "speak"]
     page.keyboard.press("Enter")
     page.wait_for_function("Number(document.querySelector('#s-frames').textContent) >= 3")
     page.keyboard.press("Tab")

@@ -62,7 +62,7 @@ def gumbel_choice(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.
     gumbel = -torch.log(-torch.log(noise.clamp(1e-20, 1.0 - 1e-7)))
     scaled = kept / temperature.clamp(min=1e-6)
     # top-p over softmax(scaled) in descending order: keep an id while the ids above it hold < top_p
-    order = torch.sort(scaled, dim=-1, descending=True, stable=True).indices
+    order = torch.sort(scaled, dim=-1, descending=True).indices  # ties: equal mass either way
     p = torch.softmax(scaled.gather(-1, order), dim=-1)
     above = torch.cat([torch.zeros_like(p[:, :1]), torch.cumsum(p[:, :-1], dim=-1)], dim=-1)
     keep = torch.zeros_like(above, dtype=torch.bool).scatter(-1, order, (above < top_p) | (top_p >= 1))
