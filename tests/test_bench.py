@@ -91,3 +91,19 @@ def test_bad_requests_are_refused(tmp_path, tiny_dir, monkeypatch):
     with pytest.raises(InputError, match="no CUDA device"):
         suite.run(["tiny"], device="cuda", artifacts=tiny_dir, out_dir=tmp_path)
     assert not list(tmp_path.glob("*.json"))  # nothing half-written
+
+
+def test_qwen_rows_draw_the_reference_codes(qwen_dir, tmp_path):
+    """A second family through the same bench: qwen-tts-hf's generate, the fused frame graph and the
+    step loop (talker + 15 code-predictor steps) give the same greedy codes in one run."""
+    assert main(["bench", "--quick", "--dtypes", "fp32", "--artifacts", str(qwen_dir), "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("*-quick.json")
+    (p,) = json.loads(path.read_text())["presets"]
+    rows = {(x["engine"], x["dtype"]): x for x in p["results"]}
+    assert set(rows) == {("pytorch", "fp32"), ("fused", "fp32"), ("steps", "fp32")}
+    assert all("error" not in row for row in rows.values()), [row.get("error") for row in rows.values()]
+    ref = np.array(rows[("pytorch", "fp32")]["codes"])
+    assert ref.shape[1] == 16 and len(ref) > 1
+    for key in (("fused", "fp32"), ("steps", "fp32")):
+        assert np.array_equal(np.array(rows[key]["codes"]), ref), key
+    assert rows[("fused", "fp32")]["calls_per_frame"] == 1 and rows[("steps", "fp32")]["calls_per_frame"] == 17

@@ -156,13 +156,15 @@ class Runtime:
             per_frame = [{entry["input"]: text[i][None, None]} for i in range(text.shape[0])]
         return embeds, per_frame
 
-    def generate(self, text: str, speaker: int | str | None = 0, context: list[Utterance] | None = None,
+    def generate(self, text: str, speaker: int | str | None = None, context: list[Utterance] | None = None,
                  max_frames: int = 125, sampling: Sampling = Sampling(), seed: int = 0,
                  decode: bool = True, language: str | None = None, instruct: str | None = None) -> Result:
-        """The step-graph loop (one call per graph step): the debugging and parity path."""
+        """The step-graph loop (one call per graph step): the debugging and parity path. speaker None:
+        the model's default (as Speech)."""
         from voxport.runtime.steps import generate_steps
 
         t0 = time.perf_counter()
+        speaker = self.default_speaker if speaker is None else speaker
         prepared = self.prepare([*(context or []), Utterance(text, speaker, language=language, instruct=instruct)],
                                 max_frames, sampling)
         codes, stats = generate_steps(self, prepared, sampling, seed)
