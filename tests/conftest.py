@@ -17,42 +17,33 @@ def cache_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory, cache_root) -> Path:
+def _export(tmp_path_factory, cache_root, preset: str, env: str, dtypes: str | None = None) -> Path:
+    """A preset exported once per session; $`env` names an earlier export to reuse in development
+    (copied: tests write into it)."""
     from voxport.exporter.export import export
 
-    out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    if os.environ.get("VOXPORT_TEST_TINY_DIR"):  # development: reuse an export (copied; tests write into it)
-
-        shutil.copytree(os.environ["VOXPORT_TEST_TINY_DIR"], out)
+    out = tmp_path_factory.mktemp("artifacts") / preset
+    if os.environ.get(env):
+        shutil.copytree(os.environ[env], out)
         return out
-    export("tiny", out, progress=lambda m: None, cache_root=cache_root)  # all five precision variants
+    export(preset, out, progress=lambda m: None, cache_root=cache_root, dtypes=dtypes)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, cache_root) -> Path:
+    return _export(tmp_path_factory, cache_root, "tiny", "VOXPORT_TEST_TINY_DIR")  # all five precision variants
 
 
 @pytest.fixture(scope="session")
 def qwen_dir(tmp_path_factory, cache_root) -> Path:
-    from voxport.exporter.export import export
-
-    out = tmp_path_factory.mktemp("artifacts") / "qwen3-tts-tiny"
-    if os.environ.get("VOXPORT_TEST_QWEN_DIR"):  # development: reuse an export (copied; tests write into it)
-        shutil.copytree(os.environ["VOXPORT_TEST_QWEN_DIR"], out)
-        return out
-    export("qwen3-tts-tiny", out, progress=lambda m: None, cache_root=cache_root)
-    return out
+    return _export(tmp_path_factory, cache_root, "qwen3-tts-tiny", "VOXPORT_TEST_QWEN_DIR")
 
 
 @pytest.fixture(scope="session")
 def qwen_base_dir(tmp_path_factory, cache_root) -> Path:
     """The Base (voice-clone) tiny preset, fp32 only: its speaker encoder and in-context prompt."""
-    from voxport.exporter.export import export
-
-    out = tmp_path_factory.mktemp("artifacts") / "qwen3-tts-tiny-base"
-    if os.environ.get("VOXPORT_TEST_QWEN_BASE_DIR"):  # development: reuse an export (copied; tests write into it)
-        shutil.copytree(os.environ["VOXPORT_TEST_QWEN_BASE_DIR"], out)
-        return out
-    export("qwen3-tts-tiny-base", out, progress=lambda m: None, cache_root=cache_root, dtypes="fp32")
-    return out
+    return _export(tmp_path_factory, cache_root, "qwen3-tts-tiny-base", "VOXPORT_TEST_QWEN_BASE_DIR", "fp32")
 
 
 @pytest.fixture(scope="module")
