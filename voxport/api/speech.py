@@ -9,6 +9,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
+from voxport.runtime.contract import FrameContract
 from voxport.runtime.runtime import speakers, takes_voice_prompts
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
@@ -49,16 +50,13 @@ def _number(body: dict, key: str, kind, low, high):
     return kind(value)
 
 
-def _top_p(body: dict, groups: list[dict]) -> float | None:
+def _top_p(body: dict) -> float | None:
     """None (absent): the model's own top-p per sampling group, as `voxport speak`."""
     if body.get("top_p") is None:
         return None
     value = _number(body, "top_p", float, 0, 1)
     if value == 0:
         raise bad("top_p must be in (0, 1] (1 = none), got 0", "top_p")
-    if value < 1 and not all("top_p" in g["inputs"] for g in groups):
-        raise bad("top_p is not supported by this artifact: its frame graph was exported before voxport had "
-                  "top-p; re-export it", "top_p")
     return value
 
 
@@ -93,7 +91,11 @@ def parse_options(state, body: dict) -> Options:
     runtime = state.models.manifest(name)["runtime"]
     vocab = min(g["vocab"] for g in runtime["generation"]["sampling"])
     sampling = Sampling(_number(body, "temperature", float, 0, 100), _number(body, "top_k", int, 1, vocab),
-                        top_p=_top_p(body, runtime["generation"]["sampling"]))
+                        top_p=_top_p(body))
+    try:  # what only the artifact can refuse (top-p on a frame graph exported without it), before streaming
+        FrameContract(runtime).sampling_feeds(sampling)
+    except InputError as e:
+        raise bad(str(e), "top_p") from None
     instruct = body.get("instructions") or None
     if instruct is not None and not (isinstance(instruct, str) and runtime["generation"]["prompt"].get("instruct")):
         raise bad("instructions are not supported by this model: the voice comes from `voice` (a speaker or a "

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from onnx import TensorProto
+from onnx import ModelProto, TensorProto
 
 from voxport.exporter.onnx_builder import GraphBuilder
 
@@ -194,13 +194,24 @@ class LlamaStack:
         return out, presents
 
 
+def frame_model(b: GraphBuilder, graph_outputs: list, codes: str, next_embeds: str, presents: list) -> ModelProto:
+    """A frame graph's outputs named as its GraphSpec declares them (codes, next_embeds, present.{i}.key/value),
+    and the finished model."""
+    outs = {"codes": codes, "next_embeds": next_embeds}
+    for i, (key, value) in enumerate(presents):
+        outs[f"present.{i}.key"], outs[f"present.{i}.value"] = key, value
+    for t in graph_outputs:
+        b.output(outs[t.name], t.name, t.dtype, t.shape)
+    return b.model()
+
+
 class Sampler:
     """Gumbel-max over the top-k, then top-p, logits, written once per frame graph (the arithmetic of
     voxport/runtime/sampling.py): code = argmax of l / T + g over the k largest logits l that top-p
     keeps, g = -log(-log(u)) from the `noise` uniforms; temperature 0 = greedy. Per codebook an `If` on
-    T > 0: greedy is one ArgMax; sampling ranks only k logits (TopK). Measured on Chromium's WebGPU: one TopK over 2,051 logits is ~80 dispatches
-    (a full sort, whatever k), 2,560 of tiny's 3,667 per frame; on CPU the traced graph's full sort
-    cost ~7 ms of a marvis-250m frame."""
+    T > 0: greedy is one ArgMax; sampling ranks only k logits (TopK). Measured on Chromium's WebGPU:
+    one TopK over 2,051 logits is ~80 dispatches (a full sort, whatever k), 2,560 of tiny's 3,667 per
+    frame; on CPU the traced graph's full sort cost ~7 ms of a marvis-250m frame."""
 
     def __init__(self, b: GraphBuilder, temperature: str, top_k: str, top_p: str, noise: str | None = None,
                  gumbel: str | None = None, name: str = "sampling", vocab: int | None = None):

@@ -91,8 +91,9 @@ class Runtime:
                                  f"(trained on {', '.join(spec['names'])})")
             speaker = int(speaker)
         self.prompts.check(Utterance("-", speaker, language=language, instruct=instruct))
-        if reference and not self.voice_prompts:
-            raise InputError(f"this model does not take a reference clip: {voice_prompt_refusal(self.graphs.manifest)}")
+        why = voice_prompt_refusal(self.graphs.manifest) if reference else None
+        if why:
+            raise InputError(f"this model does not take a reference clip: {why}")
         return speaker
 
     @property

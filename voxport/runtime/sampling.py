@@ -28,7 +28,6 @@ class Sampling:
     repetition_penalty: float | None = None
     top_p: float | None = None  # (0, 1]; None: each sampling group's default (the model's), else 1
 
-
     def validate(self, vocab: int) -> None:
         if not np.isfinite(self.temperature) or self.temperature < 0:
             raise InputError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")

@@ -73,7 +73,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
     to marvis-250m's fp32 frame, past what the page's 4 GB wasm heap held)."""
     import numpy as np
 
-    from voxport.exporter.blocks import LlamaStack, Sampler, cached_stack, linear_t, rope_caches
+    from voxport.exporter.blocks import LlamaStack, Sampler, cached_stack, frame_model, linear_t, rope_caches
     from voxport.exporter.onnx_builder import GraphBuilder
 
     cfg, dcfg = model.config, model.depth_decoder.config
@@ -125,9 +125,4 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
                                           audio.embed_audio_tokens.weight.detach().numpy()), rows])
         next_embeds = b.op("ReduceSum", [embeds, b.const([1])], keepdims=1)  # [1, 1, H]
 
-    outs = {"codes": frame, "next_embeds": next_embeds}
-    for i, (key, value) in enumerate(presents):
-        outs[f"present.{i}.key"], outs[f"present.{i}.value"] = key, value
-    for t in graph_outputs:
-        b.output(outs[t.name], t.name, t.dtype, t.shape)
-    return b.model()
+    return frame_model(b, graph_outputs, frame, next_embeds, presents)

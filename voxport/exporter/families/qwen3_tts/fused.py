@@ -21,7 +21,8 @@ from torch import nn
 
 def build_frame(model, graph_inputs: list, graph_outputs: list):
     """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch 1."""
-    from voxport.exporter.blocks import LlamaStack, Sampler, _np, cached_stack, linear_bias, linear_t, rope_caches
+    from voxport.exporter.blocks import (LlamaStack, Sampler, _np, cached_stack, frame_model, linear_bias, linear_t,
+                                         rope_caches)
     from voxport.exporter.onnx_builder import GraphBuilder
 
     talker = model.talker
@@ -78,9 +79,4 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
         summed = b.op("ReduceSum", [b.op("Concat", embeds, axis=1), b.const([1])], keepdims=1)  # [1, 1, H]
         next_embeds = b.op("Add", [summed, names["text_embed"]], label="text")
 
-    outs = {"codes": frame, "next_embeds": next_embeds}
-    for i, (key, value) in enumerate(presents):
-        outs[f"present.{i}.key"], outs[f"present.{i}.value"] = key, value
-    for t in graph_outputs:
-        b.output(outs[t.name], t.name, t.dtype, t.shape)
-    return b.model()
+    return frame_model(b, graph_outputs, frame, next_embeds, presents)
