@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxport.errors import CheckpointError
+from voxport.exporter import kv_cache
 from voxport.exporter.families.qwen3_tts import codec, model as graphs, presets, speaker
 from voxport.exporter.families.qwen3_tts.precision import QWEN_PRECISION
 from voxport.exporter.spec import Family, GraphSpec, register
@@ -97,8 +98,7 @@ class Qwen3TtsFamily(Family):
         pc = tc.code_predictor_config
         gen = self.model.generate_config or {}
         g, v, vp = tc.num_code_groups, tc.vocab_size, pc.vocab_size
-        cache = {"layers": tc.num_hidden_layers, "kv_heads": tc.num_key_value_heads, "head_dim": tc.head_dim,
-                 "kv": ["key", "value"], "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}
+        cache = kv_cache.contract(tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim)
         eos = tc.codec_eos_token_id
         stream = codec.codec_stream_runtime(self.model.speech_tokenizer.model)
         sample_rate, frame_size = stream.pop("sample_rate"), stream.pop("frame_size")
@@ -114,7 +114,8 @@ class Qwen3TtsFamily(Family):
             "generation": {
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                          "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache,
+                          "cache": kv_cache.contract(tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim,
+                                                     tc.max_position_embeddings),
                           # the next text token's embedding joins each frame's input (streaming text)
                           "per_frame": [{"input": "text_embed", "source": "trailing_text"}],
                           # the reference's talker logits processors (applied when greedy too): repetition
@@ -167,7 +168,6 @@ class Qwen3TtsFamily(Family):
                     "backbone": {"graph": "talker", "embeds": "inputs_embeds", "attention_mask": "attention_mask",
                                  "position_ids": "position_ids", "cache": cache},
                     "depth": {"graph": "code_predictor", "ids": "input_ids", "hidden": "talker_hidden_state",
-                              "cache": {**cache, "layers": pc.num_hidden_layers, "kv_heads": pc.num_key_value_heads,
-                                        "head_dim": pc.head_dim}}},
+                              "cache": kv_cache.contract(pc.num_hidden_layers, pc.num_key_value_heads, pc.head_dim)}},
             },
         }
