@@ -14,7 +14,7 @@ from voxport import __version__
 
 def all_presets() -> dict:
     """name -> (family class, preset), over every registered family."""
-    from voxport.exporter.spec import families
+    from voxport.exporter.families import families
 
     out = {}
     for fam in families():

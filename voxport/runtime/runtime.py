@@ -158,16 +158,16 @@ class Runtime:
         return embeds, per_frame
 
     def generate(self, text: str, speaker: int | str | None = None, context: list[Utterance] | None = None,
-                 max_frames: int = 125, sampling: Sampling = Sampling(), seed: int = 0,
+                 max_frames: int | None = None, sampling: Sampling = Sampling(), seed: int = 0,
                  decode: bool = True, language: str | None = None, instruct: str | None = None) -> Result:
         """The step-graph loop (one call per graph step): the debugging and parity path. speaker None:
-        the model's default (as Speech)."""
+        the model's default (as Speech); max_frames None: the model's (manifest generation.defaults)."""
         from voxport.runtime.steps import generate_steps
 
         t0 = time.perf_counter()
         speaker = self.default_speaker if speaker is None else speaker
         prepared = self.prepare([*(context or []), Utterance(text, speaker, language=language, instruct=instruct)],
-                                max_frames, sampling)
+                                self.contract.max_frames(max_frames), sampling)
         codes, stats = generate_steps(self, prepared, sampling, seed)
         t_gen = time.perf_counter()
         audio = self.decode(codes) if decode else None

@@ -12,7 +12,8 @@ from voxport.exporter.families.qwen3_tts import speaker, wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
 from voxport.exporter.families.qwen3_tts.fused import build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
-from voxport.exporter.torch_steps import kv_specs, lm_step_inputs, rand_past
+from voxport.exporter.shared_graphs import kv_specs, lm_step_graph
+from voxport.exporter.torch_steps import rand_past
 
 F32, I64 = "float32", "int64"
 
@@ -51,24 +52,7 @@ def prompt_embed(model) -> GraphSpec:
 
 def talker(model) -> GraphSpec:
     tc = model.talker.config
-    n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
-
-    def make(s):
-        return lm_step_inputs(s, h, n, kvh, hd)
-
-    return GraphSpec(
-        "talker", wrappers.TalkerStep(model),
-        inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)),
-                TensorSpec("attention_mask", I64, ("batch", "past_seq")),
-                TensorSpec("position_ids", I64, ("batch", "seq")),
-                *kv_specs("past_key_values", n, kvh, hd, "past")],
-        outputs=[TensorSpec("last_hidden_state", F32, ("batch", "seq", h)),
-                 TensorSpec("logits", F32, ("batch", "seq", tc.vocab_size)),
-                 *kv_specs("present", n, kvh, hd, "past_seq")],
-        make_inputs=make, export_sizes={"batch": 2, "seq": 3, "past": 5},
-        check_sizes=[{"batch": 1, "seq": 7, "past": 0}, {"batch": 3, "seq": 1, "past": 11},
-                     {"batch": 1, "seq": 1, "past": 0}, {"batch": 2, "seq": 4, "past": 300}],
-    )
+    return lm_step_graph("talker", wrappers.TalkerStep(model), tc, tc.vocab_size)
 
 
 def code_predictor(model) -> GraphSpec:

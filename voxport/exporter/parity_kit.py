@@ -1,16 +1,42 @@
-"""Parity of the streaming path every family shares: fused-path codes, the streaming codec decoder
-against a batch decode, utterance joins."""
+"""What every family's end-to-end parity cases share: the test texts, a voice-like reference signal,
+the per-frame comparison of two code sequences, and the streaming path's cases (fused-path codes,
+the streaming codec decoder against a batch decode, utterance joins). Families call these from their
+parity.py; voxport/validation only drives them and reports."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from voxport.runtime.codec_stream import CodecStream
-from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
+from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
-from voxport.validation.e2e import TEXT
+from voxport.exporter.spec import ParityRow
+
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+REF_TEXT = "She sells sea shells by the sea shore."
+
+
+def reference_wave(sample_rate: int, seconds: float = 1.6) -> np.ndarray:
+    """A deterministic voice-like test signal: a gliding harmonic tone with a little noise."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    wave = sum(0.2 / h * np.sin(h * phase) for h in range(1, 6))
+    wave += 0.01 * np.random.default_rng(0).standard_normal(t.shape)
+    return wave.astype(np.float32)
+
+
+def compare_codes(ref: np.ndarray, got: np.ndarray) -> dict:
+    n = min(len(ref), len(got))
+    per_frame = [float(np.mean(ref[i] == got[i])) for i in range(n)]
+    bad = [i for i, a in enumerate(per_frame) if a < 1.0]
+    return {"frames_reference": int(len(ref)), "frames_onnx": int(len(got)),
+            "identical": bool(len(ref) == len(got) and not bad),
+            "first_mismatch_frame": bad[0] if bad else None, "agreement_per_frame": per_frame}
+
 
 STREAM_RTOL = 1e-4  # streaming vs batch decode, max |diff| / max |batch| (measured ~2e-6 on tiny)
 CHUNKS = (1, 2, 3, 7)
@@ -86,3 +112,25 @@ def _reset_jumps(rt: Runtime, speech: Speech) -> float | None:
             steps.append(abs(float(w[0]) - float(prev)))
         prev = w[-1]
     return max(steps) if steps else None
+
+
+def same(case: dict) -> str:
+    """A compare_codes result in words."""
+    return "identical" if case["identical"] else f"DIFFER at frame {case['first_mismatch_frame']}"
+
+
+def stream_decode_row(sd: dict) -> ParityRow:
+    chunks = ", ".join(f"{c}: {v['rel']:.1e}" for c, v in sd["chunks"].items())
+    return ParityRow("stream_decode", sd["ok"], f"streaming decode vs batch, {sd['frames']} frames, relative error "
+                     f"per chunk size {chunks} (allowed {sd['allowed_rel']:.0e})", sd,
+                     f"streaming decode: relative error {sd['worst_rel']:.3g} > {sd['allowed_rel']}")
+
+
+def join_row(j: dict) -> ParityRow:
+    def g(x):
+        return "n/a" if x is None else f"{x:.3g}"
+
+    return ParityRow("joins", j["ok"], f"{j['joins']} utterance joins: largest sample step at a join / inside / "
+                     f"with codec reset {g(j['join_step_max'])} / {g(j['inside_step_max'])} / "
+                     f"{g(j['reset_join_step_max'])}", j,
+                     f"utterance join: step {j['join_step_max']} > largest step inside {j['inside_step_max']}")
