@@ -51,16 +51,16 @@ def test_parity_names_the_graph_that_fails(tiny_dir, tmp_path):
     import onnxruntime as ort
 
     from voxport.exporter.checkpoint import load, resolve
-    from voxport.exporter.families.csm import CsmFamily
-    from voxport.validation.graphs import GraphMismatch, check_graph
+    from voxport.exporter.families import family_for
+    from voxport.validation.graphs import check_graph
 
     model, _ = load(resolve("tiny"))
-    spec = next(g for g in CsmFamily(model, {}).graphs() if g.name == "backbone")
+    spec = next(g for g in family_for("csm")(model, {}).graphs() if g.name == "backbone")
     with torch.no_grad():
         model.lm_head.weight.mul_(1.01)  # the reference drifts 1% away from the exported graph
     sess = ort.InferenceSession(str(tiny_dir / "onnx" / "backbone.onnx"))
     checks = check_graph(spec, sess)
     bad = [c for c in checks if not c.ok]
     assert bad and {c.output for c in bad} == {"logits"}
-    msg = str(GraphMismatch(bad[0]))
+    msg = bad[0].describe()
     assert "backbone.logits" in msg and "shape" in msg and "max |diff|" in msg

@@ -68,6 +68,8 @@ def _check_outputs(a) -> None:
     from voxport.runtime.audio import output_format
     from voxport.fsutil import check_writable
 
+    if a.output == "-" and a.step_graphs:
+        raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
     if a.output != "-":
         check_writable(Path(a.output))
         output_format(Path(a.output))
@@ -109,8 +111,6 @@ def _speak_steps(rt, a, kw):
     from voxport.runtime.audio import write_wav
 
     res = rt.generate(a.text, **kw)
-    if a.output == "-":
-        raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
     write_wav(Path(a.output), res.audio, rt.rt["sample_rate"])
     s = res.stats
     return res.codes, {**s, "wall_s": s["generate_s"] + s["decode_s"], "first_audio_s": None}

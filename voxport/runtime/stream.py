@@ -176,8 +176,3 @@ class Speech:
             "embed_calls": calls["embed"], "codec_calls": codec_calls, "chunk_frames": self.chunk_frames,
             "stages": {k: round(v, 4) for k, v in timer.items()},
         })
-
-
-def speak(rt: Runtime, text: str, **kw) -> Speech:
-    """`for pcm in speak(rt, "Hello."): ...` streams float32 PCM at rt.rt['sample_rate']."""
-    return Speech(rt, text, **kw)
