@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from voxport.errors import VoxportError
+from voxport.fsutil import cache_root
 
 
 def _export(a) -> int:
@@ -253,8 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
                    help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
     v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
-    cache = os.environ.get("VOXPORT_CACHE", "~/.cache/voxport")
-    v.add_argument("--voices-dir", default=os.path.join(cache, "voices"),
+    v.add_argument("--voices-dir", default=str(cache_root() / "voices"),
                    help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
     v.add_argument("--threads", type=int, default=1,
