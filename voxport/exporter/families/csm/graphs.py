@@ -11,8 +11,8 @@ from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.frame import FrameStep, build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 from voxport.exporter.streaming import stream_graph
-from voxport.exporter.shared_graphs import audio_encoder_graph, kv_specs, lm_step_graph
-from voxport.exporter.torch_steps import rand_past, static_codec_shapes
+from voxport.exporter.shared_graphs import audio_encoder_graph, code_step_graph, kv_specs, lm_step_graph
+from voxport.exporter.torch_steps import static_codec_shapes
 
 F32, I64 = "float32", "int64"
 
@@ -61,29 +61,8 @@ def backbone(model) -> GraphSpec:
 
 def depth(model) -> GraphSpec:
     cfg = model.config
-    dcfg = model.depth_decoder.config
-    n, kvh, hd = dcfg.num_hidden_layers, dcfg.num_key_value_heads, dcfg.head_dim
-    k = cfg.num_codebooks
-
-    def make(s):
-        b, q, p = s["batch"], s["seq"], s["past"]
-        gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
-        ids = torch.randint(0, dcfg.vocab_size, (b, q), generator=gen)
-        hidden = torch.randn(b, cfg.hidden_size, generator=gen)
-        return [ids, hidden, *rand_past(gen, n, b, kvh, p, hd)]
-
-    return GraphSpec(
-        "depth", wrappers.DepthStep(model),
-        inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
-                TensorSpec("backbone_last_hidden_state", F32, ("batch", cfg.hidden_size)),
-                *kv_specs("past_key_values", n, kvh, hd, "past")],
-        outputs=[TensorSpec("logits", F32, ("batch", dcfg.vocab_size)),
-                 *kv_specs("present", n, kvh, hd, "past_seq")],
-        make_inputs=make, export_sizes={"batch": 2, "seq": 2, "past": 3},
-        # the two shapes generation uses: (hidden, c0) with no past, then one code at a time
-        check_sizes=[{"batch": 1, "seq": 2, "past": 0}, {"batch": 3, "seq": 1, "past": 2},
-                     {"batch": 1, "seq": 1, "past": k - 2}, {"batch": 2, "seq": 1, "past": k // 2}],
-    )
+    return code_step_graph("depth", wrappers.DepthStep(model), model.depth_decoder.config,
+                           "backbone_last_hidden_state", cfg.hidden_size, cfg.num_codebooks - 2)
 
 
 def frame(model) -> GraphSpec:
