@@ -28,9 +28,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter import kv_cache
-from voxport.exporter.families.qwen3_tts import codec, model as graphs, presets, speaker
+from voxport.exporter.families.qwen3_tts import codec, graphs, presets, speaker
 from voxport.exporter.families.qwen3_tts.precision import QWEN_PRECISION
+from voxport.exporter.shared_graphs import kv_cache_contract
 from voxport.exporter.spec import Family, GraphSpec, register
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -98,7 +98,7 @@ class Qwen3TtsFamily(Family):
         pc = tc.code_predictor_config
         gen = self.model.generate_config or {}
         g, v, vp = tc.num_code_groups, tc.vocab_size, pc.vocab_size
-        cache = kv_cache.contract(tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim)
+        cache = kv_cache_contract(tc)
         eos = tc.codec_eos_token_id
         stream = codec.codec_stream_runtime(self.model.speech_tokenizer.model)
         sample_rate, frame_size = stream.pop("sample_rate"), stream.pop("frame_size")
@@ -114,8 +114,7 @@ class Qwen3TtsFamily(Family):
             "generation": {
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                          "cache": kv_cache.contract(tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim,
-                                                     tc.max_position_embeddings),
+                          "cache": kv_cache_contract(tc, tc.max_position_embeddings),
                           # the next text token's embedding joins each frame's input (streaming text)
                           "per_frame": [{"input": "text_embed", "source": "trailing_text"}],
                           # the reference's talker logits processors (applied when greedy too): repetition
@@ -137,6 +136,7 @@ class Qwen3TtsFamily(Family):
                      "defaults": {"temperature": gen.get("subtalker_temperature", 0.9),
                                   "top_k": gen.get("subtalker_top_k", 50), "top_p": gen.get("subtalker_top_p", 1.0)}}],
                 "stop": {"codebooks": [0, 1], "token": eos},
+                "defaults": {"max_frames": 125},  # 10 s at 12.5 Hz
                 "prompt": {
                     "format": "dual_track", "graph": "prompt_embed", "text": "text_ids", "codes": "codec_ids",
                     "none": -1, "groups": g, "template": TEMPLATE, "head": 3, "tail": 5,
@@ -168,6 +168,6 @@ class Qwen3TtsFamily(Family):
                     "backbone": {"graph": "talker", "embeds": "inputs_embeds", "attention_mask": "attention_mask",
                                  "position_ids": "position_ids", "cache": cache},
                     "depth": {"graph": "code_predictor", "ids": "input_ids", "hidden": "talker_hidden_state",
-                              "cache": kv_cache.contract(pc.num_hidden_layers, pc.num_key_value_heads, pc.head_dim)}},
+                              "cache": kv_cache_contract(pc)}},
             },
         }

@@ -9,6 +9,7 @@ Every input and output has a row per stream (batch); the talker's KV lives in st
 (exporter/kv_cache.py) written in place. Sampling is voxport's Gumbel-max with the uniforms as the
 `noise` input [B, 16, V] (V: the talker's codec vocabulary); group g >= 1 reads the first Vp
 (predictor vocabulary) uniforms of row g.
+Top-p masks after top-k, as transformers' warpers (voxport/runtime/sampling.py).
 
 FrameStep is the frame in PyTorch on the reference's own modules: the graph written with fused ops
 (fused.build_frame) is checked against it, and it is what is traced where that cannot take the config.
