@@ -78,6 +78,11 @@ class Family:
     precision: dict[str, GraphPrecision] = {}
 
     @classmethod
+    def claims(cls, config: dict) -> bool:
+        """Whether this family exports the checkpoint whose config.json this is (default: its model_type)."""
+        return config.get("model_type") in cls.model_types
+
+    @classmethod
     def build_preset(cls, preset, out: Path) -> None:
         raise NotImplementedError
 
@@ -136,8 +141,6 @@ def families() -> list[type[Family]]:
     return list(_FAMILIES)
 
 
-def family_for(model_type: str | None) -> type[Family] | None:
-    for cls in families():
-        if model_type in cls.model_types:
-            return cls
-    return None
+def family_for(config: dict) -> type[Family] | None:
+    """The family that claims a checkpoint's config.json."""
+    return next((cls for cls in families() if cls.claims(config)), None)

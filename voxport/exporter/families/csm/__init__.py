@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from voxport.exporter.families.csm import checkpoint, presets, wrappers
+from voxport.exporter.families.csm import checkpoint, original, presets, wrappers
 from voxport.exporter.families.csm.frame import FrameStep, build_frame
 from voxport.exporter.families.csm.mimi_stream import MimiDecodeStream
 from voxport.exporter.blocks import unfusable
@@ -28,8 +28,13 @@ class CsmFamily(Family):
         presets.build_preset(preset, out)
 
     @classmethod
+    def claims(cls, config):
+        # transformers' layout by its model_type; the original one (config naming torchtune flavours) has none
+        return super().claims(config) or original.is_original(config)
+
+    @classmethod
     def check_dir(cls, path, config):
-        checkpoint.check_dir(path)
+        checkpoint.check_dir(path, config)
 
     @classmethod
     def load(cls, path, device="cpu"):
