@@ -52,7 +52,10 @@ def resolve(model: str, cache_root: Path | None = None, parts: dict[str, str | N
         return Checkpoint(path, source)
     local = {name: _part(name, ref) for name, ref in parts.items()}
     joined = _join(path, local, cache_root)
-    validate_dir(joined)
+    try:
+        validate_dir(joined)
+    except CheckpointError as e:  # name the user's directory, not the links standing for it
+        raise CheckpointError(str(e).replace(str(joined), str(path))) from None
     return Checkpoint(joined, {**source, "parts": {name: str(p) if Path(parts[name]).expanduser().exists() else parts[name]
                                                    for name, p in local.items()}})
 
