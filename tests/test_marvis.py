@@ -15,7 +15,7 @@ import pytest
 from tests.web_helpers import python_speech
 from voxport.exporter.parity_kit import TEXT
 
-MARKERS = ["[HAPPY]", "[EMPHASIS]", "[/EMPHASIS]", "[PAUSE:500ms]"]
+MARKERS = ["[HAPPY]", "[EMPHASIS]", "[/EMPHASIS]", "[PAUSE:500ms]"]  # the middle two added as special tokens
 MARKED = "Well [HAPPY] that is [EMPHASIS]great[/EMPHASIS] news.[PAUSE:500ms] Really."
 
 
@@ -146,3 +146,10 @@ def test_bad_parts_are_named(tmp_path, capsys, marvis_bare, cache_root):
     tok = materialize("marvis-tiny", cache_root) / "tokenizer"
     # the weights' own directory passed as the codec: its config.json is not Mimi's
     assert "not a Mimi codec" in _refused(d, tmp_path, capsys, "--tokenizer", str(tok), "--codec", str(d))
+
+
+def test_parts_are_refused_for_a_transformers_checkpoint(tmp_path, capsys, cache_root):
+    from voxport.exporter.presets import materialize
+
+    codec = materialize("marvis-tiny", cache_root) / "codec"
+    assert "--codec is for the original layout" in _refused("tiny", tmp_path, capsys, "--codec", str(codec))

@@ -33,9 +33,10 @@ def chat_template(path: Path) -> str | None:
 def check_dir(path: Path, config: dict) -> None:
     if original.is_original(config):
         return original.check_dir(path, config)
-    if (path / original.CODEC_DIR).exists():
-        raise CheckpointError(f"{path}: holds its own Mimi codec (codec_config); --codec is for checkpoints in "
-                              "the original layout, which ship without one")
+    for part in (original.TOKENIZER_DIR, original.CODEC_DIR):
+        if (path / part).exists():
+            raise CheckpointError(f"{path}: a transformers CSM checkpoint holds its own tokenizer and codec; "
+                                  f"--{part} is for the original layout, which ships without them")
     if not (path / TOKENIZER_FILE).is_file():
         raise CheckpointError(f"{path}: missing {TOKENIZER_FILE}; the checkpoint's tokenizer is needed")
     if chat_template(path) is None:

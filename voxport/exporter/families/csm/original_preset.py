@@ -23,6 +23,9 @@ def build_tokenizer(preset):
     tok = stand_in(preset.tokenizer_vocab, specials, {"bos_token": specials[0], "eos_token": specials[0]})
     if preset.added_tokens:
         tok.add_tokens([AddedToken(t, normalized=False) for t in preset.added_tokens])
+    if preset.added_special_tokens:
+        tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in preset.added_special_tokens],
+                       special_tokens=True)
     return tok
 
 

@@ -67,6 +67,7 @@ class OriginalPreset:
     text_vocab_size: int | None = None  # None: the size of the stand-in tokenizer
     tokenizer: str = "smollm2"  # whose turn markers the stand-in tokenizer carries
     added_tokens: tuple = ()  # a fine-tune's markers, added to the tokenizer whole
+    added_special_tokens: tuple = ()  # the same, added as special tokens (some fine-tunes do)
     tokenizer_vocab: int = 512
     num_codebooks: int = 32
     audio_vocab_size: int = 2051
@@ -106,7 +107,8 @@ PRESETS: dict[str, Preset] = {
     # the original layout at test size, its tokenizer carrying prosody markers as a fine-tune's would
     "marvis-tiny": OriginalPreset(name="marvis-tiny", backbone_flavor="voxport-tiny",
                                   decoder_flavor="voxport-tiny-decoder", codec=_TINY_CODEC,
-                                  added_tokens=("[HAPPY]", "[EMPHASIS]", "[/EMPHASIS]", "[PAUSE:500ms]")),
+                                  added_tokens=("[HAPPY]", "[PAUSE:500ms]"),
+                                  added_special_tokens=("[EMPHASIS]", "[/EMPHASIS]")),
     "csm-1b": Preset(
         name="csm-1b",
         backbone=dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
