@@ -152,4 +152,6 @@ def test_parts_are_refused_for_a_transformers_checkpoint(tmp_path, capsys, cache
     from voxport.exporter.presets import materialize
 
     codec = materialize("marvis-tiny", cache_root) / "codec"
+    materialize("tiny", cache_root)
+    capsys.readouterr()  # the presets' progress bars
     assert "--codec is for the original layout" in _refused("tiny", tmp_path, capsys, "--codec", str(codec))
