@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter.spec import families, family_for
+from voxport.exporter.families import families, family_for
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # what a part needs from the hub (never another model's weights for a tokenizer)
@@ -73,12 +73,12 @@ def _join(path: Path, parts: dict[str, Path], cache_root: Path | None) -> Path:
     """A directory of links: the checkpoint's entries, each part under its name (replacing one there)."""
     import hashlib
 
-    from voxport.fsutil import atomic_dir
+    from voxport.fsutil import atomic_dir, cache_root as default_root
 
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a directory, a preset name, or a hub id")
     key = json.dumps([str(path), sorted((k, str(v)) for k, v in parts.items())]).encode()
-    root = Path(cache_root or os.environ.get("VOXPORT_CACHE", Path.home() / ".cache" / "voxport"))
+    root = Path(cache_root or default_root())
     out = root / "joined" / f"{path.name}-{hashlib.sha256(key).hexdigest()[:12]}"
     with atomic_dir(out) as tmp:
         for entry in path.iterdir():
