@@ -155,3 +155,18 @@ def test_parts_are_refused_for_a_transformers_checkpoint(tmp_path, capsys, cache
     materialize("tiny", cache_root)
     capsys.readouterr()  # the presets' progress bars
     assert "--codec is for the original layout" in _refused("tiny", tmp_path, capsys, "--codec", str(codec))
+
+
+def test_a_bfloat16_checkpoint_loads(tmp_path, marvis_bare, cache_root):
+    """Marvis's training saves bf16: the header check reads it (numpy has no bf16) and the model
+    loads in fp32 with the original's values."""
+    import torch
+
+    from voxport.exporter import checkpoint
+
+    d = _checkpoint(tmp_path, marvis_bare, cache_root, weights=lambda w: {k: v.to(torch.bfloat16) for k, v in w.items()})
+    model, _ = checkpoint.load(checkpoint.resolve(str(d), cache_root))
+    from safetensors.torch import load_file
+
+    w = load_file(str(d / "model.safetensors"))
+    assert torch.equal(model.lm_head.weight, w["codebook0_head.weight"].float())

@@ -154,7 +154,7 @@ def check_weights(path: Path) -> None:
             raise CheckpointError(f"{path}: missing weight shards: {', '.join(missing)}")
     for f in files:
         try:
-            with safe_open(str(f), framework="numpy") as st:
+            with safe_open(str(f), framework="pt") as st:  # numpy has no bfloat16
                 keys = list(st.keys())
                 if keys:  # header offsets are checked against the file size when a tensor is read
                     st.get_slice(keys[-1])[...]
