@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q -r requirements.lock
 	# the Qwen3-TTS reference (pyproject extra "qwen"), without the torchaudio/gradio it names
 	$(BIN)/pip install -q --no-deps qwen-tts-hf==0.1.1.post1
+	# the original CSM model for the tests (pyproject extra "original"), without the torchdata torchtune names
+	$(BIN)/pip install -q --no-deps torchtune==0.6.1 torchao==0.10.0
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -57,7 +57,7 @@ def test_parity_names_the_graph_that_fails(tiny_dir, tmp_path):
     from voxport.validation.graphs import check_graph
 
     model, _ = load(resolve("tiny"))
-    spec = next(g for g in family_for("csm")(model, {}).graphs() if g.name == "backbone")
+    spec = next(g for g in family_for({"model_type": "csm"})(model, {}).graphs() if g.name == "backbone")
     with torch.no_grad():
         model.lm_head.weight.mul_(1.01)  # the reference drifts 1% away from the exported graph
     sess = ort.InferenceSession(str(tiny_dir / "onnx" / "backbone.onnx"))

@@ -18,7 +18,8 @@ def _export(a) -> int:
 
     name = a.model if a.model in all_presets() else Path(a.model).name
     out = Path(a.output) if a.output else Path("artifacts") / name
-    export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes)
+    export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes,
+           parts={"tokenizer": a.tokenizer, "codec": a.codec})
     print(out)
     return 0
 
@@ -188,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", help="artifact directory (default: artifacts/<name>)")
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     e.add_argument("--dtypes", default="all", help="comma list of fp32,fp16,q8,q4,q4f16 (default: all)")
+    e.add_argument("--tokenizer", metavar="DIR|HUB_ID", help="the text tokenizer, for a checkpoint that ships "
+                   "without one (the original CSM / Marvis layout)")
+    e.add_argument("--codec", metavar="DIR|HUB_ID", help="the audio codec (kyutai/mimi), for a checkpoint that "
+                   "ships without one")
     e.set_defaults(func=_export)
 
     v = sub.add_parser("verify", help="check an artifact set against its manifest (hashes, ONNX checker, loads, I/O)")

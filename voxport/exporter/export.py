@@ -23,12 +23,13 @@ from voxport.exporter.spec import Family, GraphSpec
 
 
 def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None,
-           dtypes: str | list[str] | None = None) -> Path:
+           dtypes: str | list[str] | None = None, parts: dict[str, str | None] | None = None) -> Path:
     """Export every graph of the model's family in fp32, then make each requested precision variant
-    (default: all of voxport.dtypes.DTYPES) from the fp32 files, after the PyTorch model is freed."""
+    (default: all of voxport.dtypes.DTYPES) from the fp32 files, after the PyTorch model is freed.
+    `parts`: {"tokenizer": DIR|HUB_ID, "codec": DIR|HUB_ID} a checkpoint ships without."""
     t0 = time.time()
     dtypes = dt.parse(dtypes)  # an unknown name fails here, before minutes of export
-    ckpt = checkpoint.resolve(model, cache_root)
+    ckpt = checkpoint.resolve(model, cache_root, parts)
     progress(f"loading {ckpt.path}")
     ref, fam_cls = checkpoint.load(ckpt, device)
     out = Path(out)

@@ -104,6 +104,11 @@ class Family:
     precision: dict[str, GraphPrecision] = {}
 
     @classmethod
+    def claims(cls, config: dict) -> bool:
+        """Whether this family exports the checkpoint whose config.json this is (default: its model_type)."""
+        return config.get("model_type") in cls.model_types
+
+    @classmethod
     def build_preset(cls, preset, out: Path) -> None:
         raise NotImplementedError
 

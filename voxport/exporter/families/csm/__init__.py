@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voxport.exporter.families.csm import checkpoint, graphs, presets
+from voxport.exporter.families.csm import checkpoint, graphs, original, presets
 from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.precision import CSM_PRECISION
 from voxport.exporter.shared_graphs import kv_cache_contract
@@ -22,8 +22,13 @@ class CsmFamily(Family):
         presets.build_preset(preset, out)
 
     @classmethod
+    def claims(cls, config):
+        # transformers' layout by its model_type; the original one (config naming torchtune flavours) has none
+        return super().claims(config) or original.is_original(config)
+
+    @classmethod
     def check_dir(cls, path, config):
-        checkpoint.check_dir(path)
+        checkpoint.check_dir(path, config)
 
     @classmethod
     def load(cls, path, device="cpu"):

@@ -17,9 +17,9 @@ from voxport.exporter.spec import ParityRow
 
 def run(rt, family, ckpt, frames: int, device: str, progress) -> list[ParityRow]:
     model = family.model
-    from transformers import AutoProcessor
+    from voxport.exporter.families.csm.checkpoint import processor as checkpoint_processor
 
-    processor = AutoProcessor.from_pretrained(ckpt.path)
+    processor = checkpoint_processor(ckpt.path)
     progress(f"parity: greedy generation, {frames} frames, ONNX vs transformers.generate")
     greedy, codes = greedy_case(rt, model, processor, frames, device)
     progress("parity: waveform, ONNX Mimi decoder vs PyTorch on the generated codes")
@@ -93,10 +93,11 @@ class _FrameClock:
 def reference_generate(family, text: str, frames: int, device: str):
     """transformers' generate, greedy, speaker 0: (codes, wall time per frame, batch Mimi decode)."""
     import torch
-    from transformers import AutoProcessor
+
+    from voxport.exporter.families.csm.checkpoint import processor as checkpoint_processor
 
     model = family.model
-    processor = AutoProcessor.from_pretrained(family.source)
+    processor = checkpoint_processor(family.source)
     conv = [{"role": "0", "content": [{"type": "text", "text": text}]}]
     inputs = processor.apply_chat_template(conv, tokenize=True, return_dict=True).to(device)
     clock = _FrameClock()
