@@ -13,13 +13,19 @@ import warnings
 from pathlib import Path
 
 from voxport import __version__
-from voxport.fsutil import atomic_dir
+from voxport.fsutil import atomic_dir, check_dir_target
 from voxport import dtypes as dt
-from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, variant_bytes
+from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, is_artifact_dir, variant_bytes
 from voxport.exporter import checkpoint
 from voxport.exporter.spec import Family, GraphSpec
 
 EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to <graph>.onnx_data (protobuf's 2 GB limit)
+
+
+def check_output(out: Path) -> None:
+    """Refuse, in one line, an output that is a file or a directory voxport did not write (its
+    contents would be replaced), or a place that takes no new directory: before the checkpoint loads."""
+    check_dir_target(Path(out), is_artifact_dir, "-o/--output")
 
 
 def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None,
@@ -28,11 +34,12 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
     (default: all of voxport.dtypes.DTYPES) from the fp32 files, after the PyTorch model is freed."""
     t0 = time.time()
     dtypes = dt.parse(dtypes)  # an unknown name fails here, before minutes of export
+    check_output(Path(out))
     ckpt = checkpoint.resolve(model, cache_root)
     progress(f"loading {ckpt.path}")
     ref, fam_cls = checkpoint.load(ckpt, device)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, is_artifact_dir, "-o/--output") as tmp:
         family: Family = fam_cls(ref, ckpt.path)
         tok_files = family.artifact_files(tmp)
         (tmp / "onnx").mkdir()
