@@ -12,12 +12,17 @@ from voxport.errors import VoxportError
 
 
 def _export(a) -> int:
+    from voxport.fsutil import check_dir_target
+    from voxport.manifest import is_artifact_dir
+
+    if a.output:  # before torch is even imported, and before the checkpoint loads (minutes for a large one)
+        check_dir_target(Path(a.output), is_artifact_dir, "-o/--output")
     from voxport.exporter.export import check_output, export
     from voxport.exporter.presets import all_presets
 
     name = a.model if a.model in all_presets() else Path(a.model).name
     out = Path(a.output) if a.output else Path("artifacts") / name
-    check_output(out)  # before the checkpoint loads (minutes for a large one)
+    check_output(out)
     export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes)
     print(out)
     return 0
