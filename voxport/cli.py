@@ -247,8 +247,16 @@ LIMITS = [
 LIMIT_FLAGS = [f[2:].replace("-", "_") for f, _, _ in LIMITS]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error on one line even when it quotes an argument holding a newline."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voxport", description=__doc__)
+    p = _Parser(prog="voxport", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("export", help="export a checkpoint (preset, local directory or hub id) to ONNX")
