@@ -18,6 +18,11 @@ def _why(e: OSError) -> str:
     return os.strerror(e.errno) if e.errno else str(e)
 
 
+def cache_root() -> Path:
+    """Where voxport keeps materialised presets and saved voices: $VOXPORT_CACHE, else ~/.cache/voxport."""
+    return Path(os.environ.get("VOXPORT_CACHE") or Path.home() / ".cache" / "voxport").expanduser()
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path, replaceable: Callable[[Path], bool] | None = None, what: str = "output"):
     """Yield a temporary sibling of `final`; rename it into place only if the block completes.

@@ -17,9 +17,9 @@ from voxport.fsutil import atomic_dir, check_dir_target
 from voxport import dtypes as dt
 from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, is_artifact_dir, variant_bytes
 from voxport.exporter import checkpoint
+from voxport.exporter.quantize import EXTERNAL_DATA_BYTES
 from voxport.exporter.spec import Family, GraphSpec
 
-EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to <graph>.onnx_data (protobuf's 2 GB limit)
 
 
 def check_output(out: Path) -> None:
