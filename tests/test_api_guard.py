@@ -132,7 +132,9 @@ def test_dotfiles_are_never_served(tiny_dir, tmp_path, c):
     (b'{"input": "hi", "seed": ' + b"9" * 5000 + b"}", 400, "a JSON number of 5000 characters; at most 40"),
     (b'{"input": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "request body nests deeper than 32 levels"),
     (b'{"input": "hi", "seed": NaN}', 400, "NaN is not a JSON number"),
-    (b'{"model": "tiny", "input": "hi", "top_p": 1e999}', 400, "top_p must be between 0 and 1"),
+    (b'{"model": "tiny", "input": "hi", "top_p": 1e300}', 400, "top_p must be between 0 and 1"),
+    (b'{"model": "tiny", "input": "hi", "max_frames": 1e999}', 400, "a JSON number out of range (1e999)"),
+    (b'{"model": "tiny", "input": "hi", "max_frames": 1e300}', 400, "max_frames must be between 1 and"),
     (b"\xff\xfe{}", 400, "not valid JSON"),
 ])
 def test_hostile_json(c, raw, status, message):

@@ -36,7 +36,12 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
 def _number(text: str):
     if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
         raise bad(f"a JSON number of {len(text)} characters; at most {MAX_NUMBER_DIGITS}")
-    return float(text) if any(c in text for c in ".eE") else int(text)
+    if not any(c in text for c in ".eE"):
+        return int(text)
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e999: no JSON number we take is that large
+        raise bad(f"a JSON number out of range ({text[:20]})")
+    return value
 
 
 def parse_json(raw: bytes, what: str = "request body") -> dict:
