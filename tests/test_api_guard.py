@@ -145,7 +145,10 @@ def test_hostile_json(c, raw, status, message):
 def test_a_long_url(c):
     r = c.get("/models/tiny/" + "a" * 60_000)  # a name too long for the file system (was a 500)
     assert r.status_code in (403, 404)
-    _error(c.get("/v1/voices/" + "a" * 60_000), 400, "invalid_voice_name")
+    err = _error(c.delete("/v1/voices/" + "a" * 60_000), 400, "invalid_voice_name")
+    assert len(err["message"]) < 300  # the name is quoted, not echoed whole
+    assert len(_error(c.get("/v1/" + "a" * 60_000), 404)["message"]) < 300
+    assert len(_error(c.get("/v1/voices/" + "a" * 60_000), 405)["message"]) < 300
 
 
 def test_a_damaged_voice_file_does_not_take_the_listing_down(tiny_dir, tmp_path):

@@ -180,3 +180,12 @@ def test_stream_writes_beside_and_renames(tiny_dir, tmp_path):
     info = sf.info(target)
     assert info.samplerate == 24000 and 1920 <= info.frames <= 4 * 1920
     assert _left(tmp_path) == ["keep.wav"]
+    os.chmod(target, 0o640)  # a file replaced keeps its mode; a new one gets the umask's, not mkstemp's 0600
+    assert main(["speak", str(tiny_dir), TEXT, "-o", str(target), "--greedy", "--max-frames", "2"]) == 0
+    assert oct(target.stat().st_mode & 0o777) == "0o640"
+    old = os.umask(0o022)
+    try:
+        assert main(["speak", str(tiny_dir), TEXT, "-o", str(tmp_path / "new.wav"), "--max-frames", "2"]) == 0
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "new.wav").stat().st_mode & 0o777) == "0o644"

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from tests.api_helpers import health, request, upload, wait_for
 
-SEND_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT = 2.0, 1.0, 2.0
+SEND_TIMEOUT, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS = 2.0, 1.0, 2.0, 8
 RSS_BUDGET = 50e6  # bytes the server may grow over all the hostile clients of this module
 LONG = "The quick brown fox jumps over the lazy dog. " * 90  # about 4000 characters: a long generation
 
@@ -30,7 +30,8 @@ def server(tiny_dir, tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "voxport.cli", "serve", str(tiny_dir), "--port", "0", "--quiet", "--voices-dir",
          str(voices), "--max-streams", "2", "--send-timeout", str(SEND_TIMEOUT), "--header-timeout",
-         str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT), "--body-timeout", "3"],
+         str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT), "--body-timeout", "3", "--max-connections",
+         str(MAX_CONNECTIONS)],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = ""
     while "serving on" not in line:
@@ -83,6 +84,19 @@ def test_slow_headers_are_cut_at_the_header_timeout(server):
     with socket.create_connection(("127.0.0.1", port)) as s:  # one that sends nothing at all
         assert HEADER_TIMEOUT - 0.1 <= _closed_within(s, 10) < HEADER_TIMEOUT + 1.0
     assert health(port)["status"] == "ok"
+
+
+def test_connections_past_the_cap_get_a_503(server):
+    port, _ = server
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        status = request(port, "GET", "/healthz", timeout=5)[0]
+    finally:
+        for s in held:
+            s.close()
+    assert status == 503
+    time.sleep(0.3)
+    assert request(port, "GET", "/healthz")[0] == 200  # and back once they are gone
 
 
 def test_a_refused_body_closes_the_connection(server):

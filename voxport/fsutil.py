@@ -7,11 +7,18 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 from voxport.errors import InputError, OutputError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _why(e: OSError) -> str:
@@ -35,6 +42,7 @@ def atomic_dir(final: Path, replaceable: Callable[[Path], bool] | None = None, w
     check_dir_target(final, replaceable, what)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would become the artifact's mode
     try:
         yield tmp
     except BaseException:
@@ -128,6 +136,8 @@ class AtomicFile:
         fd, tmp = tempfile.mkstemp(dir=self.target.parent if str(self.target.parent) else ".",
                                    prefix=f".{self.target.name}.", suffix=".partial")
         self.tmp = Path(tmp)
+        # the mode the file would have had: the target's own, else the umask's (mkstemp makes 0600)
+        os.chmod(fd, stat.S_IMODE(self.target.stat().st_mode) if self.target.exists() else 0o666 & ~_umask())
         self.file = os.fdopen(fd, "w+b")
 
     # -- the file-object surface soundfile needs (read, write, seek, tell) --------------------------

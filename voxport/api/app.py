@@ -70,9 +70,10 @@ def api_routes() -> list:
         """Any other /v1/ request: the error shape, not the page's 404 (its catch-all route is next)."""
         allowed = sorted({m for r in routes if isinstance(r, Route) and r.matches(request.scope)[0].name != "NONE"
                           for m in r.methods or ()} - {"HEAD"})
+        path = request.url.path if len(request.url.path) <= 200 else request.url.path[:200] + "..."
         if allowed:
-            raise ApiError(405, f"{request.method} {request.url.path}: method not allowed; use {', '.join(allowed)}")
-        raise ApiError(404, f"{request.method} {request.url.path}: no such endpoint")
+            raise ApiError(405, f"{request.method} {path}: method not allowed; use {', '.join(allowed)}")
+        raise ApiError(404, f"{request.method} {path}: no such endpoint")
 
     return [*routes, Route("/v1/{rest:path}", elsewhere, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])]
 
@@ -91,7 +92,7 @@ async def _api_error(request, exc: ApiError):
 
 async def _http_error(request, exc: HTTPException):
     if request.url.path.startswith("/v1/"):
-        return ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}").response()
+        return ApiError(exc.status_code, f"{request.method} {request.url.path[:200]}: {exc.detail}").response()
     return PlainTextResponse(f"{exc.status_code} {exc.detail}\n", status_code=exc.status_code, headers=exc.headers)
 
 
