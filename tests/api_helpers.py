@@ -96,3 +96,20 @@ def upload(port: int, name: str, path: Path, text="A reference clip.", extra=b""
                  f"Content-Type: application/octet-stream\r\n\r\n".encode() + path.read_bytes() + extra + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return request(port, "POST", "/v1/voices", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def asgi_app(dirs: list[Path], host: str = "127.0.0.1", allow_hosts: list[str] = (), **api):
+    """The app `voxport serve` runs, without a socket: for Starlette's TestClient (in-process, fast)."""
+    from voxport.api.app import ServerConfig, build_app
+    from voxport.api.guard import allowed_hosts
+    from voxport.serve import WEB_ROOT, model_dirs, page_routes
+
+    models = model_dirs(dirs)
+    config = ServerConfig(models=models, allowed_hosts=allowed_hosts(host, list(allow_hosts)), **api)
+    return build_app(config, page_routes(WEB_ROOT, models))
+
+
+def client(app, **kw):
+    from starlette.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False, **kw)

@@ -66,7 +66,7 @@ def _slow_stream(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     payload = json.dumps({"model": "tiny", "input": "Hold this slot.", "max_frames": 400,
                           "response_format": "pcm"}).encode()
-    s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
     assert s.recv(12) == b"HTTP/1.1 200"
     return s
@@ -126,7 +126,7 @@ def test_clients_gone_before_the_first_byte_leave_no_slot_held(port):
     before = counted()
     for _ in range(10):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
     # every request reached a slot (taken, or refused past 8) and none is still held
     freed = wait_for(lambda: counted() == before + 10 and health(port)["streams"]["active"] == 0, timeout=10)

@@ -21,3 +21,7 @@ class InputError(VoxportError):
 
 class DtypeError(VoxportError):
     """An unknown precision name, or a variant an artifact set was not exported with."""
+
+
+class OutputError(VoxportError):
+    """A file a command writes cannot be written (disk full, a read-only place); the target is untouched."""

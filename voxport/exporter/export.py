@@ -13,13 +13,19 @@ import warnings
 from pathlib import Path
 
 from voxport import __version__
-from voxport.fsutil import atomic_dir
+from voxport.fsutil import atomic_dir, check_dir_target
 from voxport import dtypes as dt
-from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, variant_bytes
+from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, is_artifact_dir, variant_bytes
 from voxport.exporter import checkpoint
 from voxport.exporter.quantize import EXTERNAL_DATA_BYTES
 from voxport.exporter.spec import Family, GraphSpec
 
+
+
+def check_output(out: Path) -> None:
+    """Refuse, in one line, an output that is a file or a directory voxport did not write (its
+    contents would be replaced), or a place that takes no new directory: before the checkpoint loads."""
+    check_dir_target(Path(out), is_artifact_dir, "-o/--output")
 
 
 def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None,
@@ -29,11 +35,12 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
     `parts`: {"tokenizer": DIR|HUB_ID, "codec": DIR|HUB_ID} a checkpoint ships without."""
     t0 = time.time()
     dtypes = dt.parse(dtypes)  # an unknown name fails here, before minutes of export
+    check_output(Path(out))
     ckpt = checkpoint.resolve(model, cache_root, parts)
     progress(f"loading {ckpt.path}")
     ref, fam_cls = checkpoint.load(ckpt, device)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, is_artifact_dir, "-o/--output") as tmp:
         family: Family = fam_cls(ref, ckpt.path)
         tok_files = family.artifact_files(tmp)
         (tmp / "onnx").mkdir()

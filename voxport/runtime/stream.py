@@ -53,7 +53,28 @@ class Speech:
         self.contract.sampling_feeds(self.sampling)  # checks the settings against every group
         if self.speaker is None:
             self.speaker = self.rt.default_speaker
+        self.check_fits()
         return self._run()
+
+    def check_fits(self) -> None:
+        """InputError, before any generation, when no text could be spoken: `max_frames` does not fit
+        in the context beside the shortest prompt (the caller's context, e.g. a reference voice, and one
+        word), or that prompt alone fills it. Says which, with the numbers."""
+        if self.speaker is None:
+            self.speaker = self.rt.default_speaker
+        self.max_frames = FrameContract(self.rt.rt).max_frames(self.max_frames)
+        limit = self.rt.rt["max_positions"]
+        shortest = self._tokens([*self.context, self._utterance("a")])
+        ref = f" ({self._tokens(self.context)} of them the reference: its transcript and audio)" if self.context else ""
+        if shortest + 1 > limit:
+            raise InputError(f"the prompt alone takes {shortest} of this model's {limit} context positions{ref}; "
+                             "shorten the reference clip or its transcript")
+        if shortest + self.max_frames > limit:
+            raise InputError(f"max_frames {self.max_frames} does not fit: this model's context is {limit} positions "
+                             f"and the shortest prompt takes {shortest}{ref}; at most {limit - shortest} frames fit")
+
+    def _tokens(self, turns: list[Utterance]) -> int:
+        return self.rt.prompts.build(turns)[0].shape[1]
 
     def _run(self):
         rt, t0 = self.rt, time.perf_counter()
@@ -124,7 +145,13 @@ class Speech:
         if tokens(text) + self.max_frames <= limit:
             return [text]
         # leave room for the previous utterance (text and audio) as the next one's context
-        return plan_utterances(text, lambda t: tokens(t) + self.max_frames <= limit // 2)
+        half, word = limit // 2, text.split()[0]
+        if tokens(word) + self.max_frames > half:  # not the text's fault: no piece of it could fit
+            raise InputError(f"the text needs more than one utterance, and then each piece gets half of the "
+                             f"{limit} context positions left ({half}); max_frames {self.max_frames} and the "
+                             f"prompt of even one word ({tokens(word)}) do not fit in that: lower max_frames to at "
+                             f"most {max(half - tokens(word), 0)}, or shorten the text")
+        return plan_utterances(text, lambda t: tokens(t) + self.max_frames <= half)
 
     def _fit_context(self, text: str, context: list[Utterance]) -> list[Utterance]:
         """Carry the previous utterance as context while it fits beside the new one; else none."""
