@@ -1,5 +1,5 @@
 """The server under load: concurrent streams share one runtime and each gets its solo audio; past
---max-streams a 503; a client that goes frees its slot; 200 requests in a row keep memory flat."""
+--max-streams with no queue a 503; a client that goes frees its slot; 200 requests in a row keep memory flat."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ TEXTS = ["One voice among many.", "Another speaks at once.", "A third keeps pace
 
 @pytest.fixture(scope="module")
 def port(tiny_dir, tmp_path_factory):
-    with api_server([tiny_dir], max_streams=8, voices_dir=tmp_path_factory.mktemp("voices")) as p:
+    with api_server([tiny_dir], max_streams=8, max_queue=0, voices_dir=tmp_path_factory.mktemp("voices")) as p:
         yield p
 
 

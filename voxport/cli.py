@@ -154,7 +154,7 @@ def _serve(a) -> int:
     from voxport.serve import serve
 
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
-          max_streams=a.max_streams, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads, quiet=a.quiet)
+          max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads, quiet=a.quiet)
     return 0
 
 
@@ -252,7 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
                    help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
-    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
+    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once (HTTP and WebSocket)")
+    v.add_argument("--max-queue", type=int, default=8,
+                   help="requests that may wait for a busy stream slot, first come first served (default 8); "
+                   "past that, 503 with Retry-After")
+    v.add_argument("--queue-timeout", type=float, default=10.0,
+                   help="seconds a request waits for a slot before its 503 (default 10)")
     cache = os.environ.get("VOXPORT_CACHE", "~/.cache/voxport")
     v.add_argument("--voices-dir", default=os.path.join(cache, "voices"),
                    help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")

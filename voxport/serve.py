@@ -166,7 +166,7 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None,
-          max_streams: int = 4, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 1,
+          max_streams: int = 4, max_queue: int = 8, queue_timeout: float = 10.0, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 1,
           quiet: bool = False) -> None:
     from voxport import dtypes as dt
 
@@ -175,13 +175,17 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
                          "(or VOXPORT_API_KEY), or keep the default 127.0.0.1")
     if max_streams < 1:
         raise InputError(f"--max-streams must be >= 1, got {max_streams}")
+    if max_queue < 0:
+        raise InputError(f"--max-queue must be >= 0, got {max_queue}")
+    if not 0 <= queue_timeout <= 3600:
+        raise InputError(f"--queue-timeout must be between 0 and 3600 seconds, got {queue_timeout:g}")
     dt.check(dtype)
     dirs = list(dirs) or default_dirs()
     if not dirs:
         raise InputError("no artifact directories given and none under ./artifacts (run `voxport export tiny`)")
     models = model_dirs(dirs)  # a bad directory is named before anything else
     page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir()
-    kw = {"max_streams": max_streams, "dtype": dtype, "threads": threads, "api_key": api_key}
+    kw = {"max_streams": max_streams, "max_queue": max_queue, "queue_timeout": queue_timeout, "dtype": dtype, "threads": threads, "api_key": api_key}
     if voices_dir is not None:
         kw["voices_dir"] = Path(voices_dir)
     try:
@@ -195,7 +199,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
             state.models.runtime(name, dtype)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{srv.server_address[1]}/"
     print(f"serving on {url} (models: {', '.join(models)}; API at {url}v1/, "
-          f"{'key required' if api_key else 'no key'}, {max_streams} streams)"
+          f"{'key required' if api_key else 'no key'}, {max_streams} streams, {max_queue} may wait {queue_timeout:g} s)"
           + ("" if page else f"; the page needs {WEB_ROOT}/node_modules (npm ci)") + "; Ctrl-C stops",
           file=sys.stderr, flush=True)
     try:

@@ -19,7 +19,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from voxport.api import speech, voices, ws
 from voxport.api.errors import ApiError
-from voxport.api.pool import Models, Slots
+from voxport.api.pool import Models
+from voxport.api.slots import Slots
 
 log = logging.getLogger("voxport.serve")
 
@@ -29,6 +30,10 @@ class ServerConfig:
     models: dict[str, Path] = field(default_factory=dict)  # served name -> artifact directory
     api_key: str | None = None
     max_streams: int = 4
+    # a request that finds every stream busy waits (first come, first served) in a queue this long, for
+    # at most this many seconds, then gets 503 + Retry-After
+    max_queue: int = 8
+    queue_timeout: float = 10.0
     voices_dir: Path = field(default_factory=lambda: Path(os.environ.get("VOXPORT_CACHE", "~/.cache/voxport"))
                              / "voices")
     dtype: str = "fp32"  # precision when `model` names none ("NAME:q4" picks one)
@@ -67,9 +72,7 @@ def api_routes() -> list:
 
 async def health(request: Request) -> JSONResponse:
     """For a load balancer, and to watch the slots: no key needed, nothing about the models."""
-    s = request.app.state.slots
-    return JSONResponse({"status": "ok", "streams": {"active": s.active, "max": s.limit, "started": s.started,
-                                                     "refused": s.refused},
+    return JSONResponse({"status": "ok", "streams": request.app.state.slots.stats(),
                          "loaded": request.app.state.models.load_s})
 
 
@@ -114,7 +117,7 @@ def build_app(config: ServerConfig, page_routes: list) -> Starlette:
                     exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error})
     app.state.config = config
     app.state.models = Models(config.models, config.dtype, config.threads)
-    app.state.slots = Slots(config.max_streams)
+    app.state.slots = Slots(config.max_streams, config.max_queue, config.queue_timeout)
     app.state.voices = voices.VoiceStore(config.voices_dir)
     # generation calls (one per chunk) get their own threads: never queued behind other blocking work
     app.state.limiter = anyio.CapacityLimiter(config.max_streams)

@@ -134,7 +134,7 @@ async def speech(request: Request) -> StreamingResponse:
     if body.get("stream_format", "audio") != "audio":
         raise bad("stream_format: only 'audio' is supported (no server-sent events)", "stream_format")
 
-    slot = state.slots.take()  # 503 past --max-streams
+    slot = await state.slots.take()  # waits its turn; 503 when the queue is full or the wait runs out
     cancel, encoder = threading.Event(), None
     try:
         rt = await anyio.to_thread.run_sync(state.models.runtime, opts.model, opts.dtype)

@@ -108,7 +108,7 @@ async def stream(websocket: WebSocket) -> None:
         if "model" not in body and len(state.models.speakable()) == 1:
             body["model"] = state.models.speakable()[0]
         opts = parse_options(state, body)
-        slot = state.slots.take()
+        slot = await state.slots.take()  # the same slots and queue as HTTP requests
     except ApiError as e:
         await _send_error(websocket, e)
         await websocket.close(1013 if e.status == 503 else 1008)
