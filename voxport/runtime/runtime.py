@@ -133,12 +133,12 @@ class Runtime:
         last turn's text is the final part of one still being written, see live_text.py): its trailing
         ids known so far; None while that text does not fix the prompt yet."""
         self.contract.sampling_feeds(sampling)  # checks the settings against every sampling group
-        if not turns[-1].text.strip():
-            raise InputError("text is empty")
         if max_frames < 1:
             raise InputError(f"max frames must be >= 1, got {max_frames}")
-        if not final and not turns[-1].text.strip():
-            return None
+        if not turns[-1].text.strip():
+            if not final:
+                return None
+            raise InputError("text is empty")
         self.prompts.check(turns[-1])
         built = self.prompts.build(turns) if final else self.prompts.build(turns, final=False)
         if built is None:
