@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
+HAPROXY  := /usr/sbin/haproxy
 # npm ci writes node_modules/.package-lock.json: newer than the lock file means node_modules is current
 WEB_STAMP := web/node_modules/.package-lock.json
 PORT ?= 8000
@@ -36,6 +37,12 @@ web: $(WEB_STAMP)
 $(CHROMIUM):
 	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
+# The replica test (tests/test_deployment.py) puts two `voxport serve` behind Debian's HAProxy; where it
+# cannot be installed (no root, no apt) the suite goes on and that test says why it skipped.
+$(HAPROXY):
+	apt-get install -y haproxy || (apt-get update && apt-get install -y haproxy) \
+		|| echo "haproxy could not be installed: tests/test_deployment.py will skip its replica test"
+
 # Export the embedded default (the tiny preset) in all five precisions, verify the set, and prove it
 # against PyTorch: fp32 exactly (parity.md), the other variants by their fidelity gates (fidelity.md).
 export: $(STAMP)
@@ -43,7 +50,7 @@ export: $(STAMP)
 	$(BIN)/voxport verify artifacts/tiny
 	$(BIN)/voxport parity artifacts/tiny --dtypes all
 
-test: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
+test: $(STAMP) $(WEB_STAMP) $(CHROMIUM) $(HAPROXY)
 	$(BIN)/python -m pytest -q
 
 # voxport vs PyTorch side by side (bench/results/<date>-<machine>.{json,md,png}); exports the presets

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -28,6 +31,24 @@ def api_server(dirs: list[Path], **api):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@contextmanager
+def serve_process(*args: str):
+    """`voxport serve ARGS --port 0 --quiet` in its own process: (process, port) once it listens."""
+    proc = subprocess.Popen([sys.executable, "-m", "voxport.cli", "serve", *map(str, args), "--port", "0", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "serving on" not in line:
+            line = proc.stderr.readline()
+            assert line, "server did not start"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its log pipe drained
+        yield proc, int(re.search(r":(\d+)/ ", line).group(1))
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def request(port: int, method: str, path: str, body=None, headers: dict | None = None, timeout: float = 120):

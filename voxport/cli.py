@@ -189,7 +189,8 @@ def _serve(a) -> int:
     from voxport.serve import serve
 
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
-          max_streams=a.max_streams, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads, quiet=a.quiet,
+          max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir,
+          dtype=a.dtype, threads=a.threads, quiet=a.quiet,
           allow_origins=a.allow_origin or [], allow_hosts=a.allow_host or [], public_paths=a.public_path or [],
           limits={k: getattr(a, k) for k in LIMIT_FLAGS})
     return 0
@@ -269,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text")
     s.add_argument("-o", "--output", default="out.wav", help="WAV file, or - for raw 16-bit mono PCM on stdout")
     s.add_argument("--stream", action="store_true", help="write audio as it is produced (the WAV grows per chunk)")
-    s.add_argument("--chunk-frames", type=int, default=1, help="frames per audio chunk when streaming (80 ms each)")
+    s.add_argument("--chunk-frames", type=int, default=None,
+                   help="frames per audio chunk when streaming (default: the model's chunk schedule in its manifest)")
     s.add_argument("--stats-json", help="write timing figures (first audio, real-time factor, stages) as JSON")
     s.add_argument("--step-graphs", action="store_true",
                    help="use the step graphs (a call per codebook) instead of the fused frame graph")
@@ -314,7 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
                    help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
-    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
+    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once (HTTP and WebSocket)")
+    v.add_argument("--max-queue", type=int, default=8,
+                   help="requests that may wait for a busy stream slot, first come first served (default 8); "
+                   "past that, 503 with Retry-After")
+    v.add_argument("--queue-timeout", type=float, default=10.0,
+                   help="seconds a request waits for a slot before its 503 (default 10)")
     v.add_argument("--voices-dir", default=str(cache_root() / "voices"),
                    help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")

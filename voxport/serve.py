@@ -291,9 +291,9 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None,
-          max_streams: int = 4, voices_dir: Path | None = None, dtype: str = "fp32", threads: int = 1,
-          quiet: bool = False, allow_origins: list[str] = (), allow_hosts: list[str] = (),
-          public_paths: list[str] = (), limits: dict | None = None) -> None:
+          max_streams: int = 4, max_queue: int = 8, queue_timeout: float = 10.0, voices_dir: Path | None = None,
+          dtype: str = "fp32", threads: int = 1, quiet: bool = False, allow_origins: list[str] = (),
+          allow_hosts: list[str] = (), public_paths: list[str] = (), limits: dict | None = None) -> None:
     """`voxport serve`: everything it can refuse is refused before it listens (one line each)."""
     from voxport import dtypes as dt
     from voxport.api.guard import check_key, check_origins
@@ -306,6 +306,10 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
         raise InputError(f"--port must be between 0 and 65535, got {port}")
     if max_streams < 1:
         raise InputError(f"--max-streams must be >= 1, got {max_streams}")
+    if max_queue < 0:
+        raise InputError(f"--max-queue must be >= 0, got {max_queue}")
+    if not 0 <= queue_timeout <= 3600:
+        raise InputError(f"--queue-timeout must be between 0 and 3600 seconds, got {queue_timeout:g}")
     limits = dict(limits or {})
     for flag, value in limits.items():
         if not value > 0 or value != value or value == float("inf"):
@@ -327,8 +331,8 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
             raise DtypeError(f"{d}: no {dtype} variant (exported: {', '.join(dt_have)}); give --dtype one of those "
                              f"or re-export with `voxport export MODEL --dtypes {dtype}`")
     page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir()
-    kw = {"max_streams": max_streams, "dtype": dtype, "threads": threads, "api_key": api_key,
-          "allow_origins": origins, "public_paths": list(public_paths),
+    kw = {"max_streams": max_streams, "max_queue": max_queue, "queue_timeout": queue_timeout, "dtype": dtype,
+          "threads": threads, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
           **{k: limits[k] for k in ("body_timeout", "send_timeout", "idle_timeout") if k in limits}}
     if voices_dir is not None:
         kw["voices_dir"] = Path(voices_dir)
@@ -344,7 +348,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
         state.models.runtime(name, dtype)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{srv.server_address[1]}/"
     print(f"serving on {url} (models: {', '.join(models)}; API at {url}v1/, "
-          f"{'key required' if api_key else 'no key'}, {max_streams} streams)"
+          f"{'key required' if api_key else 'no key'}, {max_streams} streams, {max_queue} may wait {queue_timeout:g} s)"
           + ("" if page else f"; the page needs {WEB_ROOT}/node_modules (npm ci)") + "; Ctrl-C stops",
           file=sys.stderr, flush=True)
     try:

@@ -20,7 +20,8 @@ from voxport.api import speech, voices, ws
 from voxport.fsutil import cache_root
 from voxport.api.errors import ApiError
 from voxport.api.guard import LOOPBACK_NAMES, ApiKey, OriginGuard
-from voxport.api.pool import Models, Slots
+from voxport.api.pool import Models
+from voxport.api.slots import Slots
 
 log = logging.getLogger("voxport.serve")
 
@@ -30,13 +31,17 @@ class ServerConfig:
     models: dict[str, Path] = field(default_factory=dict)  # served name -> artifact directory
     api_key: str | None = None
     max_streams: int = 4
+    # a request that finds every stream busy waits (first come, first served) in a queue this long, for
+    # at most this many seconds, then gets 503 + Retry-After
+    max_queue: int = 8
+    queue_timeout: float = 10.0
     voices_dir: Path = field(default_factory=lambda: cache_root() / "voices")
     dtype: str = "fp32"  # precision when `model` names none ("NAME:q4" picks one)
     # onnxruntime intra-op threads per session. 1: streams run side by side, each in its own thread;
     # measured (voxport/bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3
     # streams/s at one stream, marvis-250m q4 0.72 vs 0.47 streams/s at four
     threads: int = 1
-    chunk_frames: int = 1  # frames per audio chunk: 80 ms, the first bytes after one frame
+    chunk_frames: int | None = None  # frames per audio chunk; None: the manifest's chunk schedule
     max_input_chars: int = 4096  # OpenAI's limit for `input`
     max_body: int = 64 * 1024  # JSON bodies and WebSocket messages
     max_upload: int = 16 * 1024 * 1024  # a voice clip: 20 s of 48 kHz stereo WAV is 7.7 MB
@@ -80,9 +85,7 @@ def api_routes() -> list:
 
 async def health(request: Request) -> JSONResponse:
     """For a load balancer, and to watch the slots: no key needed, nothing about the models."""
-    s = request.app.state.slots
-    return JSONResponse({"status": "ok", "streams": {"active": s.active, "max": s.limit, "started": s.started,
-                                                     "refused": s.refused},
+    return JSONResponse({"status": "ok", "streams": request.app.state.slots.stats(),
                          "loaded": request.app.state.models.load_s})
 
 
@@ -106,7 +109,7 @@ def build_app(config: ServerConfig, page_routes: list) -> Starlette:
                     exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error})
     app.state.config = config
     app.state.models = Models(config.models, config.dtype, config.threads)
-    app.state.slots = Slots(config.max_streams)
+    app.state.slots = Slots(config.max_streams, config.max_queue, config.queue_timeout)
     app.state.voices = voices.VoiceStore(config.voices_dir)
     # generation calls (one per chunk) get their own threads: never queued behind other blocking work
     app.state.limiter = anyio.CapacityLimiter(config.max_streams)

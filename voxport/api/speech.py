@@ -145,7 +145,7 @@ async def speech(request: Request) -> StreamingResponse:
     rt = await load_runtime(state, opts)
     cancel, encoder = threading.Event(), None
     check_fits(opts.speech(rt))
-    slot = state.slots.take()  # 503 past --max-streams
+    slot = await state.slots.take()  # waits its turn; 503 when the queue is full or the wait runs out
     try:
         chunks = iter(opts.speech(rt, text, chunk_frames=state.config.chunk_frames, cancel=cancel))
         # the first chunk before the status line: a problem found there is still a clean 400

@@ -3,7 +3,10 @@
 Client -> server, JSON text messages:
   {"type": "start", "model", "voice", "seed", "temperature", "top_k", "top_p", "max_frames", "codes": bool}
       first message; every field optional (model: the only one served)
-  {"type": "text", "text": "..."}   appended; each sentence is spoken as soon as it is complete
+  {"type": "text", "text": "..."}   appended; each sentence is spoken as soon as it is complete, or,
+                                    where the model takes its text one token per frame (the manifest's
+                                    per-frame "trailing_text"), as soon as its first words are final,
+                                    pausing when the speech catches up with the text
   {"type": "flush"}                 speak what is left even without a sentence end
   {"type": "cancel"}                stop generating within one frame, drop pending text
 Server -> client: binary messages are PCM (s16le, mono, the model's sample rate), in order; JSON:
@@ -35,6 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voxport.runtime.audio import pcm16
 from voxport.runtime.chunking import check_utf8, complete_sentences
+from voxport.runtime.live_text import LiveText
 from voxport.api.errors import ApiError, bad
 from voxport.api.bodies import parse_json
 from voxport.api.speech import check_fits, load_runtime, parse_options
@@ -52,18 +56,18 @@ class Live:
         self.inbox: queue.Queue = queue.Queue()
         self.cancel = threading.Event()
         self.loop, self.out, self.with_codes = loop, out, with_codes
-        self.texts: list[str] = []  # every sentence given; reported in order
+        self.texts: list = []  # every sentence given (str or LiveText); reported in order
         self.reported, self.first_frame, self.first_utterance, self.samples = 0, 0, 0, 0
         self.speech = opts.speech(rt, sentences=self._sentences(), cancel=self.cancel, chunk_frames=chunk_frames)
         self.thread = threading.Thread(target=self._run, name="voxport-live", daemon=True)
         self.thread.start()
 
-    def say(self, text: str) -> None:
+    def say(self, text: str | LiveText) -> None:
         self.inbox.put(text)
 
     def stop(self) -> None:
         self.cancel.set()
-        self.inbox.put(None)
+        self.inbox.put(None)  # a speech paused for more text sees the cancel within 50 ms
 
     def _emit(self, item) -> None:
         """Hand `item` to the event loop's bounded queue, waiting while it is full (the client is
@@ -89,7 +93,7 @@ class Live:
         if self.reported == len(self.texts):
             return
         end, utts = len(self.speech.codes), self.speech.utterances[self.first_utterance:]
-        event = {"type": "done", "index": self.reported, "text": self.texts[self.reported],
+        event = {"type": "done", "index": self.reported, "text": str(self.texts[self.reported]),
                  "frames": sum(u["frames"] for u in utts), "samples": self.samples}
         if self.with_codes:  # every frame made for it, the eos frame included (as Speech.codes)
             event["codes"] = [c.tolist() for c in self.speech.codes[self.first_frame:end]]
@@ -131,7 +135,7 @@ async def stream(websocket: WebSocket) -> None:
         opts = parse_options(state, body)
         rt = await load_runtime(state, opts)  # a damaged artifact: 500, said once
         check_fits(opts.speech(rt))  # a max_frames that would fail every sentence: refused now
-        slot = state.slots.take()
+        slot = await state.slots.take()  # the same slots and queue as HTTP requests
     except ApiError as e:
         await _send_error(websocket, e)
         await websocket.close(1013 if e.status == 503 else 1011 if e.status >= 500 else 1008)
@@ -156,6 +160,7 @@ class Session:
         self.websocket, self.state, self.opts, self.with_codes = websocket, state, opts, with_codes
         self.out: asyncio.Queue = asyncio.Queue(maxsize=state.config.ws_queue)
         self.live: Live | None = None
+        self.writing: LiveText | None = None  # the sentence being written, already handed to the speech
         self.last_active = time.monotonic()  # a message in, or something sent out
 
     def _speaking(self) -> bool:
@@ -199,6 +204,7 @@ class Session:
 
     async def run(self, rt) -> None:
         buffer = ""
+        early = rt.contract.text_per_frame  # speak a sentence while it is written
         while True:
             try:
                 msg = await self._next_message()
@@ -219,7 +225,7 @@ class Session:
                 elif kind == "flush":
                     sentences, buffer = ([buffer.strip()] if buffer.strip() else []), ""
                 elif kind == "cancel":
-                    buffer, sentences = "", []
+                    buffer, sentences, self.writing = "", [], None
                     if self.live is None:  # nothing running: still answer, so a client can always wait for it
                         self.out.put_nowait({"type": "cancelled", "frames": 0})
                     await self.stop()
@@ -230,11 +236,25 @@ class Session:
                 continue
             except WebSocketDisconnect:
                 return
+            if self.writing is not None and (self.live is None or not self.live.thread.is_alive()):
+                self.writing = None  # its speech ended (an error event was sent): what follows starts afresh
             for s in sentences:
-                if self.live is None or not self.live.thread.is_alive():
-                    self.live = Live(rt, self.opts, self.state.config.chunk_frames, self.with_codes,
-                                     asyncio.get_running_loop(), self.out)
-                self.live.say(s)
+                if self.writing is not None:  # its start is being spoken already: now it is complete
+                    self.writing.close(s)
+                    self.writing = None
+                else:
+                    self._say(rt, s)
+            if early and buffer.strip():
+                if self.writing is None:
+                    self.writing = LiveText()
+                    self._say(rt, self.writing)
+                self.writing.set(buffer.lstrip())  # as the complete sentence will read (stripped)
+
+    def _say(self, rt, text) -> None:
+        if self.live is None or not self.live.thread.is_alive():
+            self.live = Live(rt, self.opts, self.state.config.chunk_frames, self.with_codes,
+                             asyncio.get_running_loop(), self.out)
+        self.live.say(text)
 
     async def stop(self) -> None:
         if self.live is not None:

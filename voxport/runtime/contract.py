@@ -48,6 +48,8 @@ class FrameContract:
         self.cache = f["cache"]
         self.capacity = self.cache.get("capacity")
         self.per_frame = f.get("per_frame", [])
+        # text enters one token per frame: speech may start before the text ends (live_text.py)
+        self.text_per_frame = any(e["source"] == "trailing_text" for e in self.per_frame)
         self.logits = f.get("logits")
         self.codebooks, self.noise_vocab = g["codebooks"], g["noise_vocab"]
         self.sampling = g["sampling"]

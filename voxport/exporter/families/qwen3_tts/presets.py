@@ -60,6 +60,8 @@ class QwenPreset:
     speaker_encoder: dict = field(default_factory=dict)
     model_size: str = "0b6"
     seed: int = 0
+    # the files' version, in the cache key: 2 writes the released `architectures` (cached 1s are rebuilt)
+    layout: int = 2
 
 
 def _talker_full(hidden: int, ffn: int) -> dict:
@@ -159,6 +161,8 @@ def save_checkpoint(model, codec, tokenizer, out: Path) -> None:
     for sub in (config["talker_config"], config["talker_config"]["code_predictor_config"]):
         rope = {k: v for k, v in sub.pop("rope_parameters", {}).items() if k != "rope_theta"}
         sub["rope_scaling"] = rope if set(rope) - {"rope_type"} else None
+    # as the released config.json: llama.cpp's converter (convert_hf_to_gguf.py) picks its model class by it
+    config["architectures"] = [type(model).__name__]
     (out / "config.json").write_text(json.dumps(config, indent=2))
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})
