@@ -73,7 +73,6 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
     the graph. A depth step gathers its code's embedding and
     projects it (storing the tables already projected saved one small MatMul a step but added 260 MB
     to marvis-250m's fp32 frame, past what the page's 4 GB wasm heap held)."""
-    import numpy as np
 
     from voxport.exporter import kv_cache
     from voxport.exporter.blocks import (LlamaStack, Sampler, cached_stack, frame_model, linear_t, rope_caches,

@@ -12,7 +12,7 @@ from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.frame import FrameStep, build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 from voxport.exporter.streaming import stream_graph
-from voxport.exporter.shared_graphs import audio_encoder_graph, code_step_graph, kv_specs, lm_step_graph
+from voxport.exporter.shared_graphs import audio_encoder_graph, code_step_graph, lm_step_graph
 from voxport.exporter.torch_steps import static_codec_shapes, static_step_inputs
 
 F32, I64 = "float32", "int64"
