@@ -11,6 +11,10 @@ class CheckpointError(VoxportError):
     """The model to export is missing, corrupt, or not a supported architecture."""
 
 
+class ExportError(VoxportError):
+    """A graph the export wrote does not run (its configuration is one onnxruntime refuses)."""
+
+
 class ArtifactError(VoxportError):
     """An exported artifact directory is incomplete, damaged, or does not match its manifest."""
 

@@ -86,9 +86,19 @@ PRESETS: dict[str, Preset] = {
         name="tiny",
         backbone=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                       head_dim=16, intermediate_size=128, max_position_embeddings=512),
-        # head_dim a multiple of 8: onnxruntime's GroupQueryAttention (the frame graph) requires it
+        # head_dim a multiple of 16: onnxruntime's GroupQueryAttention (the written frame graph) takes it
         depth=dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                    head_dim=16, intermediate_size=96),
+        codec=_TINY_CODEC,
+    ),
+    # head size 24, a multiple of 8 but not of 16: GroupQueryAttention refuses it (exporter/kernels.py),
+    # so the frame graph is traced; tests prove such a checkpoint exports, runs and passes parity
+    "tiny-hd24": Preset(
+        name="tiny-hd24",
+        backbone=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=24, intermediate_size=128, max_position_embeddings=512),
+        depth=dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                   head_dim=24, intermediate_size=96),
         codec=_TINY_CODEC,
     ),
     "marvis-250m": Preset(
