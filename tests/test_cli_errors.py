@@ -31,7 +31,7 @@ def _copy(src: Path, dst: Path, edit=None) -> Path:
 
 
 @pytest.mark.parametrize("manifest,message", [
-    ({"format_version": 2}, "not a valid voxport manifest (manifest.schema.json): top level: 'family' is a required"),
+    ({"format_version": 3}, "not a valid voxport manifest (manifest.schema.json): top level: 'family' is a required"),
     ("drop graphs", "top level: 'graphs' is a required property"),
     ("drop runtime", "top level: 'runtime' is a required property"),
     ("bad speakers", "runtime.generation.speakers.kind: 'robot' is not one of ['integer', 'name']"),
