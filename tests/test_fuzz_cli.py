@@ -32,7 +32,7 @@ def places(tiny_dir, tmp_path_factory):
     (root / "notes").mkdir()
     (root / "notes" / "keep.md").write_text("mine")
     (root / "bad").mkdir()
-    (root / "bad" / "manifest.json").write_text(json.dumps({"format_version": 2}))
+    (root / "bad" / "manifest.json").write_text(json.dumps({"format_version": 3}))
     (root / "deep").mkdir()
     (root / "deep" / "manifest.json").write_text("[" * 50000)
     (root / "ref.wav").write_bytes(b"RIFF not really")
