@@ -48,9 +48,9 @@ def test_host_must_be_loopback_or_the_bound_address(c, host, status):
 
 
 def test_hosts_follow_the_bound_address(tiny_dir):
-    with client(asgi_app([tiny_dir], host="192.168.7.7", allow_hosts=["tts.lan"])) as c:
+    with client(asgi_app([tiny_dir], host="192.168.7.7", allow_hosts=["tts.lan", "fd00::7"])) as c:
         assert [c.get("/healthz", headers={"Host": h}).status_code for h in
-                ("192.168.7.7:8000", "tts.lan", "localhost", "other.lan")] == [200, 200, 200, 400]
+                ("192.168.7.7:8000", "tts.lan", "localhost", "[fd00::7]:8000", "other.lan")] == [200, 200, 200, 200, 400]
     with client(asgi_app([tiny_dir], host="0.0.0.0", api_key=KEY)) as c:  # every address: the key guards
         assert c.get("/healthz", headers={"Host": "anything.example"}).status_code == 200
 

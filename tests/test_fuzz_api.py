@@ -70,7 +70,7 @@ headers = st.fixed_dictionaries({}, optional={
 paths = st.sampled_from(["/v1/audio/speech", "/v1/voices", "/v1/models", "/v1/voices/x", "/v1/nope", "/healthz",
                          "/api/models", "/models/tiny/manifest.json", "/", "/models/tiny/.env", "/%2e%2e/etc/passwd",
                          "/v1/voices/%2e%2e"]) | st.text(st.characters(min_codepoint=33, max_codepoint=126),
-                                                          max_size=80).map(lambda p: "/" + p)
+                                                          max_size=80).map(lambda p: "/" + p.lstrip("/"))  # "//x" is a URL's authority to httpx
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -38,9 +39,11 @@ def server(tiny_dir, tmp_path_factory):
         line = proc.stderr.readline()
         assert line or proc.poll() is None, "server did not start"
     port = int(re.search(r":(\d+)/ ", line).group(1))
+    log: list[str] = []  # the server's log lines, read as they come (a full pipe would block it)
+    threading.Thread(target=lambda: log.extend(iter(proc.stderr.readline, "")), daemon=True).start()
     assert request(port, "POST", "/v1/audio/speech", {"model": "tiny", "input": "Warm up.", "max_frames": 4,
                                                       "response_format": "pcm"})[0] == 200
-    yield port, psutil.Process(proc.pid)
+    yield port, psutil.Process(proc.pid), log
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -63,7 +66,7 @@ def _closed_within(s: socket.socket, limit: float) -> float:
 
 
 def test_slow_headers_are_cut_at_the_header_timeout(server):
-    port, _ = server
+    port, _, _ = server
     t0 = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port)) as s:  # a byte every 0.2 s: never a whole head
         s.setblocking(False)
@@ -87,7 +90,7 @@ def test_slow_headers_are_cut_at_the_header_timeout(server):
 
 
 def test_connections_past_the_cap_get_a_503(server):
-    port, _ = server
+    port, _, _ = server
     held = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNECTIONS)]
     try:
         status = request(port, "GET", "/healthz", timeout=5)[0]
@@ -100,7 +103,7 @@ def test_connections_past_the_cap_get_a_503(server):
 
 
 def test_a_refused_body_closes_the_connection(server):
-    port, _ = server
+    port, _, _ = server
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"POST /v1/voices HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
                   b"Content-Length: 1000000000\r\n\r\n")
@@ -126,7 +129,7 @@ def test_a_refused_body_closes_the_connection(server):
 
 
 def test_a_client_that_stops_reading_frees_its_slot(server, rss0):
-    port, proc = server
+    port, proc, log = server
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", port))
@@ -135,10 +138,12 @@ def test_a_client_that_stops_reading_frees_its_slot(server, rss0):
               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     assert s.recv(12) == b"HTTP/1.1 200"  # then never another byte read
     assert health(port)["streams"]["active"] == 1
-    freed = wait_for(lambda: health(port)["streams"]["active"] == 0, timeout=60, step=0.1)
+    freed = wait_for(lambda: health(port)["streams"]["active"] == 0, timeout=120, step=0.1)
     s.close()
-    # the send buffers fill within seconds (about 50 kB/s of audio per stream), then SEND_TIMEOUT
-    assert freed < 30, freed
+    # the kernel's send buffer (up to 4 MB) fills at the generation's pace first, then SEND_TIMEOUT:
+    # dropped by the timeout (its log line), long before this text's audio (minutes) was made
+    assert any(f"client stopped reading for {SEND_TIMEOUT:g} s; stream dropped" in line for line in log), log
+    assert freed < 90, freed
     print(f"stalled HTTP client: slot freed after {freed:.1f} s (send timeout {SEND_TIMEOUT} s)")
     assert proc.memory_info().rss - rss0 < RSS_BUDGET
 
@@ -152,7 +157,7 @@ def _ws_frame(text: str) -> bytes:
 
 
 def test_a_websocket_client_that_stops_reading_is_dropped(server, rss0):
-    port, proc = server
+    port, proc, log = server
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
     s.connect(("127.0.0.1", port))
@@ -165,12 +170,13 @@ def test_a_websocket_client_that_stops_reading_is_dropped(server, rss0):
     s.sendall(_ws_frame(json.dumps({"type": "flush"})))
     peak, t0 = 0, time.perf_counter()
     wait_for(lambda: health(port)["streams"]["active"] == 1, timeout=10)
-    while health(port)["streams"]["active"] and time.perf_counter() - t0 < 60:
+    while health(port)["streams"]["active"] and time.perf_counter() - t0 < 120:
         peak = max(peak, proc.memory_info().rss - rss0)
         time.sleep(0.2)
     freed = time.perf_counter() - t0
     s.close()
-    assert freed < 30, freed
+    assert any(f"WebSocket client stopped reading for {SEND_TIMEOUT:g} s" in line for line in log), log
+    assert freed < 90, freed
     print(f"stalled WebSocket client: slot freed after {freed:.1f} s, peak RSS growth {peak / 1e6:.1f} MB")
     assert peak < RSS_BUDGET
 
@@ -178,7 +184,7 @@ def test_a_websocket_client_that_stops_reading_is_dropped(server, rss0):
 def test_a_silent_websocket_is_closed_at_the_idle_timeout(server):
     from websockets.sync.client import connect
 
-    port, _ = server
+    port, _, _ = server
     with connect(f"ws://127.0.0.1:{port}/v1/audio/stream", open_timeout=10) as ws:
         ws.send(json.dumps({"type": "start", "max_frames": 2}))
         assert json.loads(ws.recv(timeout=30))["type"] == "ready"
@@ -193,7 +199,7 @@ def test_a_silent_websocket_is_closed_at_the_idle_timeout(server):
 
 def test_decompression_bombs_are_refused_by_their_header(server, rss0, tmp_path):
     """62 KB of FLAC can claim minutes of 8-channel 192 kHz audio: gigabytes once decoded."""
-    port, proc = server
+    port, proc, log = server
     bomb = tmp_path / "bomb.flac"
     sf.write(bomb, np.full((192000 * 60, 8), 0.25, np.float32), 192000, subtype="PCM_16")
     assert bomb.stat().st_size < 200_000  # 60 s x 8 x 192 kHz as float32 would be 369 MB

@@ -27,18 +27,26 @@ PUBLIC_ALWAYS = ("/healthz",)
 def allowed_hosts(host: str, extra: list[str]) -> list[str]:
     """Host header values (without port) the server answers: loopback names, the address it listens
     on, and `extra`; ["*"] (any) when it listens on every address (a key is then required)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    if ip is not None and ip.is_unspecified:
+    if not host or _ip(host) is not None and _ip(host).is_unspecified:  # "" binds every address too
         return ["*"]
-    bound = f"[{host}]" if ip is not None and ip.version == 6 else host
-    names = [*LOOPBACK_NAMES, bound.lower(), *(h.strip().lower() for h in extra)]
+    names = [*LOOPBACK_NAMES, *(_bracketed(h.strip().lower()) for h in [host, *extra])]
     for name in names:
         if not name or any(c in name for c in "/@ \t") or ("*" in name and not name.startswith("*.")):
             raise InputError(f"--allow-host {name!r}: give a host name or address, without scheme or port")
     return list(dict.fromkeys(names))
+
+
+def _ip(name: str):
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
+def _bracketed(name: str) -> str:
+    """An IPv6 address as a Host header carries it: [::1]."""
+    ip = _ip(name)
+    return f"[{name}]" if ip is not None and ip.version == 6 else name
 
 
 def check_origins(origins: list[str]) -> list[str]:
