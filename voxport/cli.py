@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from voxport.errors import VoxportError
+from voxport.fsutil import cache_root
 
 
 def _export(a) -> int:
@@ -68,6 +69,8 @@ def _check_outputs(a) -> None:
     from voxport.runtime.audio import output_format
     from voxport.fsutil import check_writable
 
+    if a.output == "-" and a.step_graphs:
+        raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
     if a.output != "-":
         check_writable(Path(a.output))
         output_format(Path(a.output))
@@ -109,8 +112,6 @@ def _speak_steps(rt, a, kw):
     from voxport.runtime.audio import write_wav
 
     res = rt.generate(a.text, **kw)
-    if a.output == "-":
-        raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
     write_wav(Path(a.output), res.audio, rt.rt["sample_rate"])
     s = res.stats
     return res.codes, {**s, "wall_s": s["generate_s"] + s["decode_s"], "first_audio_s": None}
@@ -259,8 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "past that, 503 with Retry-After")
     v.add_argument("--queue-timeout", type=float, default=10.0,
                    help="seconds a request waits for a slot before its 503 (default 10)")
-    cache = os.environ.get("VOXPORT_CACHE", "~/.cache/voxport")
-    v.add_argument("--voices-dir", default=os.path.join(cache, "voices"),
+    v.add_argument("--voices-dir", default=str(cache_root() / "voices"),
                    help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
     v.add_argument("--threads", type=int, default=1,

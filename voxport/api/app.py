@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from voxport.api import speech, voices, ws
+from voxport.fsutil import cache_root
 from voxport.api.errors import ApiError
 from voxport.api.pool import Models
 from voxport.api.slots import Slots
@@ -34,8 +34,7 @@ class ServerConfig:
     # at most this many seconds, then gets 503 + Retry-After
     max_queue: int = 8
     queue_timeout: float = 10.0
-    voices_dir: Path = field(default_factory=lambda: Path(os.environ.get("VOXPORT_CACHE", "~/.cache/voxport"))
-                             / "voices")
+    voices_dir: Path = field(default_factory=lambda: cache_root() / "voices")
     dtype: str = "fp32"  # precision when `model` names none ("NAME:q4" picks one)
     # onnxruntime intra-op threads per session. 1: streams run side by side, each in its own thread;
     # measured (voxport/bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3

@@ -174,7 +174,9 @@ class Speech:
         embeds, per_frame = self.rt.embed(prepared)
         known = prepared.trailing
         calls["embed"] += 1
-        cache, pos, sampling = c.empty_cache(), 0, c.sampling_feeds(self.sampling)
+        sampling, session = c.sampling_feeds(self.sampling), graphs.session(c.graph)
+        # the prompt and every frame but the last enter the cache
+        cache = c.new_cache(1, prepared.tokens + prepared.max_frames)
         logits = c.logits_state(self.sampling)
         for n in range(prepared.max_frames):
             if self._cancelled():
@@ -189,9 +191,11 @@ class Speech:
                 known = more.trailing
                 t = time.perf_counter()
             extra = {**per_frame[min(n, len(per_frame) - 1)], **(logits.feeds() if logits else {})}
-            out = graphs.session(c.graph).run(c.outputs, c.feeds(embeds, cache, pos, sampling, c.draw_noise(rng), extra))
+            codes, next_embeds = c.run(session, c.feeds(embeds, cache.lengths, sampling, c.draw_noise(rng), extra),
+                                       cache)
             calls["frame"] += 1
-            codes, pos, embeds, cache = out[0][0], pos + embeds.shape[1], out[1], out[2:]
+            cache.lengths += embeds.shape[1]
+            codes, embeds = codes[0], next_embeds
             if logits:
                 logits.update(codes)
             self.timings["frame_s"].append(time.perf_counter() - t)
@@ -226,8 +230,3 @@ class Speech:
             "embed_calls": calls["embed"], "codec_calls": codec_calls, "chunk_frames": list(self.schedule),
             "stages": {k: round(v, 4) for k, v in timer.items()},
         })
-
-
-def speak(rt: Runtime, text: str, **kw) -> Speech:
-    """`for pcm in speak(rt, "Hello."): ...` streams float32 PCM at rt.rt['sample_rate']."""
-    return Speech(rt, text, **kw)

@@ -17,8 +17,9 @@ function zeros(ort, dtype, dims) {
   return new ort.Tensor(dtype, data, dims);
 }
 
-// The manifest's generation contract (voxport/runtime/contract.py): KV cache names from templates,
-// each present.* output fed back into its past input on the next call.
+// The manifest's generation contract (voxport/runtime/contract.py, kv.py): KV cache names from
+// templates; the cache is static, buffers [1, kv_heads, capacity, head_dim] whose present.* outputs
+// come back as the next call's past inputs, with each row's cached length in `lengths`.
 function cacheNames(frame) {
   const c = frame.cache, inputs = [], outputs = [];
   for (let layer = 0; layer < c.layers; layer++) {
@@ -30,10 +31,13 @@ function cacheNames(frame) {
   return { inputs, outputs };
 }
 
-function emptyCache(frame, ort) {
+function staticCache(frame, ort, capacity) {
+  const c = frame.cache;
+  if (c.layout !== 'static') throw new Error("this artifact's frame graph grows its KV cache; re-export it");
   const { inputs } = cacheNames(frame);
-  return Object.fromEntries(inputs.map((name) => [name, new ort.Tensor('float32', new Float32Array(0),
-    [1, frame.cache.kv_heads, 0, frame.cache.head_dim])]));
+  const n = c.kv_heads * capacity * c.head_dim;
+  return Object.fromEntries(inputs.map((name) => [name, new ort.Tensor('float32', new Float32Array(n),
+    [1, c.kv_heads, capacity, c.head_dim])]));
 }
 
 function nextCache(frame, out) {
@@ -97,15 +101,18 @@ export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, sh
   let embeds = await embedPrompt(g, prompt.ids, prompt.codes);
   addVectors(embeds, prompt.vectors);
   const perFrame = await perFrameText(g, prompt.trailing);
-  let past = emptyCache(fr, ort);
+  // the prompt and every frame but the last enter the cache (the Python runtime sizes it the same way)
+  let past = staticCache(fr, ort, Math.min(prompt.ids.length + maxFrames, fr.cache.capacity));
   let pos = 0;
   try {
     for (let f = 1; ; f++) {
       const seq = embeds.dims[1];
+      // Every present.* has its past input's fixed shape and comes back as the next call's past (on
+      // WebGPU it stays a GPU buffer). Not bound as a preallocated output: on onnxruntime-web 1.30
+      // wasm, presents written into preallocated tensors (the past's own, or a second set swapped
+      // each frame) gave other codes than Python's from the second frame on.
       const out = await g.run(fr.graph, {
-        [fr.embeds.input]: embeds,
-        [fr.attention_mask]: i64(new Array(pos + seq).fill(1), [1, pos + seq], ort),
-        [fr.position_ids]: i64(Array.from({ length: seq }, (_, i) => pos + i), [1, seq], ort),
+        [fr.embeds.input]: embeds, [fr.cache.lengths]: i64([pos], [1], ort),
         ...s.feeds, [fr.noise]: s.noise(), ...past,
         ...perFrame[Math.min(f - 1, perFrame.length - 1)], ...logits?.feeds(),
       });

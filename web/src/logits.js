@@ -24,7 +24,7 @@ export class LogitsState {
   constructor(ort, spec, vocab, penalty) {
     this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0;
     this.seen = new Float32Array(vocab);
-    this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), []);
+    this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), [1]);  // one row
     this.bias = new Float32Array(vocab);
     this.bias.fill(-Infinity, spec.suppress[0], spec.suppress[1]);
     for (const id of spec.allow) this.bias[id] = 0;

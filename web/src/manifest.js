@@ -1,7 +1,8 @@
 // The artifact contract as the page reads it. This is the one module that knows the manifest's
-// layout (format 2: graphs[name].variants[dtype].files, runtime facts under `runtime`).
+// layout (format 3: graphs[name].variants[dtype].files, runtime facts under `runtime`, the frame
+// graph's KV cache in static buffers).
 
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 export const DEFAULT_DTYPE = 'fp32';
 // The prompt formats this page builds (web/src/tokenize.js, web/src/dual_track.js); the manifest's
 // generation.prompt.format names the artifact's.
@@ -25,7 +26,8 @@ export function checkManifest(m, url) {
     throw new ArtifactError(`${url}: not a voxport manifest`);
   }
   if (m.format_version !== FORMAT_VERSION) {
-    throw new ArtifactError(`${url}: format_version ${m.format_version}, this page reads ${FORMAT_VERSION}`);
+    const hint = m.format_version < FORMAT_VERSION ? '; re-export it with this voxport (`voxport export`)' : '';
+    throw new ArtifactError(`${url}: format_version ${m.format_version}, this page reads ${FORMAT_VERSION}${hint}`);
   }
   const format = m.runtime.generation?.prompt?.format;
   if (!PROMPT_FORMATS.includes(format)) {

@@ -125,10 +125,11 @@ export function samplingFeeds(ort, { temperature = 0, topK = 0, topP = null } = 
   for (const group of generation.sampling) {
     const top = topK === 0 ? group.vocab : topK;
     if (!Number.isInteger(top) || top < 1 || top > group.vocab) throw new Error(`top-k must be between 1 and ${group.vocab} (0 = all), got ${topK}`);
-    feeds[group.inputs.temperature] = new ort.Tensor('float32', new Float32Array([temperature]), []);
-    feeds[group.inputs.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(top)]), []);
+    // one row: every frame input has a row per stream (the page runs one)
+    feeds[group.inputs.temperature] = new ort.Tensor('float32', new Float32Array([temperature]), [1]);
+    feeds[group.inputs.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(top)]), [1]);
     const p = topP ?? group.defaults?.top_p ?? 1;
-    if (group.inputs.top_p) feeds[group.inputs.top_p] = new ort.Tensor('float32', new Float32Array([p]), []);
+    if (group.inputs.top_p) feeds[group.inputs.top_p] = new ort.Tensor('float32', new Float32Array([p]), [1]);
     else if (p < 1) throw new Error("this artifact's frame graph samples without top-p (exported before voxport had it); re-export it to use top-p");
   }
   const k = generation.codebooks, vocab = generation.noise_vocab;
