@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxport.bench import machine, roofline
+from voxport.bench import machine, peers, roofline
 from voxport.bench.compare import interleaved
 from voxport.bench.graph_stats import node_counts
 from voxport.bench.configs import (BASELINE_WINDOWS, BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES,
@@ -118,6 +118,7 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
         shared = [d for d in have if d in mf.load(baseline)["dtypes"]]
         out["vs_baseline"] = [interleaved(art, baseline, d, frames, BASELINE_WINDOWS, threads,
                                           onnx_providers(device), progress) for d in shared]
+    out["peers"] = {"llama-tts": peers.llama_tts(generation["prompt"]["format"])}
     if browser and generation["prompt"]["format"] in PAGE_PROMPT_FORMATS:
         out["browser"] = _browser(art, have, manifest["source"].get("name") == "tiny", progress)
     elif browser:
