@@ -65,14 +65,19 @@ class Console:
             self.errors.append(text)
 
 
-def open_page(browser, url, allowed=()):
+def open_context(browser, url, allowed=(), ready="document.body.dataset.ready === 'true'"):
     """A fresh context per page: its own Cache Storage, so every test starts with an empty cache."""
     ctx = browser.new_context(viewport={"width": 1000, "height": 900}, accept_downloads=True)
     page = ctx.new_page()
     console = Console(page, allowed)
     page.goto(url)
-    page.evaluate("window.voxport.ready")
+    page.wait_for_function(ready)
     return ctx, page, console
+
+
+def open_page(browser, url, allowed=()):
+    """The demo page, ready (its device detected, its model list and precisions filled)."""
+    return open_context(browser, url, allowed)
 
 
 def wait_state(page, states, timeout=240_000):

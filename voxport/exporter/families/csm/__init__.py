@@ -232,7 +232,8 @@ class CsmFamily(Family):
                       "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache(cfg)},
             "codebooks": k, "noise_vocab": v,
             "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,
-                          "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"}}],
+                          "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
+                          "defaults": self._sampling_defaults()}],
             "stop": {"codebooks": [0, k - 1], "token": cfg.codebook_eos_token_id},
             "prompt": {"format": "chat_template", "graph": "embed", "ids": "input_ids", "codes": "audio_codes",
                        "codebooks": k, "audio_token": "<|AUDIO|>", "audio_token_id": cfg.audio_token_id,
@@ -250,6 +251,14 @@ class CsmFamily(Family):
                 "depth": {"graph": "depth", "ids": "input_ids", "hidden": "backbone_last_hidden_state",
                           "cache": cache(dcfg)}},
         }
+
+    def _sampling_defaults(self) -> dict:
+        """The model's sampling settings for runtimes that take none from the caller: the checkpoint's
+        generation_config where it samples, else temperature 0.9 and top-k 50 (`voxport speak`'s)."""
+        g = self.model.generation_config
+        if getattr(g, "do_sample", False):
+            return {"temperature": float(g.temperature), "top_k": int(g.top_k)}
+        return {"temperature": 0.9, "top_k": 50}
 
     def runtime_config(self) -> dict:
         cfg, dcfg = self.model.config, self.model.depth_decoder.config

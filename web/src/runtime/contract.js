@@ -1,0 +1,117 @@
+// The generation contract a family writes into the manifest (`runtime.generation`), read once; a port
+// of voxport/runtime/contract.py. The frame graph's roles by input/output name, the KV cache as name
+// templates, which outputs feed back into which inputs, the stop rule, the sampling groups and their
+// defaults (the model's settings): the runtime holds no model knowledge or settings of its own.
+import { Sampling } from './sampling.js';
+import { InputError } from './errors.js';
+
+const fill = (template, layer, kv) => template.replace('{layer}', layer).replace('{kv}', kv);
+
+export function i64(ort, values, dims) {
+  return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+}
+
+export const f32 = (ort, data, dims) => new ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), dims);
+
+export class FrameContract {
+  constructor(rt) {
+    const g = rt.generation, f = g.frame, c = f.cache;
+    Object.assign(this, { graph: f.graph, codes: f.codes, noise: f.noise, embedsIn: f.embeds.input,
+      embedsOut: f.embeds.output, attentionMask: f.attention_mask, positionIds: f.position_ids });
+    const names = [];
+    for (let i = 0; i < c.layers; i++) for (const kv of c.kv) names.push([i, kv]);
+    this.cacheIn = names.map(([i, kv]) => fill(c.input, i, kv));
+    this.cacheOut = names.map(([i, kv]) => fill(c.output, i, kv));
+    this.cacheEmpty = [1, c.kv_heads, 0, c.head_dim];
+    this.perFrame = f.per_frame ?? [];
+    this.logits = f.logits ?? null;
+    this.codebooks = g.codebooks; this.noiseVocab = g.noise_vocab;
+    this.sampling = g.sampling; this.stop = g.stop;
+    this.outputs = [this.codes, this.embedsOut, ...this.cacheOut];
+  }
+
+  /** The outputs that go straight back in as the next call's inputs (kept on the GPU on WebGPU). */
+  get fedBack() { return [this.embedsOut, ...this.cacheOut]; }
+
+  emptyCache(ort) {
+    return this.cacheIn.map(() => new ort.Tensor('float32', new Float32Array(0), this.cacheEmpty));
+  }
+
+  feeds(ort, embeds, cache, pos, sampling, noise, extra = {}) {
+    const seq = embeds.dims[1];
+    return { [this.embedsIn]: embeds, [this.attentionMask]: i64(ort, new Array(pos + seq).fill(1), [1, pos + seq]),
+      [this.positionIds]: i64(ort, Array.from({ length: seq }, (_, i) => pos + i), [1, seq]), ...sampling,
+      [this.noise]: noise, ...Object.fromEntries(this.cacheIn.map((n, i) => [n, cache[i]])), ...extra };
+  }
+
+  /** A request's settings in force on one group: its own, else the group's default (the model's),
+   * else the distribution untouched (temperature 1, the whole vocabulary, no top-p). */
+  settings(s, group) {
+    const d = group.defaults ?? {};
+    return { temperature: s.temperature ?? d.temperature ?? 1, topK: s.topK ?? d.top_k ?? group.vocab,
+      topP: s.topP ?? d.top_p ?? 1, repetitionPenalty: s.repetitionPenalty };
+  }
+
+  /** Whether every group draws greedily (then the noise cannot change a code). */
+  greedy(s) { return this.sampling.every((g) => this.settings(s, g).temperature === 0); }
+
+  /** One request's settings on every group's inputs, checked against each group's vocabulary. */
+  samplingFeeds(ort, s) {
+    const feeds = {};
+    for (const group of this.sampling) {
+      const v = this.settings(s, group), names = group.inputs;
+      Sampling.validate(v, group.vocab);
+      feeds[names.temperature] = new ort.Tensor('float32', new Float32Array([v.temperature]), []);
+      feeds[names.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(v.topK)]), []);
+      if (names.top_p) feeds[names.top_p] = new ort.Tensor('float32', new Float32Array([v.topP]), []);
+      else if (v.topP < 1) {
+        throw new InputError("this artifact's frame graph samples without top-p (exported before voxport had it); "
+          + 're-export it to use top-p');
+      }
+    }
+    return feeds;
+  }
+
+  logitsState(ort, s) {
+    if (!this.logits) return null;
+    const group = this.sampling.find((g) => g.defaults?.repetition_penalty != null);
+    const penalty = s.repetitionPenalty ?? group?.defaults.repetition_penalty ?? 1.0;
+    return new LogitsState(ort, this.logits, this.noiseVocab, penalty);
+  }
+
+  isStop(frame) {
+    const [a, b] = this.stop.codebooks;
+    return frame.slice(a, b).every((c) => c === this.stop.token);
+  }
+}
+
+/** The manifest's logits processors for one utterance, as frame-graph inputs (the reference's generate
+ * applies them when greedy too): a repetition penalty over the ids one codebook has generated so far
+ * (`seen`), and an additive bias that removes suppressed ids and, before `min_frames` frames, the stop
+ * token. */
+export class LogitsState {
+  constructor(ort, spec, vocab, penalty) {
+    this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0;
+    this.seen = new Float32Array(vocab);
+    this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), []);
+    this.bias = new Float32Array(vocab);
+    this.bias.fill(-Infinity, spec.suppress[0], spec.suppress[1]);
+    for (const id of spec.allow) this.bias[id] = 0;
+  }
+
+  feeds() {
+    const { spec, ort, vocab } = this;
+    let bias = this.bias;
+    if (this.frames < spec.min_frames) {
+      bias = bias.slice();
+      bias[spec.min_frames_token] = -Infinity;
+    }
+    return { [spec.repetition_penalty]: this.penalty, [spec.seen]: new ort.Tensor('float32', this.seen.slice(), [1, vocab]),
+      [spec.bias]: new ort.Tensor('float32', bias, [1, vocab]) };
+  }
+
+  update(frame) {
+    this.seen[frame[this.spec.codebook]] = 1;
+    this.frames += 1;
+  }
+}
