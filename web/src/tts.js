@@ -5,7 +5,7 @@ import { Graphs, checkManifest, precisions } from './runtime/graphs.js';
 import { Runtime } from './runtime/runtime.js';
 import { Speech } from './runtime/stream.js';
 import { promptBuilder } from './runtime/prompt.js';
-import { completeSentences } from './runtime/chunking.js';
+import { completeSentences, strip } from './runtime/chunking.js';
 import { readWav } from './runtime/audio.js';
 import { ArtifactError, InputError } from './runtime/errors.js';
 import { browserFiles, browserSessions, decodeAudio, detectDevice, fetchJson } from './env/browser.js';
@@ -207,5 +207,5 @@ async function* sentencesOf(pieces) {
     yield* done;
     buffer = rest;
   }
-  if (buffer.trim()) yield buffer;
+  if (strip(buffer)) yield strip(buffer);
 }
