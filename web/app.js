@@ -119,6 +119,7 @@ function readouts(s) {
   $('s-rtf').textContent = s.rtf == null ? '-' : s.rtf.toFixed(2);
   $('s-frames').textContent = String(s.frames ?? '-');
   $('s-perframe').textContent = ms(s.ms_per_frame);
+  $('s-total').textContent = ms(s.total_ms);
 }
 
 const numberOrNull = (id) => ($(id).value === '' ? null : Number($(id).value));
@@ -141,7 +142,7 @@ async function speak() {
   setState('speaking');
   $('speak').disabled = true; $('stop').disabled = false; $('download').disabled = true;
   const t0 = performance.now();
-  const live = { frames: 0, first_audio_ms: null, ms_per_frame: null, rtf: null };
+  const live = { frames: 0, first_audio_ms: null, ms_per_frame: null, rtf: null, total_ms: null };
   state.chunks = [];
   await state.player.start();
   state.player.on('started', () => { live.first_audio_ms ??= performance.now() - t0; readouts(live); });
@@ -154,7 +155,8 @@ async function speak() {
   try {
     const r = await client.call('speak', { text: $('text').value, opts, voiceText: $('voice-text').value });
     state.player.end();
-    readouts({ ...live, frames: r.frames, rtf: r.stats.rtf, ms_per_frame: (r.stats.stages.frames_s + r.stats.stages.prefill_s) * 1000 / r.frames });
+    readouts({ ...live, frames: r.frames, rtf: r.stats.rtf, total_ms: performance.now() - t0,
+      ms_per_frame: (r.stats.stages.frames_s + r.stats.stages.prefill_s) * 1000 / r.frames });
     $('download').disabled = state.chunks.length === 0;
     setState('done');
   } catch (e) {
