@@ -141,7 +141,7 @@ LIBRARY = """async () => {
     async speak({ text, audio = false, ...opts }) {
       if (opts.voice === 'cloned') opts.voice = window.lib.voice;
       const r = await tts.generate(text, opts);
-      return { codes: r.codes, stats: r.stats, audio: audio ? Array.from(r.audio) : null };
+      return { codes: r.codes, stats: r.stats, timings: r.timings, audio: audio ? Array.from(r.audio) : null };
     },
     prompt: (turns) => turns.map((t) => { const p = tts.runtime.prompts;
       return { ...p.build(t), trailing: p.trailing(t), vectors: p.vectors(t).map(([r, v]) => [r, plain(v)]) }; }),

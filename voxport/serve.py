@@ -5,7 +5,8 @@ What the page needs from a server, and nothing more:
 - cross-origin isolation (COOP/COEP), without which onnxruntime-web cannot use wasm threads;
 - the right MIME types (.wasm must be application/wasm for streaming compilation, .mjs a script);
 - /api/models: the artifact directories it serves, so the page can offer them;
-- files under web/ (its node_modules included: onnxruntime-web comes from npm, never a CDN) and under
+- files under web/ (its node_modules included: onnxruntime-web comes from npm, never a CDN; dist/ holds
+  the voxport-web bundle the page's worker imports) and under
   the artifact directories, and nothing else: a `..` segment, raw or percent-encoded, is refused.
 """
 
@@ -180,7 +181,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
     if not dirs:
         raise InputError("no artifact directories given and none under ./artifacts (run `voxport export tiny`)")
     models = model_dirs(dirs)  # a bad directory is named before anything else
-    page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir()
+    page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir() and (WEB_ROOT / "dist" / "voxport-web.js").is_file()
     kw = {"max_streams": max_streams, "dtype": dtype, "threads": threads, "api_key": api_key}
     if voices_dir is not None:
         kw["voices_dir"] = Path(voices_dir)
@@ -196,7 +197,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
     url = f"http://{host if ':' not in host else f'[{host}]'}:{srv.server_address[1]}/"
     print(f"serving on {url} (models: {', '.join(models)}; API at {url}v1/, "
           f"{'key required' if api_key else 'no key'}, {max_streams} streams)"
-          + ("" if page else f"; the page needs {WEB_ROOT}/node_modules (npm ci)") + "; Ctrl-C stops",
+          + ("" if page else f"; the page needs {WEB_ROOT}/node_modules and dist (npm ci)") + "; Ctrl-C stops",
           file=sys.stderr, flush=True)
     try:
         srv.serve_forever()

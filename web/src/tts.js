@@ -169,7 +169,7 @@ export class VoxportTTS {
     let at = 0;
     for (const c of chunks) { audio.set(c, at); at += c.length; }
     return { audio, sampleRate: this.sampleRate, codes: speech.codes, utterances: speech.utterances, stats: speech.stats,
-      stopped: speech.stopped };
+      stopped: speech.stopped, timings: speech.timings };
   }
 
   /**

@@ -97,6 +97,8 @@ export interface Generation {
   utterances: Utterance[];
   stats: Stats;
   stopped: boolean;
+  /** wall time of every frame call and codec call, in seconds */
+  timings: { frame_s: number[]; codec_s: number[] };
 }
 
 export interface SpeechStream extends AsyncIterable<Float32Array> {
