@@ -135,7 +135,7 @@ async function speak() {
   const opts = {
     voice: speaker, language: $('language').value || null,
     instruct: (info.takesInstruct && $('instruct').value) || null,
-    seed: Number($('seed').value) || 0, maxFrames: Number($('max-frames').value) || 125,
+    seed: Number($('seed').value) || 0, maxFrames: numberOrNull('max-frames'),
     temperature: numberOrNull('temperature'), topK: numberOrNull('top-k'), topP: numberOrNull('top-p'),
   };
   if (state.voice) opts.speaker = speaker;

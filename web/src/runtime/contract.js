@@ -4,6 +4,7 @@
 // defaults (the model's settings): the runtime holds no model knowledge or settings of its own.
 import { Sampling } from './sampling.js';
 import { InputError } from './errors.js';
+import { pyRepr } from './chunking.js';
 
 const fill = (template, layer, kv) => template.replace('{layer}', layer).replace('{kv}', kv);
 
@@ -27,6 +28,7 @@ export class FrameContract {
     this.logits = f.logits ?? null;
     this.codebooks = g.codebooks; this.noiseVocab = g.noise_vocab;
     this.sampling = g.sampling; this.stop = g.stop;
+    this.defaults = { max_frames: 125, ...(g.defaults ?? {}) };  // 125: artifacts exported before it was written
     this.outputs = [this.codes, this.embedsOut, ...this.cacheOut];
   }
 
@@ -44,13 +46,23 @@ export class FrameContract {
       [this.noise]: noise, ...Object.fromEntries(this.cacheIn.map((n, i) => [n, cache[i]])), ...extra };
   }
 
-  /** A request's settings in force on one group: its own, else the group's default (the model's),
-   * else the distribution untouched (temperature 1, the whole vocabulary, no top-p). */
+  /** The settings in force for one sampling group (FrameContract.resolve): the request's, else the
+   * model's default from the manifest (top-p: else 1, none); checked against the group's vocabulary. */
   settings(s, group) {
     const d = group.defaults ?? {};
-    return { temperature: s.temperature ?? d.temperature ?? 1, topK: s.topK ?? d.top_k ?? group.vocab,
-      topP: s.topP ?? d.top_p ?? 1, repetitionPenalty: s.repetitionPenalty };
+    const missing = [['temperature', 'temperature'], ['topK', 'top_k']].filter(([k, m]) => s[k] == null && d[m] == null).map(([, m]) => m);
+    if (missing.length) {
+      throw new InputError(`this artifact's manifest has no default ${missing.join(' or ')} for sampling group `
+        + `${pyRepr(group.name)} (exported before voxport wrote them); give them or re-export it`);
+    }
+    const r = { temperature: s.temperature ?? d.temperature, topK: s.topK ?? d.top_k, topP: s.topP ?? d.top_p ?? 1,
+      repetitionPenalty: s.repetitionPenalty };
+    Sampling.validate(r, group.vocab);
+    return r;
   }
+
+  /** Frames per utterance: the request's, else the model's default (generation.defaults). */
+  maxFrames(requested) { return requested ?? this.defaults.max_frames; }
 
   /** Whether every group draws greedily (then the noise cannot change a code). */
   greedy(s) { return this.sampling.every((g) => this.settings(s, g).temperature === 0); }
@@ -60,7 +72,6 @@ export class FrameContract {
     const feeds = {};
     for (const group of this.sampling) {
       const v = this.settings(s, group), names = group.inputs;
-      Sampling.validate(v, group.vocab);
       feeds[names.temperature] = new ort.Tensor('float32', new Float32Array([v.temperature]), []);
       feeds[names.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(v.topK)]), []);
       if (names.top_p) feeds[names.top_p] = new ort.Tensor('float32', new Float32Array([v.topP]), []);

@@ -19,7 +19,7 @@ const round = (x) => Math.round(x * 1e4) / 1e4;
  */
 export class Speech {
   constructor(rt, { text = null, sentences = null, speaker = null, context = [], language = null, instruct = null,
-    maxFrames = 125, sampling = {}, seed = 0, chunkFrames = 1, signal = null } = {}) {
+    maxFrames = null, sampling = {}, seed = 0, chunkFrames = 1, signal = null } = {}) {
     Object.assign(this, { rt, text, sentences, speaker, context, language, instruct, maxFrames, sampling, seed,
       chunkFrames, signal });
     this.codes = [];  // every generated frame, eos frames included
@@ -32,6 +32,7 @@ export class Speech {
   [Symbol.asyncIterator]() {
     if (!(this.chunkFrames >= 1)) throw new InputError(`chunk size must be >= 1 frame, got ${this.chunkFrames}`);
     this.contract = this.rt.contract;
+    this.maxFrames = this.contract.maxFrames(this.maxFrames);  // null: the model's (generation.defaults)
     this.contract.samplingFeeds(this.rt.ort, this.sampling);  // checks the settings against every group
     if (this.speaker == null) this.speaker = this.rt.defaultSpeaker;
     return this._run();
