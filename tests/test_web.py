@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.web_helpers import (SCREENSHOTS, check_download, copy_artifact, download, load_via_ui, open_page,
+from tests.web_helpers import (SCREENSHOTS, check_download, copy_artifact, load_via_ui, open_page,
                                python_speech, serving, speak_via_ui, use_library, wait_state)
 
 TEXTS = ["Hello, world!", "Numbers: 3.14, 42 and 1,000,000.", "Emoji 🎉🙂 and symbols #@%&*",

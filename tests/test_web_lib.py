@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.web_helpers import open_context, python_speech, serving
+from tests.web_helpers import open_context, python_speech
 from voxport.serve import WEB_ROOT
 
 TEXT = "Hello from the browser."
