@@ -21,6 +21,7 @@ then speak TEXT (ten words) greedily for up to `frames` frames with one frame pe
     rtf               wall time of the utterance / audio length (< 1: faster than real time)
     first_audio_ms    speak request -> first PCM chunk decoded in the worker (ten-word prompt)
     load_s            page load of the model: fetch, sha256 check, session creation
+    download_mb       what the page downloads for this precision (shared files + the three graphs)
     load_avg          the machine's 1-minute load average when the run started
     error             only on failure (e.g. out of memory); the other keys are then absent
 """
@@ -94,8 +95,9 @@ def run(dirs: list[Path], dtypes=("fp32", "q4"), threads=(1, 2), frames: int = 2
                                    "load_avg": round(os.getloadavg()[0], 2)}
                             try:
                                 gen = manifest["runtime"]["generation"]
-                                for g in (gen["prompt"]["graph"], gen["frame"]["graph"], gen["codec"]["stream"]):
-                                    mf.variant(manifest, g, dtype, d)
+                                graphs = (gen["prompt"]["graph"], gen["frame"]["graph"], gen["codec"]["stream"])
+                                files = [e for g in graphs for e in mf.variant(manifest, g, dtype, d)["files"]]
+                                row["download_mb"] = round(sum(e["bytes"] for e in files + manifest.get("files", [])) / 1e6, 1)
                                 row.update(_one(browser, url, d.name, dtype, backend, n, frames, gen["codec"]["stream"]))
                             except Exception as e:  # keep the other rows (out of memory on a large fp32 model)
                                 row["error"] = str(e).strip().splitlines()[0][:300]
@@ -110,11 +112,11 @@ def run(dirs: list[Path], dtypes=("fp32", "q4"), threads=(1, 2), frames: int = 2
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| model | dtype | backend | threads | frames | ms/frame (median) | codec ms/frame | RTF | "
+    out = ["| model | dtype | download MB | backend | threads | frames | ms/frame (median) | codec ms/frame | RTF | "
            "first audio ms | prefill ms | load s | load avg |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        head = f"| {r['model']} | {r['dtype']} | {r['backend']} | {r['threads']} |"
+        head = f"| {r['model']} | {r['dtype']} | {r.get('download_mb', '')} | {r['backend']} | {r['threads']} |"
         if "error" in r:
             out.append(f"{head} error: {r['error'].replace('|', '/')} | | | | | | | {r['load_avg']} |")
         else:
