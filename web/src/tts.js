@@ -60,7 +60,8 @@ export class VoxportTTS {
    * adapter is, else wasm), dtype (default: the fastest this device runs, among the artifact's), threads
    * (default: the device's cores in a cross-origin-isolated page, onnxruntime's choice in Node), ort
    * (the onnxruntime module: default onnxruntime-web/webgpu, or onnxruntime-node in Node), onProgress,
-   * wasmPaths, cache (Cache Storage, default true), cacheDir (Node, for http(s) sources).
+   * wasmPaths, cache (Cache Storage, default true), cacheDir (Node, for http(s) sources), warmup (default
+   * true: speak one frame before returning, so the first request does not pay the sessions' first-run costs).
    */
   static async load(source, opts = {}) {
     const env = await environment(source, opts);
@@ -78,8 +79,17 @@ export class VoxportTTS {
     const files = names.flatMap((n) => manifest.graphs[n].variants[dtype].files);
     onProgress({ status: 'files', files: files.map((e) => ({ path: e.path, bytes: e.bytes })), total: files.reduce((a, e) => a + e.bytes, 0) });
     await graphs.load(names, (e) => onProgress({ status: 'progress', ...e }));
+    const tts = new VoxportTTS(new Runtime(graphs, prompts), { device: env.device, dtype, threads: env.threads, dtypes: available });
+    if (opts.warmup ?? true) {
+      // A session's first runs pay one-off costs (kernel set-up, and on wasm V8 compiling onnxruntime's
+      // code): in a page (tiny, 1 thread) the first request's first audio took 1,021-1,120 ms against
+      // 170-258 ms for the next one. One frame spoken here moves that into loading.
+      onProgress({ status: 'warmup' });
+      await tts.generate('Hello.', { maxFrames: 1, temperature: 0, topK: 1 });
+      tts.stats = null;
+    }
     onProgress({ status: 'ready' });
-    return new VoxportTTS(new Runtime(graphs, prompts), { device: env.device, dtype, threads: env.threads, dtypes: available });
+    return tts;
   }
 
   /** The precisions an artifact has for the graphs this library runs, with each one's download size

@@ -4,7 +4,7 @@ export type Device = 'wasm' | 'webgpu' | 'cpu';
 export type Dtype = 'fp32' | 'fp16' | 'q8' | 'q4' | 'q4f16' | (string & {});
 
 export interface ProgressEvent {
-  status: 'files' | 'progress' | 'ready';
+  status: 'files' | 'progress' | 'warmup' | 'ready';
   /** 'files': every file the load fetches, with its size */
   files?: { path: string; bytes: number }[];
   total?: number;
@@ -32,6 +32,8 @@ export interface LoadOptions {
   cache?: boolean;
   /** Node: where files of an http(s) artifact are kept (default: the OS temp dir) */
   cacheDir?: string;
+  /** speak one frame before returning, so the first request does not pay the sessions' first-run costs (default true) */
+  warmup?: boolean;
 }
 
 export interface Voice {
