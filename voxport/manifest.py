@@ -17,7 +17,9 @@ from voxport.errors import ArtifactError, DtypeError
 from voxport.fsutil import sha256_file
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2  # 2: per-graph precision variants (1: one fp32 file list per graph)
+# 3: frame graphs batch rows and keep their KV cache in static buffers (generation.frame.cache layout
+# "static"); 2: per-graph precision variants; 1: one fp32 file list per graph
+FORMAT_VERSION = 3
 
 
 def load(artifact_dir: Path) -> dict:
@@ -30,7 +32,9 @@ def load(artifact_dir: Path) -> dict:
         raise ArtifactError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         version = manifest.get("format_version") if isinstance(manifest, dict) else None
-        raise ArtifactError(f"{path}: format_version {version!r}, this voxport reads {FORMAT_VERSION}")
+        hint = "; re-export it with this voxport (`voxport export`)" if isinstance(version, int) and version < FORMAT_VERSION \
+            else ""
+        raise ArtifactError(f"{path}: format_version {version!r}, this voxport reads {FORMAT_VERSION}{hint}")
     return manifest
 
 

@@ -147,15 +147,19 @@ class Speech:
         prepared = self.rt.prepare([*context, self._utterance(text)], self.max_frames, self.sampling)
         embeds, per_frame = self.rt.embed(prepared)
         calls["embed"] += 1
-        cache, pos, sampling = c.empty_cache(), 0, c.sampling_feeds(self.sampling)
+        sampling, session = c.sampling_feeds(self.sampling), graphs.session(c.graph)
+        # the prompt and every frame but the last enter the cache
+        cache = c.new_cache(1, prepared.tokens + prepared.max_frames)
         logits = c.logits_state(self.sampling)
         for n in range(prepared.max_frames):
             if self._cancelled():
                 return
             extra = {**per_frame[min(n, len(per_frame) - 1)], **(logits.feeds() if logits else {})}
-            out = graphs.session(c.graph).run(c.outputs, c.feeds(embeds, cache, pos, sampling, c.draw_noise(rng), extra))
+            codes, next_embeds = c.run(session, c.feeds(embeds, cache.lengths, sampling, c.draw_noise(rng), extra),
+                                       cache)
             calls["frame"] += 1
-            codes, pos, embeds, cache = out[0][0], pos + embeds.shape[1], out[1], out[2:]
+            cache.lengths += embeds.shape[1]
+            codes, embeds = codes[0], next_embeds
             if logits:
                 logits.update(codes)
             self.timings["frame_s"].append(time.perf_counter() - t)

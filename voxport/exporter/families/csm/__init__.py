@@ -64,7 +64,7 @@ class CsmFamily(Family):
         return {
             "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                       "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                      "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": kv_cache_contract(cfg)},
+                      "cache": kv_cache_contract(cfg, cfg.max_position_embeddings)},
             "codebooks": k, "noise_vocab": v,
             # Sesame's generator samples at temperature 0.9, top-k 50; 125 frames = 10 s at 12.5 Hz
             "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,

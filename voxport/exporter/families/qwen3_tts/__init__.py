@@ -114,7 +114,7 @@ class Qwen3TtsFamily(Family):
             "generation": {
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                          "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache,
+                          "cache": kv_cache_contract(tc, tc.max_position_embeddings),
                           # the next text token's embedding joins each frame's input (streaming text)
                           "per_frame": [{"input": "text_embed", "source": "trailing_text"}],
                           # the reference's talker logits processors (applied when greedy too): repetition
@@ -168,7 +168,6 @@ class Qwen3TtsFamily(Family):
                     "backbone": {"graph": "talker", "embeds": "inputs_embeds", "attention_mask": "attention_mask",
                                  "position_ids": "position_ids", "cache": cache},
                     "depth": {"graph": "code_predictor", "ids": "input_ids", "hidden": "talker_hidden_state",
-                              "cache": {**cache, "layers": pc.num_hidden_layers, "kv_heads": pc.num_key_value_heads,
-                                        "head_dim": pc.head_dim}}},
+                              "cache": kv_cache_contract(pc)}},
             },
         }
