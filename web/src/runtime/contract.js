@@ -1,9 +1,12 @@
 // The generation contract a family writes into the manifest (`runtime.generation`), read once; a port
-// of voxport/runtime/contract.py. The frame graph's roles by input/output name, the KV cache as name
-// templates, which outputs feed back into which inputs, the stop rule, the sampling groups and their
-// defaults (the model's settings): the runtime holds no model knowledge or settings of its own.
+// of voxport/runtime/contract.py (and kv.py's cache names). The frame graph's roles by input/output
+// name, the KV cache as name templates, which outputs feed back into which inputs, the stop rule, the
+// sampling groups and their defaults (the model's settings): the runtime holds no model knowledge or
+// settings of its own. Every frame input has a row per stream on axis 0 (one row here); the cache is
+// static: buffers [1, kv_heads, capacity, head_dim] whose present outputs come back as the next call's
+// past inputs, with the row's cached length in `cache.lengths`.
 import { Sampling } from './sampling.js';
-import { InputError } from './errors.js';
+import { ArtifactError, InputError } from './errors.js';
 import { pyRepr } from './chunking.js';
 
 const fill = (template, layer, kv) => template.replace('{layer}', layer).replace('{kv}', kv);
@@ -18,12 +21,11 @@ export class FrameContract {
   constructor(rt) {
     const g = rt.generation, f = g.frame, c = f.cache;
     Object.assign(this, { graph: f.graph, codes: f.codes, noise: f.noise, embedsIn: f.embeds.input,
-      embedsOut: f.embeds.output, attentionMask: f.attention_mask, positionIds: f.position_ids });
+      embedsOut: f.embeds.output, cache: c, capacity: c.capacity });
     const names = [];
     for (let i = 0; i < c.layers; i++) for (const kv of c.kv) names.push([i, kv]);
     this.cacheIn = names.map(([i, kv]) => fill(c.input, i, kv));
     this.cacheOut = names.map(([i, kv]) => fill(c.output, i, kv));
-    this.cacheEmpty = [1, c.kv_heads, 0, c.head_dim];
     this.perFrame = f.per_frame ?? [];
     this.logits = f.logits ?? null;
     this.codebooks = g.codebooks; this.noiseVocab = g.noise_vocab;
@@ -35,15 +37,22 @@ export class FrameContract {
   /** The outputs that go straight back in as the next call's inputs (kept on the GPU on WebGPU). */
   get fedBack() { return [this.embedsOut, ...this.cacheOut]; }
 
-  emptyCache(ort) {
-    return this.cacheIn.map(() => new ort.Tensor('float32', new Float32Array(0), this.cacheEmpty));
+  /** Zeroed past buffers for one stream of `capacity` positions (kv.py's StaticCache, one slot). */
+  staticCache(ort, capacity) {
+    const c = this.cache;
+    if (c.layout !== 'static') {
+      throw new ArtifactError("this artifact's frame graph grows its KV cache (exported before voxport kept it "
+        + 'in static buffers); re-export it');
+    }
+    if (!(capacity >= 1 && capacity <= c.capacity)) throw new InputError(`capacity ${capacity} outside 1..${c.capacity}`);
+    const dims = [1, c.kv_heads, capacity, c.head_dim];
+    return this.cacheIn.map(() => new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims));
   }
 
-  feeds(ort, embeds, cache, pos, sampling, noise, extra = {}) {
-    const seq = embeds.dims[1];
-    return { [this.embedsIn]: embeds, [this.attentionMask]: i64(ort, new Array(pos + seq).fill(1), [1, pos + seq]),
-      [this.positionIds]: i64(ort, Array.from({ length: seq }, (_, i) => pos + i), [1, seq]), ...sampling,
-      [this.noise]: noise, ...Object.fromEntries(this.cacheIn.map((n, i) => [n, cache[i]])), ...extra };
+  /** One call's inputs: embeds [1, seq, H], the row's cached length, the cache, settings, noise, extras. */
+  feeds(ort, embeds, length, cache, sampling, noise, extra = {}) {
+    return { [this.embedsIn]: embeds, [this.cache.lengths]: i64(ort, [length], [1]), ...sampling, [this.noise]: noise,
+      ...Object.fromEntries(this.cacheIn.map((n, i) => [n, cache[i]])), ...extra };
   }
 
   /** The settings in force for one sampling group (FrameContract.resolve): the request's, else the
@@ -72,9 +81,9 @@ export class FrameContract {
     const feeds = {};
     for (const group of this.sampling) {
       const v = this.settings(s, group), names = group.inputs;
-      feeds[names.temperature] = new ort.Tensor('float32', new Float32Array([v.temperature]), []);
-      feeds[names.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(v.topK)]), []);
-      if (names.top_p) feeds[names.top_p] = new ort.Tensor('float32', new Float32Array([v.topP]), []);
+      feeds[names.temperature] = new ort.Tensor('float32', new Float32Array([v.temperature]), [1]);  // one row
+      feeds[names.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(v.topK)]), [1]);
+      if (names.top_p) feeds[names.top_p] = new ort.Tensor('float32', new Float32Array([v.topP]), [1]);
       else if (v.topP < 1) {
         throw new InputError("this artifact's frame graph samples without top-p (exported before voxport had it); "
           + 're-export it to use top-p');
@@ -104,7 +113,7 @@ export class LogitsState {
   constructor(ort, spec, vocab, penalty) {
     this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0;
     this.seen = new Float32Array(vocab);
-    this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), []);
+    this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), [1]);  // one row
     this.bias = new Float32Array(vocab);
     this.bias.fill(-Infinity, spec.suppress[0], spec.suppress[1]);
     for (const id of spec.allow) this.bias[id] = 0;

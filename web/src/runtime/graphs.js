@@ -4,12 +4,13 @@
 // onnxruntime-node): this file runs unchanged in both.
 import { ArtifactError } from './errors.js';
 
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 
 export function checkManifest(m, where) {
   if (!m || typeof m !== 'object' || !m.graphs || !m.runtime) throw new ArtifactError(`${where}: not a voxport manifest`);
   if (m.format_version !== FORMAT_VERSION) {
-    throw new ArtifactError(`${where}: format_version ${m.format_version}, this runtime reads ${FORMAT_VERSION}`);
+    const hint = m.format_version < FORMAT_VERSION ? '; re-export it with this voxport (`voxport export`)' : '';
+    throw new ArtifactError(`${where}: format_version ${m.format_version}, this runtime reads ${FORMAT_VERSION}${hint}`);
   }
   return m;
 }

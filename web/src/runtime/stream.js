@@ -123,7 +123,8 @@ export class Speech {
     const prepared = rt.prepare([...context, this._utterance(text)], this.maxFrames, this.sampling);
     let { embeds, perFrame } = await rt.embed(prepared);
     calls.embed += 1;
-    let cache = c.emptyCache(ort);
+    // the prompt and every frame but the last enter the cache (the Python runtime sizes it the same way)
+    let cache = c.staticCache(ort, prepared.tokens + prepared.maxFrames);
     let pos = 0;
     const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling);
     const greedy = c.greedy(this.sampling);
@@ -134,7 +135,10 @@ export class Speech {
         // greedy: the graph ignores the noise, so none is drawn (Python draws and discards it)
         const noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), [1, c.codebooks, c.noiseVocab]);
         const extra = { ...perFrame[Math.min(n, perFrame.length - 1)], ...logits?.feeds() };
-        const out = await rt.graphs.run(c.graph, c.feeds(ort, embeds, cache, pos, sampling, noise, extra));
+        // each present output has its past input's fixed shape and comes back as the next call's past
+        // (on WebGPU it stays a GPU buffer); not bound as a preallocated output: on onnxruntime-web 1.30
+        // wasm, presents written into preallocated tensors gave other codes than Python's (main's page)
+        const out = await rt.graphs.run(c.graph, c.feeds(ort, embeds, pos, cache, sampling, noise, extra));
         calls.frame += 1;
         dispose([...cache, embeds]);
         const codes = Array.from(out[c.codes].data, Number);  // [1, K]
