@@ -5,7 +5,7 @@ directory x precision x backend x wasm thread count.
     .venv/bin/python voxport/bench/web_bench.py artifacts/tiny artifacts/marvis-250m --dtypes fp32 q4 \\
         --threads 1 2 --frames 20 [--backends wasm webgpu] [--json out.json] [--md out.md]
 
-Precision variants are the ones `voxport export --dtypes` wrote (manifest format 2); a directory
+Precision variants are the ones `voxport export --dtypes` wrote (manifest format 3); a directory
 without the asked variant gives an error row, not a failure. Each row is a fresh page (cold Cache
 Storage) running the library on its main thread: load, speak 2 frames to warm up (kernels compiled, buffers allocated),
 then speak TEXT (ten words) greedily for up to `frames` frames with one frame per codec call.
@@ -127,7 +127,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dirs", nargs="+", type=Path, help="artifact directories (manifest format 2)")
+    p.add_argument("dirs", nargs="+", type=Path, help="artifact directories (manifest format 3)")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "q4"])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--frames", type=int, default=20)
