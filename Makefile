@@ -26,9 +26,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# The page's JS dependencies (onnxruntime-web, tokenizer, template engine), from the committed lock file.
+# voxport-web's dependencies (onnxruntime-web, tokenizer, template engine; onnxruntime-node and esbuild for
+# its Node tests and bundle) from the committed lock file; npm ci's prepare step builds web/dist/.
+# onnxruntime-node's postinstall would download CUDA binaries from outside the registry: skipped (its CPU
+# binary ships in the package).
 $(WEB_STAMP): web/package.json web/package-lock.json
-	cd web && npm ci --no-audit --no-fund
+	cd web && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	touch $@
 
 web: $(WEB_STAMP)

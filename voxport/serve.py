@@ -5,7 +5,8 @@ What the page needs from a server, and nothing more:
 - cross-origin isolation (COOP/COEP), without which onnxruntime-web cannot use wasm threads;
 - the right MIME types (.wasm must be application/wasm for streaming compilation, .mjs a script);
 - /api/models: the artifact directories it serves, so the page can offer them;
-- files under web/ (its node_modules included: onnxruntime-web comes from npm, never a CDN) and under
+- files under web/ (its node_modules included: onnxruntime-web comes from npm, never a CDN; dist/ holds
+  the voxport-web bundle the page's worker imports) and under
   the artifact directories, and nothing else: a `..` segment, raw or percent-encoded, is refused, and
   so is any dotfile (`.git`, `.env`, a partial export).
 
@@ -330,7 +331,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
         if dtype not in dt_have:
             raise DtypeError(f"{d}: no {dtype} variant (exported: {', '.join(dt_have)}); give --dtype one of those "
                              f"or re-export with `voxport export MODEL --dtypes {dtype}`")
-    page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir()
+    page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir() and (WEB_ROOT / "dist" / "voxport-web.js").is_file()
     kw = {"max_streams": max_streams, "max_queue": max_queue, "queue_timeout": queue_timeout, "dtype": dtype,
           "threads": threads, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
           **{k: limits[k] for k in ("body_timeout", "send_timeout", "idle_timeout") if k in limits}}
@@ -349,7 +350,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
     url = f"http://{host if ':' not in host else f'[{host}]'}:{srv.server_address[1]}/"
     print(f"serving on {url} (models: {', '.join(models)}; API at {url}v1/, "
           f"{'key required' if api_key else 'no key'}, {max_streams} streams, {max_queue} may wait {queue_timeout:g} s)"
-          + ("" if page else f"; the page needs {WEB_ROOT}/node_modules (npm ci)") + "; Ctrl-C stops",
+          + ("" if page else f"; the page needs {WEB_ROOT}/node_modules and dist (npm ci)") + "; Ctrl-C stops",
           file=sys.stderr, flush=True)
     try:
         srv.serve_forever()
