@@ -170,10 +170,9 @@ def test_logits_processor_feeds_equal_python(browser, site, runtime):
         }
         return out;
     }""", {"rt": runtime.rt, "frames": frames})
-    def as_json(v):  # -inf as the page spells it; a scalar as a number; one row per stream ([1] is [[x]])
-        v = np.asarray(v)
-        v = v.reshape(1, -1) if v.ndim == 1 else v
-        return [["-inf" if x == -np.inf else float(x) for x in row] for row in v] if v.ndim else float(v)
+    def as_json(v):  # -inf as the page spells it; a scalar as a number
+        v = np.asarray(v)  # the page nests every tensor with a shape as [data]: one row, as [1, V]
+        return [["-inf" if x == -np.inf else float(x) for x in v.reshape(-1)]] if v.ndim else float(v)
 
     assert got == [{k: as_json(v) for k, v in e.items()} for e in expected]
     assert console.errors == []
