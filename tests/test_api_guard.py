@@ -101,7 +101,7 @@ def test_allow_origin(tiny_dir, tmp_path):
 def test_the_key_guards_all_but_the_page(tiny_dir, tmp_path):
     auth = {"Authorization": f"Bearer {KEY}"}
     with client(asgi_app([tiny_dir], voices_dir=tmp_path, api_key=KEY)) as c:
-        for path in ("/", "/index.html", "/src/app.js", "/healthz"):
+        for path in ("/", "/index.html", "/app.js", "/demo/worker.js", "/src/runtime/stream.js", "/healthz"):
             assert c.get(path).status_code == 200, path
         for path in ("/api/models", "/models/tiny/manifest.json", "/models/tiny/parity.md", "/models//tiny/manifest.json",
                      "/models/tiny/onnx/frame.onnx", "/v1/models", "/v1/voices", "/models/"):
