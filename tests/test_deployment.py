@@ -76,7 +76,8 @@ frontend api
     default_backend voxport
 backend voxport
     balance leastconn
-    option httpchk GET /healthz
+    option httpchk
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
     default-server inter 200ms fall 2 rise 1
     server a 127.0.0.1:{a} check
