@@ -97,14 +97,7 @@ def static_stack(stack, x: torch.Tensor, lengths: torch.Tensor, past: tuple) -> 
     presents = []
     for j, layer in enumerate(stack.layers):
         a = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = a.q_proj(h).view(b, n, -1, a.head_dim)
-        k = a.k_proj(h).view(b, n, -1, a.head_dim)
-        if hasattr(a, "q_norm"):
-            q, k = a.q_norm(q), a.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        v = a.v_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        q, k, v = _rotated_qkv(a, layer.input_layernorm(x), cos, sin)
         at = pos[:, None, :, None].expand(b, k.shape[1], n, a.head_dim)
         k, v = past[2 * j].scatter(2, at, k), past[2 * j + 1].scatter(2, at, v)
         presents += [k, v]
@@ -114,6 +107,19 @@ def static_stack(stack, x: torch.Tensor, lengths: torch.Tensor, past: tuple) -> 
         x = x + a.o_proj((w @ vr).transpose(1, 2).reshape(b, n, -1))
         x = x + layer.mlp(layer.post_attention_layernorm(x))
     return stack.norm(x), presents
+
+
+def _rotated_qkv(a, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """One attention's q, k, v [B, heads, T, head_dim] from the normed input h [B, T, H]: per-head q/k
+    norms (Qwen3) where it has them, then RoPE on q and k. Shared by the static and unrolled stacks."""
+    b, n = h.shape[0], h.shape[1]
+    q = a.q_proj(h).view(b, n, -1, a.head_dim)
+    k = a.k_proj(h).view(b, n, -1, a.head_dim)
+    if hasattr(a, "q_norm"):
+        q, k = a.q_norm(q), a.k_norm(k)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
+    v = a.v_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -143,14 +149,7 @@ def unrolled_stack(stack, x: torch.Tensor, kv: list, start: int) -> torch.Tensor
     mask = torch.full((n, n), float("-inf"), device=x.device).triu(1) if n > 1 else None
     for j, layer in enumerate(stack.layers):
         a = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = a.q_proj(h).view(b, n, -1, a.head_dim)
-        k = a.k_proj(h).view(b, n, -1, a.head_dim)
-        if hasattr(a, "q_norm"):
-            q, k = a.q_norm(q), a.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        v = a.v_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        q, k, v = _rotated_qkv(a, layer.input_layernorm(x), cos, sin)
         if kv[j] is not None:
             k, v = torch.cat([kv[j][0], k], 2), torch.cat([kv[j][1], v], 2)
         kv[j] = (k, v)
