@@ -56,14 +56,23 @@ def test_cancel_frees_a_slot_within_one_frame(tiny_dir):
     rt = Runtime(tiny_dir)
     sched = Scheduler(rt, slots=2, capacity=256)
     a, b, c = (BatchStream(t, max_frames=40) for t in TEXTS[:3])
-    sched.join(a)
-    sched.join(b)
+    la, lb, lc = (s.lane(rt) for s in (a, b, c))
+    sched.join(la)
+    sched.join(lb)
     sched.step()
     assert sched.free == 0
     a.cancel()
     n = len(a.codes)
     left = sched.step()  # the next frame boundary: a leaves before the call, b keeps going
-    assert left == [a] and a.done == "cancel" and len(a.codes) == n and sched.free == 1
-    sched.join(c)  # its slot is taken by the next stream at once
+    assert left == [la] and a.done == "cancel" and len(a.codes) == n and sched.free == 1
+    sched.join(lc)  # its slot is taken by the next stream at once
     sched.run([])
     assert np.array_equal(np.stack(b.codes), _alone(rt, b)) and np.array_equal(np.stack(c.codes), _alone(rt, c))
+
+
+def test_a_stream_without_a_frame_limit_takes_the_models_default(tiny_dir):
+    rt = Runtime(tiny_dir)
+    s = BatchStream(TEXTS[0], sampling=Sampling(temperature=0.9, top_k=50), seed=3)
+    assert s.lane(rt).max_frames == rt.contract.max_frames(None) != 7
+    rt.contract.defaults["max_frames"] = 7  # as a manifest saying 7 would: the stream follows it
+    assert s.lane(rt).max_frames == 7

@@ -52,13 +52,14 @@ class Live:
     """One `Speech` over sentences that arrive later, run in its own thread; what it makes (PCM bytes,
     events) goes to `out` on the event loop, in order."""
 
-    def __init__(self, rt, opts, chunk_frames: int, with_codes: bool, loop, out: asyncio.Queue):
+    def __init__(self, rt, opts, chunk_frames: int, with_codes: bool, loop, out: asyncio.Queue, engine=None):
         self.inbox: queue.Queue = queue.Queue()
         self.cancel = threading.Event()
         self.loop, self.out, self.with_codes = loop, out, with_codes
         self.texts: list = []  # every sentence given (str or LiveText); reported in order
         self.reported, self.first_frame, self.first_utterance, self.samples = 0, 0, 0, 0
-        self.speech = opts.speech(rt, sentences=self._sentences(), cancel=self.cancel, chunk_frames=chunk_frames)
+        self.speech = opts.speech(rt, sentences=self._sentences(), cancel=self.cancel, chunk_frames=chunk_frames,
+                                  engine=engine)
         self.thread = threading.Thread(target=self._run, name="voxport-live", daemon=True)
         self.thread.start()
 
@@ -253,7 +254,7 @@ class Session:
     def _say(self, rt, text) -> None:
         if self.live is None or not self.live.thread.is_alive():
             self.live = Live(rt, self.opts, self.state.config.chunk_frames, self.with_codes,
-                             asyncio.get_running_loop(), self.out)
+                             asyncio.get_running_loop(), self.out, self.state.models.engine(self.opts.model, self.opts.dtype))
         self.live.say(text)
 
     async def stop(self) -> None:

@@ -1,0 +1,96 @@
+"""The server batches its streams (voxport/runtime/engine.py): requests of different lengths and
+settings, sent at once, share frame calls and each gets the audio it has alone; a client that leaves
+the queue before its turn gives its place up."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+
+from voxport.runtime.audio import pcm16
+from voxport.runtime.runtime import Runtime
+from voxport.runtime.sampling import Sampling
+from voxport.runtime.stream import Speech
+from tests.api_helpers import api_server, health, speech, wait_for
+from tests.test_speech_load import _slow_stream
+
+# different lengths (frame limits, two sentences), voices, seeds and sampling settings
+REQUESTS = [
+    {"input": "Batched but alone.", "voice": "0", "seed": 1, "max_frames": 48, "temperature": 0.9, "top_k": 50},
+    {"input": "A second voice, sampled hotter and cut at the top.", "voice": "1", "seed": 7, "max_frames": 30,
+     "temperature": 1.2, "top_k": 20, "top_p": 0.8},
+    {"input": "Greedy speech.", "voice": "0", "seed": 3, "max_frames": 62, "temperature": 0, "top_k": 1},
+    # too long for one utterance of the tiny model's context: spoken as several, each joining the batch
+    {"input": " ".join(f"Sentence number {i} is here." for i in range(32)), "voice": "1", "seed": 12,
+     "max_frames": 10, "temperature": 0.7, "top_k": 5},
+]
+
+
+def _alone(rt: Runtime, r: dict) -> tuple[bytes, int]:
+    """The request's PCM from `Speech` alone (one batch-1 frame loop, no engine), and its utterances."""
+    s = Speech(rt, r["input"], speaker=int(r["voice"]), max_frames=r["max_frames"], seed=r["seed"],
+               sampling=Sampling(r["temperature"], r["top_k"], top_p=r.get("top_p")))
+    return pcm16(np.concatenate(list(s))), len(s.utterances)
+
+
+def test_concurrent_requests_share_frame_calls_and_each_gets_its_solo_audio(tiny_dir, tmp_path):
+    rt = Runtime(tiny_dir)
+    alone, utterances = zip(*[_alone(rt, r) for r in REQUESTS])
+    assert utterances[3] >= 2 and set(utterances[:3]) == {1}
+    assert len(set(alone)) == 4  # four different answers
+    with api_server([tiny_dir], max_streams=4, voices_dir=tmp_path) as port:
+        start, out = threading.Barrier(4), [None] * 4
+
+        def client(i):
+            start.wait()
+            out[i] = speech(port, model="tiny", response_format="pcm", **REQUESTS[i])
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        batches = health(port)["batches"]["tiny:fp32"]
+    assert [o[0] for o in out] == [200] * 4
+    for i, (o, a) in enumerate(zip(out, alone)):
+        assert o[2] == a, (i, len(o[2]), len(a))
+    # they did run together: some steps had several rows (one call for all of them)
+    assert batches["max_rows"] >= 3 and batches["mean_rows"] > 1.0, batches
+    assert batches["active"] == 0 and batches["prefills"] == 3 + utterances[3]  # each utterance joined once
+
+
+def test_the_batch_1_path_gives_the_same_audio(tiny_dir, tmp_path):
+    r = REQUESTS[1]
+    with api_server([tiny_dir], max_streams=2, batching=False, voices_dir=tmp_path) as port:
+        status, _, audio = speech(port, model="tiny", response_format="pcm", **r)
+        assert health(port)["batches"] == {}
+    assert status == 200 and audio == _alone(Runtime(tiny_dir), r)[0]
+
+
+def test_a_waiter_whose_client_leaves_gives_up_its_place(tiny_dir, tmp_path):
+    body = json.dumps({"model": "tiny", "input": "Waiting in line.", "max_frames": 4, "response_format": "pcm"})
+    with api_server([tiny_dir], max_streams=1, max_queue=1, queue_timeout=60, voices_dir=tmp_path) as port:
+        holder = _slow_stream(port)  # takes the one slot and keeps it (never read)
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode()))
+        wait_for(lambda: health(port)["streams"]["waiting"] == 1, timeout=30)
+        s.close()  # gone while queued: its place goes at once, not at its turn or its timeout
+        left = wait_for(lambda: health(port)["streams"]["waiting"] == 0, timeout=5)
+        # the queue (1) has room again: the next request waits instead of a 503
+        got = {}
+        t = threading.Thread(target=lambda: got.update(r=speech(port, model="tiny", input="Next.", max_frames=4,
+                                                                response_format="pcm")))
+        t.start()
+        wait_for(lambda: health(port)["streams"]["waiting"] == 1, timeout=30)
+        time.sleep(0.2)
+        holder.close()
+        t.join(timeout=60)
+        stats = health(port)["streams"]
+    print(f"a queued client's place freed {left * 1000:.0f} ms after it left")
+    assert left < 1.0 and got["r"][0] == 200
+    assert (stats["refused"], stats["timed_out"], stats["active"]) == (0, 0, 0), stats

@@ -1,0 +1,114 @@
+"""Continuous batching in a thread: one engine per loaded runtime steps every active utterance.
+
+Callers (`Speech` with `engine=`, one per request, each in its own thread) `submit` a ready `Lane`
+and read its frames from `lane.inbox`: frame codes as each step makes them, `NEED_TEXT` when the lane
+waits for live text (the caller `extend`s it), and `END` (or the exception that ended it) when it has
+left. The engine thread only runs frame calls: prompts are embedded and audio is decoded in the
+callers' threads, so a stream's codec never holds up the frame loop of the others. Lanes join at the
+next frame boundary when a slot is free (they wait in order otherwise) and leave at one; a cancelled
+lane's slot is free before the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+
+from voxport.runtime.batch import Lane, Scheduler
+from voxport.runtime.runtime import Runtime
+
+log = logging.getLogger("voxport.engine")
+
+NEED_TEXT, END = "need_text", "end"
+
+
+class Engine:
+    def __init__(self, rt: Runtime, slots: int, capacity: int | None = None):
+        self.sched = Scheduler(rt, slots, capacity)
+        self._joins: deque[Lane] = deque()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.steps = self.rows = self.max_rows = self.prefills = 0
+        self.thread = threading.Thread(target=self._loop, name="voxport-engine", daemon=True)
+        self.thread.start()
+
+    def submit(self, lane: Lane) -> None:
+        """Queue a ready lane; its frames arrive in `lane.inbox`."""
+        self.sched.fits(lane)
+        lane.inbox = queue.SimpleQueue()
+        lane.asked = False
+        lane.deliver = lane.inbox.put
+        lane.leave = lambda why: lane.inbox.put(END if isinstance(why, str) else why)
+        with self._cond:
+            self._joins.append(lane)
+            self._cond.notify()
+
+    def extend(self, lane: Lane, per_frame: list[dict], closed: bool) -> None:
+        """More of a waiting lane's per-frame text (closed: all of it)."""
+        with self._cond:
+            lane.extend(per_frame, closed)
+            lane.asked = False
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Look again now (a lane was cancelled)."""
+        with self._cond:
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def stats(self) -> dict:
+        return {"slots": self.sched.cache.slots, "active": len(self.sched.lanes), "steps": self.steps,
+                "mean_rows": round(self.rows / self.steps, 2) if self.steps else None, "max_rows": self.max_rows,
+                "prefills": self.prefills}
+
+    def _work(self) -> list[Lane]:
+        """Under the lock: wait for something to do; the lanes to join now."""
+        while not self._stopped:
+            for lane in self.sched.lanes:
+                if not lane.ready() and not lane.asked and not lane.cancelled():
+                    lane.asked = True
+                    lane.inbox.put(NEED_TEXT)
+            busy = any(lane.ready() or lane.cancelled() or lane.done for lane in self.sched.lanes)
+            if busy or (self._joins and len(self.sched.lanes) < self.sched.cache.slots):
+                joins = []
+                free = self.sched.cache.slots - len(self.sched.lanes)
+                while self._joins and len(joins) < free:
+                    joins.append(self._joins.popleft())
+                return joins
+            # idle, or every lane waits for text: a cancel is seen within 50 ms even unannounced
+            self._cond.wait(0.05 if self.sched.lanes or self._joins else None)
+        return []
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self.sched.evict()  # cancelled lanes free their slots before newcomers look for one
+                joins = self._work()
+                if self._stopped:
+                    self.sched.fail(RuntimeError("the engine stopped"))
+                    return
+            try:
+                for lane in joins:
+                    if lane.cancelled():
+                        lane.leave("cancel")
+                        continue
+                    self.sched.join(lane)
+                    self.prefills += 1
+                calls = len(self.sched.timings)
+                self.sched.step()
+                if len(self.sched.timings) > calls:
+                    rows = self.sched.timings[-1][0]
+                    self.steps, self.rows, self.max_rows = self.steps + 1, self.rows + rows, max(self.max_rows, rows)
+                    del self.sched.timings[:-1]
+            except Exception as e:  # noqa: BLE001 - every lane in flight gets it; the engine goes on
+                log.exception("frame call failed")
+                for lane in joins:
+                    if lane not in self.sched.lanes and lane.done is None:
+                        lane.leave(e)
+                self.sched.fail(e)
