@@ -1,12 +1,17 @@
 """The batch scheduler (voxport/runtime/batch.py): streams joining and leaving a batch of 4 slots
-mid-way each get the codes they have alone with the same seed; cancel frees a slot within a frame."""
+mid-way each get the codes they have alone with the same seed; cancel frees a slot within a frame;
+the engine (the scheduler in a thread) frees a cancelled stream's row and survives a failed call."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from voxport.runtime.batch import BatchStream, Scheduler
+from voxport.runtime.engine import Engine
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
@@ -76,3 +81,45 @@ def test_a_stream_without_a_frame_limit_takes_the_models_default(tiny_dir):
     assert s.lane(rt).max_frames == rt.contract.max_frames(None) != 7
     rt.contract.defaults["max_frames"] = 7  # as a manifest saying 7 would: the stream follows it
     assert s.lane(rt).max_frames == 7
+
+
+def test_an_engine_stream_cancelled_mid_way_leaves_its_row_at_the_next_frame(tiny_dir):
+    rt = Runtime(tiny_dir)
+    engine = Engine(rt, slots=2)
+    cancel = threading.Event()
+    held = Speech(rt, TEXTS[0], max_frames=400, cancel=cancel, engine=engine)
+    chunks = iter(held)
+    next(chunks)  # its lane is in the engine now
+    assert engine.stats()["active"] == 1
+    cancel.set()
+    t = time.perf_counter()
+    while engine.stats()["active"]:
+        assert time.perf_counter() - t < 2, "the cancelled lane kept its row"
+        time.sleep(0.001)
+    assert len(held.codes) < 400 and list(chunks) == []
+    s = Speech(rt, TEXTS[1], max_frames=12, seed=4, engine=engine)  # the row is taken again
+    list(s)
+    engine.stop()
+    assert np.array_equal(np.stack(s.codes), _alone(rt, BatchStream(TEXTS[1], max_frames=12, seed=4)))
+
+
+def test_a_failed_engine_call_ends_its_streams_with_the_error_and_the_engine_goes_on(tiny_dir, monkeypatch):
+    rt = Runtime(tiny_dir)
+    engine = Engine(rt, slots=2)
+    real, calls = rt.contract.run, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected frame failure")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rt.contract, "run", flaky)
+    with pytest.raises(RuntimeError, match="injected frame failure"):
+        list(Speech(rt, TEXTS[0], max_frames=10, engine=engine))
+    s = Speech(rt, TEXTS[1], max_frames=12, seed=4, engine=engine)
+    list(s)
+    monkeypatch.undo()
+    engine.stop()
+    assert engine.stats()["active"] == 0
+    assert np.array_equal(np.stack(s.codes), _alone(rt, BatchStream(TEXTS[1], max_frames=12, seed=4)))

@@ -94,3 +94,14 @@ def test_a_waiter_whose_client_leaves_gives_up_its_place(tiny_dir, tmp_path):
     print(f"a queued client's place freed {left * 1000:.0f} ms after it left")
     assert left < 1.0 and got["r"][0] == 200
     assert (stats["refused"], stats["timed_out"], stats["active"]) == (0, 0, 0), stats
+
+
+def test_serve_bench_compares_the_batched_and_batch_1_servers_level_by_level(tiny_dir):
+    from voxport.bench.serve_bench import markdown, run
+
+    rows = run([tiny_dir], dtype="fp32", streams=(1, 2), requests=1, frames=3, modes=("batched", "solo:1"))
+    assert [(r["streams"], r["mode"]) for r in rows] == [(1, "batched"), (1, "solo"), (2, "solo"), (2, "batched")]
+    for r in rows:
+        assert r["requests"] == r["streams"] and r["x_realtime"] > 0 and r["load_avg"] >= 0
+        assert (r["mean_rows"] is None) == (r["mode"] == "solo")  # only the engine makes batched calls
+    assert "| batched (1) | 2 |" in markdown(rows)

@@ -190,7 +190,7 @@ async def take_while_connected(slots, receive):
     """A slot, or None when the client disconnects while it waits (it leaves the queue then: a
     waiter nobody listens to must not hold a place). The body has been read, so the only message
     left on the connection is the disconnect (uvicorn repeats it to the response's own listener)."""
-    got = None
+    got, refused = None, None
     async with anyio.create_task_group() as tg:
         async def watch():
             while (await receive())["type"] != "http.disconnect":
@@ -198,8 +198,13 @@ async def take_while_connected(slots, receive):
             tg.cancel_scope.cancel()  # the waiting `take` is cancelled: it leaves the queue
 
         tg.start_soon(watch)
-        got = await slots.take()
+        try:
+            got = await slots.take()
+        except ApiError as e:  # raised here it would leave the group wrapped in an ExceptionGroup
+            refused = e
         tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
     return got
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 
 from voxport.runtime.batch import Lane, Scheduler
@@ -31,6 +32,7 @@ class Engine:
         self._cond = threading.Condition()
         self._stopped = False
         self.steps = self.rows = self.max_rows = self.prefills = 0
+        self.busy_s = 0.0  # in frame calls (prefills included): the rest of the time it waited for work
         self.thread = threading.Thread(target=self._loop, name="voxport-engine", daemon=True)
         self.thread.start()
 
@@ -63,9 +65,10 @@ class Engine:
             self._cond.notify()
 
     def stats(self) -> dict:
+        """steps: batched frame calls; rows: streams summed over them (rows / steps: streams per call)."""
         return {"slots": self.sched.cache.slots, "active": len(self.sched.lanes), "steps": self.steps,
-                "mean_rows": round(self.rows / self.steps, 2) if self.steps else None, "max_rows": self.max_rows,
-                "prefills": self.prefills}
+                "rows": self.rows, "mean_rows": round(self.rows / self.steps, 2) if self.steps else None,
+                "max_rows": self.max_rows, "prefills": self.prefills, "busy_s": round(self.busy_s, 3)}
 
     def _work(self) -> list[Lane]:
         """Under the lock: wait for something to do; the lanes to join now."""
@@ -91,8 +94,12 @@ class Engine:
                 self.sched.evict()  # cancelled lanes free their slots before newcomers look for one
                 joins = self._work()
                 if self._stopped:
-                    self.sched.fail(RuntimeError("the engine stopped"))
+                    stopped = RuntimeError("the engine stopped")
+                    self.sched.fail(stopped)
+                    while self._joins:
+                        self._joins.popleft().leave(stopped)
                     return
+            t = time.perf_counter()
             try:
                 for lane in joins:
                     if lane.cancelled():
@@ -112,3 +119,4 @@ class Engine:
                     if lane not in self.sched.lanes and lane.done is None:
                         lane.leave(e)
                 self.sched.fail(e)
+            self.busy_s += time.perf_counter() - t

@@ -235,6 +235,7 @@ class Speech:
                 return
             t = time.perf_counter()
         engine.submit(lane)
+        made = 0  # frames taken (the engine may be ahead: `lane.frames`)
         try:
             while True:
                 item = lane.inbox.get()
@@ -247,8 +248,11 @@ class Speech:
                         return
                     t = time.perf_counter()
                     continue
+                if self._cancelled():  # frames the engine made before the cancel are dropped, as alone
+                    return
                 calls["frame"] += 1
-                self._timed(timer, t, lane.frames)
+                made += 1
+                self._timed(timer, t, made)
                 yield item
                 t = time.perf_counter()
         finally:  # closed early or cancelled: the engine drops the lane at its next frame boundary
