@@ -60,7 +60,7 @@ def test_concurrent_requests_share_frame_calls_and_each_gets_its_solo_audio(tiny
         assert o[2] == a, (i, len(o[2]), len(a))
     # they did run together: some steps had several rows (one call for all of them)
     assert batches["max_rows"] >= 3 and batches["mean_rows"] > 1.0, batches
-    assert batches["active"] == 0 and batches["prefills"] == 3 + utterances[3]  # each utterance joined once
+    assert batches["active"] == 0 and batches["joins"] == 3 + utterances[3]  # each utterance joined once
 
 
 def test_the_batch_1_path_gives_the_same_audio(tiny_dir, tmp_path):

@@ -46,6 +46,17 @@ class Lane:
         self.closed = closed  # the text is complete (False: live text, per_frame grows with it)
         self.cancelled, self.deliver, self.leave = cancelled, deliver, leave
         self.frames, self.done = 0, None
+        self.prefilled = None  # its prompt's cache, when prefilled apart (`prefill`)
+
+    def prefill(self, session) -> np.ndarray:
+        """Run the prompt through the frame graph into a cache of its own (the caller's thread, beside
+        the engine's calls); `Scheduler.join` copies that cache into the lane's slot. The first frame."""
+        self.prefilled = self.c.new_cache(1, self.tokens)
+        codes, embeds = self.c.run(session, {**self.feeds(), self.c.cache["lengths"]: self.prefilled.lengths},
+                                   self.prefilled)
+        self.prefilled.lengths += self.embeds.shape[1]
+        self.advance(codes[0], embeds)
+        return codes[0]
 
     def ready(self) -> bool:
         """Frame n needs the n-th per-frame text, unless the text is complete (the last repeats)."""
@@ -95,13 +106,18 @@ class Scheduler:
                              f"{self.cache.capacity} positions")
 
     def join(self, lane: Lane) -> None:
-        """Prefill `lane` (ready) into the next free slot; its first frame is generated here."""
+        """Prefill `lane` (ready) into the next free slot, its first frame generated here; or, when it
+        was prefilled apart (`Lane.prefill`), copy that cache into the slot (no call)."""
         if not self.free:
             raise InputError("no free slot")
         self.fits(lane)
         slot = len(self.lanes)
         self.cache.lengths[slot] = 0
         self.lanes.append(lane)
+        if lane.prefilled is not None:
+            self.cache.load(slot, lane.prefilled)
+            lane.prefilled = None
+            return
         codes, embeds = self.c.run(self.session, {**lane.feeds(), self.c.cache["lengths"]: self.cache.lengths[slot:slot + 1]},
                                    self.cache, slot, slot + 1)
         self.cache.lengths[slot] += lane.embeds.shape[1]

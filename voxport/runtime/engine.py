@@ -1,9 +1,12 @@
 """Continuous batching in a thread: one engine per loaded runtime steps every active utterance.
 
-Callers (`Speech` with `engine=`, one per request, each in its own thread) `submit` a ready `Lane`
-and read its frames from `lane.inbox`: frame codes as each step makes them, `NEED_TEXT` when the lane
+Callers (`Speech` with `engine=`, one per request, each in its own thread) run a lane's prompt
+through the frame graph themselves (`Lane.prefill`, into a cache of its own: the longest call of a
+stream, kept out of the steps of the others, and the new stream's first frame is not queued behind
+them), then `submit` it and read its next frames from `lane.inbox`: frame codes as each step makes them, `NEED_TEXT` when the lane
 waits for live text (the caller `extend`s it), and `END` (or the exception that ended it) when it has
-left. The engine thread only runs frame calls: prompts are embedded and audio is decoded in the
+left. A submitted lane joins by a copy of its prompt's cache into a free slot. The engine thread
+only runs the batched frame calls: prompts are embedded and prefilled and audio is decoded in the
 callers' threads, so a stream's codec never holds up the frame loop of the others. Lanes join at the
 next frame boundary when a slot is free (they wait in order otherwise) and leave at one; a cancelled
 lane's slot is free before the next call.
@@ -31,8 +34,8 @@ class Engine:
         self._joins: deque[Lane] = deque()
         self._cond = threading.Condition()
         self._stopped = False
-        self.steps = self.rows = self.max_rows = self.prefills = 0
-        self.busy_s = 0.0  # in frame calls (prefills included): the rest of the time it waited for work
+        self.steps = self.rows = self.max_rows = self.joined = 0
+        self.busy_s = 0.0  # in frame calls (and joins): the rest of the time it waited for work
         self.thread = threading.Thread(target=self._loop, name="voxport-engine", daemon=True)
         self.thread.start()
 
@@ -68,7 +71,7 @@ class Engine:
         """steps: batched frame calls; rows: streams summed over them (rows / steps: streams per call)."""
         return {"slots": self.sched.cache.slots, "active": len(self.sched.lanes), "steps": self.steps,
                 "rows": self.rows, "mean_rows": round(self.rows / self.steps, 2) if self.steps else None,
-                "max_rows": self.max_rows, "prefills": self.prefills, "busy_s": round(self.busy_s, 3)}
+                "max_rows": self.max_rows, "joins": self.joined, "busy_s": round(self.busy_s, 3)}
 
     def _work(self) -> list[Lane]:
         """Under the lock: wait for something to do; the lanes to join now."""
@@ -106,7 +109,7 @@ class Engine:
                         lane.leave("cancel")
                         continue
                     self.sched.join(lane)
-                    self.prefills += 1
+                    self.joined += 1
                 calls = len(self.sched.timings)
                 self.sched.step()
                 if len(self.sched.timings) > calls:

@@ -50,6 +50,13 @@ class StaticCache:
             b[dst, :, :n] = b[src, :, :n]
         self.lengths[dst] = n
 
+    def load(self, dst: int, other: "StaticCache", src: int = 0) -> None:
+        """Row src of another cache (its valid positions) into row dst of this one."""
+        n = int(other.lengths[src])
+        for mine, theirs in zip(self.buffers, other.buffers):
+            mine[dst, :, :n] = theirs[src, :, :n]
+        self.lengths[dst] = n
+
     def swap(self, a: int, b: int) -> None:
         """Rows a and b trade caches (their valid positions)."""
         na, nb = int(self.lengths[a]), int(self.lengths[b])

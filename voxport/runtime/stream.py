@@ -30,7 +30,10 @@ class Speech:
     `sentences`, when given, replaces `text`: utterances as they come (the iterator may block, e.g. on
     a live text stream), spoken in order with one codec stream and each as the next one's context. An
     utterance may be a LiveText still being written: where the contract feeds text per frame it is
-    spoken as far as its text is final (pausing when the frames outrun it), elsewhere once complete."""
+    spoken as far as its text is final (pausing when the frames outrun it), elsewhere once complete.
+    With `engine` (runtime/engine.py), each utterance's frames are one row of that engine's batched
+    calls instead of a loop of its own; the codes and audio are the same, and the codec still runs
+    here, in the consumer's thread."""
 
     rt: Runtime
     text: str
@@ -234,9 +237,18 @@ class Speech:
             if not self._more_text(lane, text_state, lane.extend):
                 return
             t = time.perf_counter()
+        # the prompt runs here, beside the engine's steps for the others; the engine copies its cache in
+        first = lane.prefill(self.rt.graphs.session(self.contract.graph))
+        calls["frame"] += 1
+        self._timed(timer, t, 1)
+        if lane.done is not None:  # its first frame was its last
+            yield first
+            return
         engine.submit(lane)
-        made = 0  # frames taken (the engine may be ahead: `lane.frames`)
+        made = 1  # frames taken (the engine may be ahead: `lane.frames`)
         try:
+            yield first
+            t = time.perf_counter()
             while True:
                 item = lane.inbox.get()
                 if isinstance(item, BaseException):
