@@ -258,6 +258,7 @@ class Server:
         try:
             self.uvicorn.run(sockets=[self.socket])
         finally:
+            self.app.state.models.close()  # the engines' threads end with the server
             self._done.set()
 
     def shutdown(self) -> None:
