@@ -1,6 +1,6 @@
 """The server batches its streams (voxport/runtime/engine.py): requests of different lengths and
 settings, sent at once, share frame calls and each gets the audio it has alone; a client that leaves
-the queue before its turn gives its place up."""
+the queue before its turn gives its place up (HTTP and WebSocket)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from voxport.runtime.audio import pcm16
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
+from websockets.sync.client import connect
+
 from tests.api_helpers import api_server, health, speech, wait_for
 from tests.test_speech_load import _slow_stream
 
@@ -105,3 +107,26 @@ def test_serve_bench_compares_the_batched_and_batch_1_servers_level_by_level(tin
         assert r["requests"] == r["streams"] and r["x_realtime"] > 0 and r["load_avg"] >= 0
         assert (r["mean_rows"] is None) == (r["mode"] == "solo")  # only the engine makes batched calls
     assert "| batched (1) | 2 |" in markdown(rows)
+
+
+def test_a_queued_websocket_that_closes_leaves_and_one_that_writes_keeps_its_text(tiny_dir, tmp_path):
+    with api_server([tiny_dir], max_streams=1, max_queue=1, queue_timeout=60, voices_dir=tmp_path) as port:
+        holder = _slow_stream(port)
+        with connect(f"ws://127.0.0.1:{port}/v1/audio/stream", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "start"}))
+            wait_for(lambda: health(port)["streams"]["waiting"] == 1, timeout=30)
+        left = wait_for(lambda: health(port)["streams"]["waiting"] == 0, timeout=5)
+        with connect(f"ws://127.0.0.1:{port}/v1/audio/stream", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "start", "max_frames": 3, "codes": True}))
+            ws.send(json.dumps({"type": "text", "text": "Said while waiting. "}))  # before its slot came
+            wait_for(lambda: health(port)["streams"]["waiting"] == 1, timeout=30)
+            holder.close()
+            events = []
+            while not events or events[-1].get("type") != "done":
+                m = ws.recv(timeout=60)
+                events.append({"type": "audio"} if isinstance(m, bytes) else json.loads(m))
+        stats = health(port)["streams"]
+    print(f"a queued WebSocket's place freed {left * 1000:.0f} ms after it closed")
+    assert left < 1.0 and (stats["refused"], stats["timed_out"]) == (0, 0)
+    assert events[0]["type"] == "ready" and {"type": "audio"} in events
+    assert events[-1]["text"] == "Said while waiting." and len(events[-1]["codes"]) == 3
