@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from voxport.runtime.audio import read_reference
+from voxport.runtime.codec_stream import codec_noise, codec_rng
 from voxport.runtime.graphs import Graphs
 from voxport.runtime.prompt import PromptBuilder, Utterance
 from voxport.runtime.contract import FrameContract
@@ -141,7 +142,8 @@ class Runtime:
         if n_prompt + 1 > limit:
             raise InputError(f"prompt is {n_prompt} tokens; this model's context is {limit} positions "
                              f"(text + context audio frames + generated frames); shorten the text or the reference")
-        return Prepared(self.prompts.feeds(a, b), n_prompt, min(max_frames, limit - n_prompt),
+        fits = (limit - n_prompt) // self.contract.steps  # a frame call may take several positions
+        return Prepared(self.prompts.feeds(a, b), n_prompt, min(max_frames, fits),
                         self.prompts.trailing(turns), self.prompts.vectors(turns))
 
     def embed(self, prepared: Prepared) -> tuple[np.ndarray, list[dict]]:
@@ -170,17 +172,19 @@ class Runtime:
                                 max_frames, sampling)
         codes, stats = generate_steps(self, prepared, sampling, seed)
         t_gen = time.perf_counter()
-        audio = self.decode(codes) if decode else None
+        audio = self.decode(codes, seed) if decode else None
         return Result(codes, audio, prepared.tokens, {
             **stats, "prompt_tokens": prepared.tokens, "generate_s": t_gen - t0,
             "decode_s": time.perf_counter() - t_gen,
             "audio_s": 0.0 if audio is None else audio.shape[0] / self.rt["sample_rate"]})
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
+    def decode(self, codes: np.ndarray, seed: int = 0) -> np.ndarray:
         """codes [frames, K] -> waveform, cut at the first frame whose codes are all the stop token (as
-        transformers' generate)."""
+        transformers' generate). A codec with noise (generation.codec.noise) draws it from `seed`,
+        frame by frame as the stream does."""
         eos = np.flatnonzero(np.all(codes == self.contract.stop["token"], axis=-1))
         codes = codes[: eos[0]] if eos.size else codes
         if codes.shape[0] == 0:
             return np.zeros(0, np.float32)
-        return self.graphs.run(self.codec["decoder"], {"audio_codes": codes.T[None].astype(np.int64)})[0][0, 0]
+        noise = codec_noise(self.codec.get("noise"), codec_rng(seed), codes.shape[0])
+        return self.graphs.run(self.codec["decoder"], {"audio_codes": codes.T[None].astype(np.int64), **noise})[0][0, 0]

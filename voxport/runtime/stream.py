@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from voxport.runtime.chunking import plan_utterances
-from voxport.runtime.codec_stream import CodecStream
+from voxport.runtime.codec_stream import CodecStream, codec_rng
 from voxport.runtime.contract import FrameContract
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
@@ -58,18 +58,19 @@ class Speech:
         rt, t0 = self.rt, time.perf_counter()
         timer = {"prefill_s": 0.0, "frames_s": 0.0, "codec_s": 0.0}
         calls = {"embed": 0, "frame": 0}
-        codec, rng = CodecStream(rt.graphs), np.random.default_rng(self.seed)
+        codec, rng = CodecStream(rt.graphs, rng=codec_rng(self.seed)), np.random.default_rng(self.seed)
         samples, first_audio = 0, None
         self.stats = {"stages": timer}
 
         def emit(pending):
             nonlocal samples, first_audio
             t = time.perf_counter()
-            pcm = codec.decode(np.stack(pending))
+            pcm = codec.decode(np.stack(pending)) if pending else codec.flush()
             self.timings["codec_s"].append(time.perf_counter() - t)
             timer["codec_s"] += self.timings["codec_s"][-1]
             samples += pcm.shape[0]
-            first_audio = first_audio or time.perf_counter() - t0
+            if pcm.shape[0]:  # a codec that looks ahead returns nothing for its first frames
+                first_audio = first_audio or time.perf_counter() - t0
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
             return pcm
 
@@ -84,10 +85,14 @@ class Speech:
                         break
                     pending.append(frame)
                     if len(pending) == self.chunk_frames:
-                        yield emit(pending)
+                        pcm = emit(pending)
+                        if pcm.shape[0]:
+                            yield pcm
                         pending = []
                 if pending and not self._cancelled():
-                    yield emit(pending)
+                    pcm = emit(pending)
+                    if pcm.shape[0]:
+                        yield pcm
                 spoken = np.stack(self.codes[start:]) if len(self.codes) > start else np.zeros((0, 1), np.int64)
                 spoken = spoken[: len(spoken) - int(len(spoken) > 0 and self._is_eos(spoken[-1]))]
                 self.utterances.append({"text": text, "first_frame": start, "frames": int(len(spoken))})
@@ -95,6 +100,8 @@ class Speech:
                     return
                 if self.rt.prompts.carries_context:
                     context = [self._utterance(text, spoken)] if len(spoken) else []
+            if codec.delay and not self._cancelled():  # the audio a look-ahead codec still holds
+                yield emit([])
         finally:
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
 
@@ -120,17 +127,18 @@ class Speech:
 
         if not text.strip():
             raise InputError("text is empty")
-        if tokens(text) + self.max_frames <= limit:
+        frames = self.max_frames * self.contract.steps  # cache positions the frames take
+        if tokens(text) + frames <= limit:
             return [text]
         # leave room for the previous utterance (text and audio) as the next one's context
-        return plan_utterances(text, lambda t: tokens(t) + self.max_frames <= limit // 2)
+        return plan_utterances(text, lambda t: tokens(t) + frames <= limit // 2)
 
     def _fit_context(self, text: str, context: list[Utterance]) -> list[Utterance]:
         """Carry the previous utterance as context while it fits beside the new one; else none."""
         if not context or not self.rt.prompts.carries_context:
             return context
         n = self.rt.prompts.build([*context, self._utterance(text)])[0].shape[1]
-        return context if n + self.max_frames <= self.rt.rt["max_positions"] else []
+        return context if n + self.max_frames * self.contract.steps <= self.rt.rt["max_positions"] else []
 
     def _utterance(self, text: str, codes: np.ndarray | None = None) -> Utterance:
         return Utterance(text, self.speaker, codes, self.language, self.instruct)
@@ -154,7 +162,7 @@ class Speech:
             extra = {**per_frame[min(n, len(per_frame) - 1)], **(logits.feeds() if logits else {})}
             out = graphs.session(c.graph).run(c.outputs, c.feeds(embeds, cache, pos, sampling, c.draw_noise(rng), extra))
             calls["frame"] += 1
-            codes, pos, embeds, cache = out[0][0], pos + embeds.shape[1], out[1], out[2:]
+            codes, pos, embeds, cache = out[0][0], pos + c.advance(embeds.shape[1]), out[1], out[2:]
             if logits:
                 logits.update(codes)
             self.timings["frame_s"].append(time.perf_counter() - t)
