@@ -118,18 +118,19 @@ class OrpheusFamily(Family):
                           "logits": {"codebooks": [0, POSITIONS], "repetition_penalty": "repetition_penalty",
                                      "seen": "seen"}},
                 "codebooks": POSITIONS, "noise_vocab": c + 1,
-                "sampling": [{"name": "audio", "codebooks": [0, POSITIONS], "vocab": c,
+                # vocab C + 1: position 0's ids and the stop id (top-k C + 1 keeps every id; positions 1-6
+                # clip it to their C)
+                "sampling": [{"name": "audio", "codebooks": [0, POSITIONS], "vocab": c + 1,
                               "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
-                              "defaults": {"temperature": DEFAULTS["temperature"], "top_k": c,
+                              "defaults": {"temperature": DEFAULTS["temperature"], "top_k": c + 1,
                                            "top_p": DEFAULTS["top_p"],
                                            "repetition_penalty": DEFAULTS["repetition_penalty"]}}],
                 # position 0 drew the stop id: the graph writes code C at every position
                 "stop": {"codebooks": [0, 1], "token": c},
                 "prompt": {"format": "token_ids", "graph": "embed", "ids": "input_ids", "template": TEMPLATE,
                            "prefix": prefix, "suffix": suffix, "add_special_tokens": True, "voice_clone": False},
-                # the finetuned model's voices; any other name is still passed as text (the pretrained model
-                # has none), so the prompt format does not refuse one
-                "speakers": {"kind": "name", "names": list(VOICES), "open": True},
+                # the finetuned model's voices (its model card); the prompt names one as text
+                "speakers": {"kind": "name", "names": list(VOICES)},
                 "codec": {"decoder": "snac_decoder", "stream": "snac_stream", "window": "snac_window",
                           "noise": {"input": "codec_noise", "per_frame": sum(codec.noise_per_frame(m.snac)),
                                     "distribution": "normal"}},

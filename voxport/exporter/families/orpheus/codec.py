@@ -28,8 +28,8 @@ from voxport.exporter.families.orpheus.layout import LEVELS
 FULL_SNAC = dict(sampling_rate=24000, encoder_dim=48, encoder_rates=[2, 4, 8, 8], decoder_dim=1024,
                  decoder_rates=[8, 8, 4, 2], attn_window_size=None, codebook_size=4096, codebook_dim=8,
                  vq_strides=[4, 2, 1], noise=True, depthwise=True)
-# the same strides and hop (2,048 samples a frame), narrow channels and 64 codes
-TINY_SNAC = {**FULL_SNAC, "encoder_dim": 8, "decoder_dim": 64, "codebook_size": 64}
+# the same strides and hop (2,048 samples a frame), narrow channels and 256 codes
+TINY_SNAC = {**FULL_SNAC, "encoder_dim": 8, "decoder_dim": 64, "codebook_size": 256}
 SNAC_DIR = "snac"  # the codec's folder inside an Orpheus checkpoint directory
 
 

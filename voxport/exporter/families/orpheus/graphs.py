@@ -50,6 +50,9 @@ def frame(lm, layout: Layout) -> GraphSpec:
         embeds, mask, pos, *past = lm_step_inputs({**s, "batch": 1}, h, n, kvh, hd)
         gen = torch.Generator().manual_seed(11 + s["past"])
         noise = torch.rand(1, POSITIONS, width, generator=gen)
+        if s.get("stop"):  # position 0's stop id holds the largest uniform: at a high temperature it is drawn
+            noise[0, 0] = noise[0, 0] * 0.5
+            noise[0, 0, -1] = 1.0 - 1e-7
         seen = (torch.rand(1, POSITIONS, width, generator=gen) < s.get("seen", 0.0)).float()
         return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
                 torch.tensor(s.get("top_p", 1.0)), torch.tensor(s.get("penalty", 1.0)), seen, noise, *past]
@@ -74,7 +77,8 @@ def frame(lm, layout: Layout) -> GraphSpec:
                      {"seq": 1, "past": 3, "temperature": 0.9, "top_k": 20},
                      {"seq": 1, "past": 30, "temperature": 0.6, "top_k": c, "top_p": 0.8, "penalty": 1.3,
                       "seen": 0.1},
-                     {"seq": 4, "past": 300, "temperature": 1.5, "top_k": c // 2, "top_p": 0.9}],
+                     {"seq": 4, "past": 300, "temperature": 1.5, "top_k": c // 2, "top_p": 0.9},
+                     {"seq": 1, "past": 9, "temperature": 1000.0, "top_k": c + 1, "stop": True}],
         tolerance={"codes": Tolerance(exact=True)},
         build=lambda inputs, outputs: build_frame(lm, layout, inputs, outputs),
         optimize=False,
