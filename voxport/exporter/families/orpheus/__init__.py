@@ -9,7 +9,7 @@ from pathlib import Path
 from voxport.errors import CheckpointError
 from voxport.exporter.families.orpheus import codec, graphs, presets
 from voxport.exporter.families.orpheus.layout import POSITIONS, VOICES, Layout
-from voxport.exporter.families.orpheus.precision import ORPHEUS_PRECISION
+from voxport.exporter.families.orpheus.precision import ORPHEUS_PRECISION, frame_policy
 from voxport.exporter.spec import Family, GraphSpec, register
 
 # canopy's engine (canopyai/Orpheus-TTS, engine_class.py) samples with these; the checkpoint carries none
@@ -77,8 +77,13 @@ class OrpheusFamily(Family):
 
     def graphs(self) -> list[GraphSpec]:
         m = self.model
-        return [graphs.embed(m.lm), graphs.frame(m.lm, m.layout), graphs.snac_decoder(m.snac),
+        return [graphs.embed(m.lm), graphs.frame(m.lm, m.layout), graphs.lm_step(m.lm), graphs.snac_decoder(m.snac),
                 graphs.snac_window(m.snac), graphs.snac_stream(m.snac)]
+
+    def precision_policy(self, graph: str):
+        if graph == "frame":
+            return frame_policy(self.model.lm.config.num_hidden_layers)
+        return super().precision_policy(graph)
 
     def reference_generate(self, text, frames, device):
         from voxport.exporter.families.orpheus.parity import reference_generate

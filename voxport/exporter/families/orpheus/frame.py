@@ -121,3 +121,37 @@ def build_frame(lm, layout: Layout, graph_inputs: list, graph_outputs: list):
         stop = b.op("Greater", [codes[0], b.const([[c - 1]])], label="stop")  # code C: the stop id
         frame = b.op("Where", [stop, b.const([[c] * POSITIONS]), frame])
     return frame_model(b, graph_outputs, frame, x, kv)
+
+
+class LmStep(nn.Module):
+    """One LM call on embeddings: the last position's final hidden state and the KV (the frame graph's
+    first step without sampling; its outputs are deterministic, so the precision gates read the LM here)."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.model, self.n_layers = lm.model, lm.config.num_hidden_layers
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, *past):
+        cache = cache_from(self.model.config, past)
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True)
+        return (out.last_hidden_state[:, -1:], *flat_present(cache, self.n_layers))
+
+
+def build_lm_step(lm, graph_inputs: list, graph_outputs: list):
+    """LmStep with the frame graph's fused blocks; batch 1, positions from the mask."""
+    from voxport.exporter.blocks import cached_stack
+    from voxport.exporter.onnx_builder import GraphBuilder
+
+    cfg = lm.config
+    b = GraphBuilder("lm_step")
+    names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
+    past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"])
+            for i in range(cfg.num_hidden_layers)]
+    last, presents = cached_stack(b, lm.model, "llama", cfg.max_position_embeddings, names["inputs_embeds"], past,
+                                  names["attention_mask"])
+    outs = {"hidden": last, **{f"present.{i}.{kv}": t for i, pair in enumerate(presents)
+                               for kv, t in zip(("key", "value"), pair)}}
+    for t in graph_outputs:
+        b.output(outs[t.name], t.name, t.dtype, t.shape)
+    return b.model()

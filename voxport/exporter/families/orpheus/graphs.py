@@ -7,7 +7,7 @@ import torch
 
 from voxport.exporter.blocks import unfusable
 from voxport.exporter.families.orpheus import codec
-from voxport.exporter.families.orpheus.frame import FrameStep, build_frame
+from voxport.exporter.families.orpheus.frame import FrameStep, LmStep, build_frame, build_lm_step
 from voxport.exporter.families.orpheus.layout import POSITIONS, Layout
 from voxport.exporter.families.orpheus.wrappers import Embed, SnacDecode, SnacStream, SnacWindow
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
@@ -82,6 +82,27 @@ def frame(lm, layout: Layout) -> GraphSpec:
         tolerance={"codes": Tolerance(exact=True)},
         build=lambda inputs, outputs: build_frame(lm, layout, inputs, outputs),
         optimize=False,
+    )
+
+
+def lm_step(lm) -> GraphSpec:
+    """The LM alone (batch 1, fused as the frame): the graph the precision gates read the LM by, since
+    the frame's own KV holds the tokens it drew."""
+    cfg = lm.config
+    n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
+
+    def one(specs):
+        return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
+
+    return GraphSpec(
+        "lm_step", LmStep(lm),
+        inputs=[TensorSpec("inputs_embeds", F32, (1, "seq", h)), TensorSpec("attention_mask", I64, (1, "past_seq")),
+                TensorSpec("position_ids", I64, (1, "seq")), *one(kv_specs("past_key_values", n, kvh, hd, "past"))],
+        outputs=[TensorSpec("hidden", F32, (1, 1, h)), *one(kv_specs("present", n, kvh, hd, "past_seq"))],
+        make_inputs=lambda s: lm_step_inputs({**s, "batch": 1}, h, n, kvh, hd),
+        export_sizes={"seq": 3, "past": 5},
+        check_sizes=[{"seq": 7, "past": 0}, {"seq": 1, "past": 11}, {"seq": 4, "past": 300}],
+        build=lambda inputs, outputs: build_lm_step(lm, inputs, outputs), optimize=False,
     )
 
 
