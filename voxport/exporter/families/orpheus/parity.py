@@ -139,7 +139,7 @@ def canopy_stream(snac, tokens, layout: Layout, noise_for) -> list[np.ndarray]:
 
 def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
     err = float(np.sum((ref.astype(np.float64) - got) ** 2))
-    return float("inf") if err == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / err)
+    return float("inf") if err == 0 else float(10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / err))
 
 
 # -- cases -----------------------------------------------------------------------------------------
@@ -159,7 +159,7 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
     prompt = canopy_prompt(tok, layout, TEXT)
     ours = rt.prompts.build([Utterance(TEXT, SPEAKER)])[0][0].tolist()
     results, failures = {}, []
-    results["prompt"] = {"ok": ours == prompt, "tokens": len(prompt)}
+    results["prompt_ids"] = {"ok": ours == prompt, "tokens": len(prompt)}
     if ours != prompt:
         failures.append(f"prompt: the runtime's ids differ from canopy's format ({ours} vs {prompt})")
 
@@ -187,8 +187,8 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
     sampled = speech_codes(rt, n, s, seed=1234)
     ref_s = torch_sampled(lm, layout, prompt, n, s, s.top_p, penalty, 1234)
     other = speech_codes(rt, n, s, seed=1235)
-    results["sampling"] = {**compare_codes(ref_s, sampled), "other_seed_differs": bool(not np.array_equal(sampled, other))}
-    if not (results["sampling"]["identical"] and results["sampling"]["other_seed_differs"]):
+    results["sampled"] = {**compare_codes(ref_s, sampled), "other_seed_differs": bool(not np.array_equal(sampled, other))}
+    if not (results["sampled"]["identical"] and results["sampled"]["other_seed_differs"]):
         failures.append(f"sampling: ONNX vs PyTorch on the same noise: first mismatch at frame "
                         f"{results['sampling']['first_mismatch_frame']}")
 
@@ -200,7 +200,7 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
     pkg = package_decode(snac, audio_codes, noise)
     rel = float(np.abs(whole - pkg).max() / np.abs(pkg).max())
     results["snac_decode"] = {"frames": int(len(audio_codes)), "rel": rel, "allowed_rel": DECODE_RTOL,
-                              "ok": rel <= DECODE_RTOL}
+                              "ok": bool(rel <= DECODE_RTOL)}
     if rel > DECODE_RTOL:
         failures.append(f"SNAC decode: relative error {rel:.3g} > {DECODE_RTOL}")
 
@@ -214,7 +214,7 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
              for i in range(len(ref_w))]
     wrel = max((float(np.abs(a - b).max() / np.abs(a).max()) for a, b in zip(ref_w, got_w)), default=0.0)
     results["window_decode"] = {"windows": len(ref_w), "worst_rel": wrel, "allowed_rel": DECODE_RTOL,
-                                "ok": len(ref_w) > 0 and wrel <= DECODE_RTOL}
+                                "ok": bool(len(ref_w) > 0 and wrel <= DECODE_RTOL)}
     if not results["window_decode"]["ok"]:
         failures.append(f"windowed decode: {len(ref_w)} windows, worst relative error {wrel:.3g}")
 
@@ -225,11 +225,11 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
     parts.append(stream.flush())
     streamed = np.concatenate(parts)
     snr = snr_db(whole, streamed[: len(whole)]) if len(streamed) == len(whole) else float("-inf")
-    results["stream_decode"] = {"frames": int(len(audio_codes)), "snr_db": snr, "min_db": STREAM_SNR_MIN_DB,
+    results["streamed_decode"] = {"frames": int(len(audio_codes)), "snr_db": snr, "min_db": STREAM_SNR_MIN_DB,
                                 "samples": [int(len(streamed)), int(len(whole))],
                                 "delay_frames": stream.delay, "ms_per_call": 1000 * (time.perf_counter() - t0) / len(parts),
-                                "ok": snr >= STREAM_SNR_MIN_DB}
-    if not results["stream_decode"]["ok"]:
+                                "ok": bool(snr >= STREAM_SNR_MIN_DB)}
+    if not results["streamed_decode"]["ok"]:
         failures.append(f"streamed decode: SNR {snr:.1f} dB vs the whole decode < {STREAM_SNR_MIN_DB}")
     return results, failures
 
