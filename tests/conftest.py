@@ -70,3 +70,38 @@ def tiny_checkpoint(cache_root) -> Path:
     from voxport.exporter.presets import materialize
 
     return materialize("tiny", cache_root)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The parity and fidelity rows of every preset the session exported (each family's tiny presets),
+    in the log: a reader of a CI run sees the numbers, not only a pass."""
+    import json
+
+    from voxport.exporter.presets import all_presets
+
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    presets, root = set(all_presets()), factory.getbasetemp()
+    for path in sorted(root.rglob("parity.json")):
+        if path.parent.name not in presets:
+            continue
+        r = json.loads(path.read_text())
+        worst = max(r["graphs"], key=lambda c: c["rel"])
+        terminalreporter.section(f"parity {path.parent.name}: {'PASS' if r['ok'] else 'FAIL'}")
+        terminalreporter.write_line(f"{len(r['graphs'])} graph checks, worst relative error {worst['rel']:.2e} in "
+                                    f"{worst['graph']}.{worst['output']} (allowed {worst['allowed'] / (worst['scale'] or 1):.0e})")
+        for row in r.get("rows", []):
+            terminalreporter.write_line(f"{'ok  ' if row['ok'] else 'FAIL'} {row['name']}: {row['summary']}")
+    for path in sorted(root.rglob("fidelity.json")):
+        if path.parent.name not in presets:
+            continue
+        f = json.loads(path.read_text())
+        terminalreporter.section(f"fidelity {path.parent.name}: {'PASS' if f['ok'] else 'FAIL'}")
+        terminalreporter.write_line(f"worst margin {f['worst']}")
+        for d in f["dtypes"]:
+            snr = [r for r in f["summary"] if r["dtype"] == d and r["metric"] == "snr_db" and r["threshold"] is not None]
+            low = min(snr, key=lambda r: r["value"] - r["threshold"]) if snr else None
+            terminalreporter.write_line(
+                f"{d}: {f['sizes'][d] / 1e6:.1f} MB, worst SNR {low['value']:.1f} dB in {low['graph']}.{low['output']} "
+                f"(gate {low['threshold']})" if low else f"{d}: {f['sizes'][d] / 1e6:.1f} MB")

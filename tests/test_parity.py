@@ -35,7 +35,14 @@ def test_parity_passes_and_writes_reports(tiny_dir, capsys):
     assert j["joins"] >= 1 and j["join_step_max"] <= j["inside_step_max"] and j["ok"]
     assert (tiny_dir / "parity.md").read_text().count("| yes |") == len(r["graphs"])
     assert (tiny_dir / "parity.png").stat().st_size > 10_000
-    assert "parity PASS" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "parity PASS" in out
+    # the family's cases come back as rows the CLI and report print without knowing their names
+    names = [row["name"] for row in r["rows"]]
+    assert names == ["greedy", "waveform", "voice_prompt", "sampling", "fused", "fused_sampling", "stream_decode",
+                     "joins"] and all(row["ok"] for row in r["rows"])
+    assert all(f"ok   {n}: " in out for n in names) and f"{len(names)}/{len(names)} end-to-end cases pass" in out
+    assert "identical to transformers.generate over 50 frames" in (tiny_dir / "parity.md").read_text()
 
 
 def test_parity_names_the_graph_that_fails(tiny_dir, tmp_path):
@@ -44,16 +51,16 @@ def test_parity_names_the_graph_that_fails(tiny_dir, tmp_path):
     import onnxruntime as ort
 
     from voxport.exporter.checkpoint import load, resolve
-    from voxport.exporter.families.csm import CsmFamily
-    from voxport.validation.graphs import GraphMismatch, check_graph
+    from voxport.exporter.families import family_for
+    from voxport.validation.graphs import check_graph
 
     model, _ = load(resolve("tiny"))
-    spec = next(g for g in CsmFamily(model, {}).graphs() if g.name == "backbone")
+    spec = next(g for g in family_for("csm")(model, {}).graphs() if g.name == "backbone")
     with torch.no_grad():
         model.lm_head.weight.mul_(1.01)  # the reference drifts 1% away from the exported graph
     sess = ort.InferenceSession(str(tiny_dir / "onnx" / "backbone.onnx"))
     checks = check_graph(spec, sess)
     bad = [c for c in checks if not c.ok]
     assert bad and {c.output for c in bad} == {"logits"}
-    msg = str(GraphMismatch(bad[0]))
+    msg = bad[0].describe()
     assert "backbone.logits" in msg and "shape" in msg and "max |diff|" in msg

@@ -60,7 +60,7 @@ def test_graph_io_and_check_sizes(exported):
 
 @pytest.mark.parametrize("samples", LENGTHS)
 def test_onnx_x_vector_equals_reference_extract(base, exported, samples):
-    from voxport.exporter.families.qwen3_tts.model import voice_like
+    from voxport.exporter.families.qwen3_tts.graphs import voice_like
 
     wav = voice_like(samples, seed=samples)[0].numpy()
     ref = base.extract_speaker_embedding(wav, 24000).numpy()  # [D]
@@ -72,7 +72,7 @@ def test_onnx_x_vector_equals_reference_extract(base, exported, samples):
 
 def test_shorter_than_min_samples_fails_in_both(base, exported):
     """Below runtime speaker_encoder.min_samples the reference's reflect paddings refuse the input; so does the graph."""
-    from voxport.exporter.families.qwen3_tts.model import voice_like
+    from voxport.exporter.families.qwen3_tts.graphs import voice_like
 
     wav = voice_like(1279)
     with pytest.raises(RuntimeError, match="[Pp]adding"):
@@ -85,7 +85,7 @@ def test_log_mel_equals_reference_mel_spectrogram(tmp_path):
     import torch
 
     from voxport.exporter.export import export_graph
-    from voxport.exporter.families.qwen3_tts.model import voice_like
+    from voxport.exporter.families.qwen3_tts.graphs import voice_like
     from voxport.exporter.families.qwen3_tts.speaker import LogMel
     from voxport.exporter.spec import GraphSpec, TensorSpec
 
@@ -125,7 +125,7 @@ def test_only_base_has_a_speaker_encoder(base, cache_root):
 def test_precision_variants(base, exported, tmp_path):
     """fp16 keeps the x-vector (cosine >= 0.9999 vs fp32); q8 / q4 / q4f16 reuse the fp32 file, with the reason."""
     from voxport.exporter.families.qwen3_tts import Qwen3TtsFamily
-    from voxport.exporter.families.qwen3_tts.model import voice_like
+    from voxport.exporter.families.qwen3_tts.graphs import voice_like
     from voxport.exporter.quantize import make_variant
 
     policy = Qwen3TtsFamily(base).precision_policy("speaker_encoder")

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +116,20 @@ def test_tampered_artifact_is_refused(tiny_dir, tmp_path, capsys):
     assert main(["speak", str(bad), "hi", "-o", str(tmp_path / "x.wav"), "--greedy", "--max-frames", "2"]) == 2
     err = capsys.readouterr().err
     assert "onnx/frame.onnx: sha256 differs from the manifest" in err and not (tmp_path / "x.wav").exists()
+
+
+def test_decode_cuts_where_the_contracts_stop_rule_ends(tiny_dir, qwen_dir):
+    """Runtime.decode (the step path's waveform) ends on the same frame the frame loop stops on: CSM
+    when every codebook but the last is eos, Qwen3-TTS when codebook 0 is; a frame that only looks
+    like a stop to the other family's rule is audio."""
+    for d in (tiny_dir, qwen_dir):
+        rt = Runtime(d)
+        a, b = rt.contract.stop["codebooks"]
+        eos, k, fs = rt.contract.stop["token"], rt.rt["num_codebooks"], rt.rt["frame_size"]
+        codes = np.random.default_rng(0).integers(1, 100, (6, k))
+        near = codes[2].copy()
+        near[a] = eos if b - a > 1 else near[a]  # part of the rule's codebooks only: not a stop (CSM)
+        codes[2] = near
+        codes[4, a:b] = eos  # the rule's codebooks all eos, the rest not: a stop
+        assert rt.contract.is_stop(codes[4]) and not rt.contract.is_stop(codes[2])
+        assert rt.decode(codes).shape[0] == 4 * fs

@@ -30,9 +30,10 @@ def no_generation(monkeypatch):
     ("x", [], "cannot write audio with extension '(none)'"),
     ("x.wav", ["--codes-out", "missing/c.json"], "--codes-out {tmp}/missing/c.json: directory"),
     ("x.wav", ["--stats-json", "."], "--stats-json {tmp} is a directory"),
+    ("-", ["--step-graphs"], "-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs"),
 ])
 def test_bad_output_is_refused_before_generation(tiny_dir, tmp_path, capsys, no_generation, where, extra, message):
-    out = where if where.startswith("/") else str(tmp_path / where) if where != "." else str(tmp_path)
+    out = where if where.startswith("/") or where == "-" else str(tmp_path / where) if where != "." else str(tmp_path)
     extra = [str(tmp_path / e) if "/" in e or e == "." else e for e in extra]
     extra = [str(tmp_path) if e == str(tmp_path / ".") else e for e in extra]
     before = sorted(tmp_path.rglob("*"))

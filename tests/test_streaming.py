@@ -12,7 +12,7 @@ from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
-from voxport.validation.streaming import LONG_TEXT
+from voxport.exporter.parity_kit import LONG_TEXT
 from voxport.cli import main
 
 TEXT = "Streaming speech arrives one frame at a time."

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from voxport.errors import VoxportError
+from voxport.fsutil import cache_root
 
 
 def _export(a) -> int:
@@ -55,34 +56,12 @@ def _parity(a) -> int:
     worst = max(r["graphs"], key=lambda c: c["rel"])
     print(f"parity {'PASS' if r['ok'] else 'FAIL'}: {len(r['graphs'])} graph checks "
           f"(worst relative error {worst['rel']:.2e} in {worst['graph']}.{worst['output']}), "
-          + "".join(f"{line}, " for line in _case_lines(r)) + f"report: {Path(a.dir) / 'parity.md'}")
+          f"{sum(row['ok'] for row in r['rows'])}/{len(r['rows'])} end-to-end cases pass; report: {Path(a.dir) / 'parity.md'}")
+    for row in r["rows"]:
+        print(f"  {'ok  ' if row['ok'] else 'FAIL'} {row['name']}: {row['summary']}")
     for f in r["failures"]:
         print(f"  FAIL {f}", file=sys.stderr)
     return 0 if r["ok"] and fidelity_ok else 1
-
-
-def _case_lines(r: dict) -> list[str]:
-    """One phrase per end-to-end case the family ran."""
-    same = lambda c: "identical" if c["identical"] else "DIFFER"  # noqa: E731
-    out = []
-    if "greedy" in r:
-        out.append(f"greedy codes {same(r['greedy'])} over {r['greedy']['frames_reference']} frames")
-    if r.get("prompt"):
-        out.append(f"prompt embeddings {'equal' if all(c['ok'] for c in r['prompt'].values()) else 'DIFFER'} "
-                   f"in {len(r['prompt'])} recipe variants")
-    if "voice_prompt" in r:
-        out.append(f"voice prompt {same(r['voice_prompt'])}")
-    if "waveform" in r:
-        out.append(f"waveform relative error {r['waveform']['rel']:.2e}")
-    if "fused" in r:
-        f = r["fused"]
-        out.append(f"fused frame graph {'identical' if f['identical'] and f['identical_to_step_graphs'] else 'DIFFERS'}")
-    if "steps" in r:
-        out.append(f"step graphs {'identical' if r['steps']['greedy'] and r['steps']['sampled'] else 'DIFFER'} "
-                   "to the fused graph")
-    if "stream_decode" in r:
-        out.append(f"streaming decode relative error {r['stream_decode']['worst_rel']:.2e}")
-    return out
 
 
 def _check_outputs(a) -> None:
@@ -90,6 +69,8 @@ def _check_outputs(a) -> None:
     from voxport.runtime.audio import output_format
     from voxport.fsutil import check_writable
 
+    if a.output == "-" and a.step_graphs:
+        raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
     if a.output != "-":
         check_writable(Path(a.output))
         output_format(Path(a.output))
@@ -131,8 +112,6 @@ def _speak_steps(rt, a, kw):
     from voxport.runtime.audio import write_wav
 
     res = rt.generate(a.text, **kw)
-    if a.output == "-":
-        raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
     write_wav(Path(a.output), res.audio, rt.rt["sample_rate"])
     s = res.stats
     return res.codes, {**s, "wall_s": s["generate_s"] + s["decode_s"], "first_audio_s": None}
@@ -234,13 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step-graphs", action="store_true",
                    help="use the step graphs (a call per codebook) instead of the fused frame graph")
     s.add_argument("--greedy", action="store_true")
-    s.add_argument("--temperature", type=float, default=0.9)
-    s.add_argument("--top-k", type=int, default=50)
+    s.add_argument("--temperature", type=float, help="default: the model's own (its manifest)")
+    s.add_argument("--top-k", type=int, help="default: the model's own (its manifest)")
     s.add_argument("--top-p", type=float, help="keep the most likely codes that together hold this probability, "
                    "in (0, 1] (default: the model's own; 1 = none)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--max-frames", type=int, default=125,
-                   help="per utterance, at 12.5 frames/s: 125 = 10 s (long text is split into utterances)")
+    s.add_argument("--max-frames", type=int,
+                   help="per utterance (default: the model's own, its manifest; long text is split into utterances)")
     s.add_argument("--speaker", help="a speaker of the model (CSM: an integer, default 0; a named-speaker "
                    "model: one of its names, default its first)")
     s.add_argument("--language", help="language, where the model takes one (default: auto)")
@@ -275,8 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
                    help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
     v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
-    cache = os.environ.get("VOXPORT_CACHE", "~/.cache/voxport")
-    v.add_argument("--voices-dir", default=os.path.join(cache, "voices"),
+    v.add_argument("--voices-dir", default=str(cache_root() / "voices"),
                    help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
     v.add_argument("--threads", type=int, default=1,

@@ -19,11 +19,5 @@ class InputError(VoxportError):
     """Text or audio given to the runtime is outside what the model accepts."""
 
 
-class ParityError(VoxportError):
-    """An ONNX graph disagrees with PyTorch beyond its tolerance."""
-
-    exit_code = 1
-
-
 class DtypeError(VoxportError):
     """An unknown precision name, or a variant an artifact set was not exported with."""

@@ -12,6 +12,11 @@ from pathlib import Path
 from voxport.errors import InputError
 
 
+def cache_root() -> Path:
+    """Where voxport keeps materialised presets and saved voices: $VOXPORT_CACHE, else ~/.cache/voxport."""
+    return Path(os.environ.get("VOXPORT_CACHE") or Path.home() / ".cache" / "voxport").expanduser()
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path):
     """Yield a temporary sibling of `final`; rename it into place only if the block completes.

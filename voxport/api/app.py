@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
 from voxport.api import speech, voices, ws
+from voxport.fsutil import cache_root
 from voxport.api.errors import ApiError
 from voxport.api.pool import Models, Slots
 
@@ -29,8 +29,7 @@ class ServerConfig:
     models: dict[str, Path] = field(default_factory=dict)  # served name -> artifact directory
     api_key: str | None = None
     max_streams: int = 4
-    voices_dir: Path = field(default_factory=lambda: Path(os.environ.get("VOXPORT_CACHE", "~/.cache/voxport"))
-                             / "voices")
+    voices_dir: Path = field(default_factory=lambda: cache_root() / "voices")
     dtype: str = "fp32"  # precision when `model` names none ("NAME:q4" picks one)
     # onnxruntime intra-op threads per session. 1: streams run side by side, each in its own thread;
     # measured (voxport/bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3

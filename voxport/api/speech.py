@@ -19,7 +19,8 @@ from voxport.api.errors import ApiError, bad
 from voxport.api.voices import NAME as VOICE_NAME
 from voxport.errors import InputError, VoxportError
 
-DEFAULTS = {"temperature": 0.9, "top_k": 50, "seed": 0, "max_frames": 125}  # as `voxport speak`
+# absent: the model's own (the manifest's generation contract, resolved by the runtime), as `voxport speak`
+DEFAULTS = {"temperature": None, "top_k": None, "seed": 0, "max_frames": None}
 KNOWN = {"model", "input", "voice", "response_format", "speed", "stream_format", "instructions", "top_p", *DEFAULTS}
 
 
@@ -43,6 +44,8 @@ class Options:
 
 def _number(body: dict, key: str, kind, low, high):
     value = body[key] if key in body else DEFAULTS[key]
+    if value is None and key not in body:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and int(value) != value):
         raise bad(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}", key)
     if not low <= value <= high:

@@ -89,7 +89,7 @@ def main() -> int:
                 snr[key] = min(snr.get(key, 1e9), r["value"])
         print("fidelity", "PASS" if f["ok"] else "FAIL", f["failures"])
     graphs = sorted({g for g, _ in snr})
-    print(f"\n| variant | MB | backbone step ms | depth step ms | frame ms (1 + 31 steps) | "
+    print("\n| variant | MB | backbone step ms | depth step ms | frame ms (1 + 31 steps) | "
           + " | ".join(f"SNR {g} dB" for g in graphs) + " |")
     print("|---|---|---|---|---|" + "---|" * len(graphs))
     for dtype, r in rows.items():

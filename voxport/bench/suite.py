@@ -57,7 +57,7 @@ def summarize(cfg: Config, raw: dict, frame_ms: float, ref: dict | None, floor: 
     if ref and "error" not in ref:
         ref_med = statistics.median(ref["frame_s"][1:] or ref["frame_s"])
         row["speedup_vs_pytorch"] = round(1e3 * ref_med / med, 2)
-        from voxport.validation.e2e import compare_codes  # the parity harness's comparison, per frame
+        from voxport.exporter.parity_kit import compare_codes  # the parity harness's comparison, per frame
 
         row["codes_vs_pytorch"] = compare_codes(np.asarray(ref["codes"]), np.asarray(raw["codes"]))
     if floor:

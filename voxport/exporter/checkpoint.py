@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter.spec import families, family_for
+from voxport.exporter.families import families, family_for
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

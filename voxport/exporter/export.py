@@ -17,9 +17,9 @@ from voxport.fsutil import atomic_dir
 from voxport import dtypes as dt
 from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, variant_bytes
 from voxport.exporter import checkpoint
+from voxport.exporter.quantize import EXTERNAL_DATA_BYTES
 from voxport.exporter.spec import Family, GraphSpec
 
-EXTERNAL_DATA_BYTES = 1 << 30  # above this, weights go to <graph>.onnx_data (protobuf's 2 GB limit)
 
 
 def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from voxport import __version__
@@ -14,7 +13,7 @@ from voxport import __version__
 
 def all_presets() -> dict:
     """name -> (family class, preset), over every registered family."""
-    from voxport.exporter.spec import families
+    from voxport.exporter.families import families
 
     out = {}
     for fam in families():
@@ -31,7 +30,9 @@ def fingerprint(preset) -> str:
 def materialize(name: str, cache_root: Path | None = None) -> Path:
     """The checkpoint directory of a preset, built once (seeded, so identical every time)."""
     fam, preset = all_presets()[name]
-    root = Path(cache_root or os.environ.get("VOXPORT_CACHE", Path.home() / ".cache" / "voxport"))
+    from voxport.fsutil import cache_root as default_root
+
+    root = Path(cache_root or default_root())
     out = root / "presets" / f"{name}-{fingerprint(preset)}"
     if (out / ".complete").exists():
         return out

@@ -63,6 +63,23 @@ class GraphSpec:
         return self.tolerance.get(output, Tolerance())
 
 
+@dataclass
+class ParityRow:
+    """One end-to-end parity case of a family, as the CLI and the report print it without knowing it:
+    `summary` is the phrase after the name ("identical over 50 frames"), `details` the numbers (kept in
+    parity.json; a list under "agreement_per_frame" or "max_abs_per_frame" is plotted)."""
+
+    name: str
+    ok: bool
+    summary: str
+    details: dict = field(default_factory=dict)
+    failure: str = ""  # the failure line when not ok (defaults to "name: summary")
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "summary": self.summary,
+                "failure": "" if self.ok else (self.failure or f"{self.name}: {self.summary}")}
+
+
 class Family:
     """A model family, the one place that knows a model: which checkpoints it claims, how to load and
     build them, its presets, its graphs, its parity cases, and the generation contract it writes into
@@ -116,28 +133,20 @@ class Family:
         frames: (codes [frames, K], wall time of each frame, decode(codes) -> waveform)."""
         raise NotImplementedError
 
-    def parity(self, rt, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
-        """The family's end-to-end parity cases against its reference implementation:
-        (results by case name, failure lines)."""
-        return {}, []
+    def parity(self, rt, ckpt, frames: int, device: str, progress) -> list[ParityRow]:
+        """The family's end-to-end parity cases against its reference implementation, one row each."""
+        return []
 
 
-_FAMILIES: list[type[Family]] = []
+_REGISTERED: list[type[Family]] = []
 
 
 def register(cls: type[Family]) -> type[Family]:
-    _FAMILIES.append(cls)
+    """Class decorator a family module applies to its Family (after llama.cpp's ModelBase.register).
+    The lookup over registered families lives above them, in voxport/exporter/families/__init__.py."""
+    _REGISTERED.append(cls)
     return cls
 
 
-def families() -> list[type[Family]]:
-    import voxport.exporter.families  # noqa: F401  (imports every family module, which registers itself)
-
-    return list(_FAMILIES)
-
-
-def family_for(model_type: str | None) -> type[Family] | None:
-    for cls in families():
-        if model_type in cls.model_types:
-            return cls
-    return None
+def registered() -> list[type[Family]]:
+    return list(_REGISTERED)

@@ -10,7 +10,6 @@ import contextlib
 import torch
 from transformers import DynamicCache
 
-from voxport.exporter.spec import TensorSpec
 
 F32 = "float32"
 
@@ -28,11 +27,6 @@ def flat_present(cache: DynamicCache, n_layers: int) -> list[torch.Tensor]:
     for i in range(n_layers):
         out += [cache.layers[i].keys, cache.layers[i].values]
     return out
-
-
-def kv_specs(prefix: str, n_layers: int, kv_heads: int, head_dim: int, seq_axis: str) -> list[TensorSpec]:
-    return [TensorSpec(f"{prefix}.{i}.{kv}", F32, ("batch", kv_heads, seq_axis, head_dim))
-            for i in range(n_layers) for kv in ("key", "value")]
 
 
 def rand_past(gen, n_layers, batch, kv_heads, past, head_dim) -> list[torch.Tensor]:

@@ -27,6 +27,8 @@ groups. The runtimes hold no model knowledge of their own: everything below come
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from voxport.errors import InputError
@@ -51,6 +53,7 @@ class FrameContract:
         self.codebooks, self.noise_vocab = g["codebooks"], g["noise_vocab"]
         self.sampling = g["sampling"]
         self.stop = g["stop"]
+        self.defaults = {"max_frames": 125, **g.get("defaults", {})}  # 125: artifacts exported before it was written
         self.outputs = [self.codes, self.embeds_out, *self.cache_out]
 
     def empty_cache(self) -> list[np.ndarray]:
@@ -67,22 +70,34 @@ class FrameContract:
         """One Sampling's settings on every group's inputs (checked against each group's vocabulary)."""
         feeds = {}
         for group in self.sampling:
-            s.validate(group["vocab"])
+            r = self.resolve(s, group)
             names = group["inputs"]
-            feeds[names["temperature"]] = np.array(s.temperature, np.float32)
-            feeds[names["top_k"]] = np.array(s.top_k, np.int64)
-            top_p = self.top_p(s, group)
+            feeds[names["temperature"]] = np.array(r.temperature, np.float32)
+            feeds[names["top_k"]] = np.array(r.top_k, np.int64)
             if "top_p" in names:
-                feeds[names["top_p"]] = np.array(top_p, np.float32)
-            elif top_p < 1:
+                feeds[names["top_p"]] = np.array(r.top_p, np.float32)
+            elif r.top_p < 1:
                 raise InputError("this artifact's frame graph samples without top-p (exported before voxport "
                                  "had it); re-export it to use top-p")
         return feeds
 
     @staticmethod
-    def top_p(s, group: dict) -> float:
-        """The top-p in force for a group: the request's, else the model's default, else 1 (none)."""
-        return s.top_p if s.top_p is not None else group.get("defaults", {}).get("top_p", 1.0)
+    def resolve(s, group: dict):
+        """The settings in force for one sampling group: the request's, else the model's default from the
+        manifest (top-p: else 1, none). The one place the Python side reads sampling defaults."""
+        defaults = group.get("defaults", {})
+        missing = [k for k in ("temperature", "top_k") if getattr(s, k) is None and k not in defaults]
+        if missing:
+            raise InputError(f"this artifact's manifest has no default {' or '.join(missing)} for sampling group "
+                             f"{group['name']!r} (exported before voxport wrote them); give them or re-export it")
+        r = replace(s, **{k: defaults[k] for k in ("temperature", "top_k") if getattr(s, k) is None},
+                    top_p=s.top_p if s.top_p is not None else defaults.get("top_p", 1.0))
+        r.validate(group["vocab"])
+        return r
+
+    def max_frames(self, requested: int | None) -> int:
+        """Frames per utterance: the request's, else the model's default (manifest generation.defaults)."""
+        return requested if requested is not None else self.defaults["max_frames"]
 
     def group(self, codebook: int) -> dict:
         """The sampling group that samples this codebook."""

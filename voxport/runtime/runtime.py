@@ -67,10 +67,6 @@ class Runtime:
         self.prompts = PromptBuilder(artifact_dir, self.rt)
 
     @property
-    def speakers(self) -> list[str]:
-        return speakers(self.graphs.manifest)
-
-    @property
     def default_speaker(self) -> int | str | None:
         """CSM's speaker 0, a named model's first speaker; None where the model has no named speakers."""
         spec = self.rt["generation"]["speakers"]
@@ -96,10 +92,6 @@ class Runtime:
         if why:
             raise InputError(f"this model does not take a reference clip: {why}")
         return speaker
-
-    @property
-    def voice_prompts(self) -> bool:
-        return takes_voice_prompts(self.graphs.manifest)
 
     def load_streaming(self) -> None:
         """Create (hash check + load) the sessions the streaming path uses, before the first request."""
@@ -160,16 +152,16 @@ class Runtime:
         return embeds, per_frame
 
     def generate(self, text: str, speaker: int | str | None = None, context: list[Utterance] | None = None,
-                 max_frames: int = 125, sampling: Sampling = Sampling(), seed: int = 0,
+                 max_frames: int | None = None, sampling: Sampling = Sampling(), seed: int = 0,
                  decode: bool = True, language: str | None = None, instruct: str | None = None) -> Result:
         """The step-graph loop (one call per graph step): the debugging and parity path. speaker None:
-        the model's default (as Speech)."""
+        the model's default (as Speech); max_frames None: the model's (manifest generation.defaults)."""
         from voxport.runtime.steps import generate_steps
 
         t0 = time.perf_counter()
         speaker = self.default_speaker if speaker is None else speaker
         prepared = self.prepare([*(context or []), Utterance(text, speaker, language=language, instruct=instruct)],
-                                max_frames, sampling)
+                                self.contract.max_frames(max_frames), sampling)
         codes, stats = generate_steps(self, prepared, sampling, seed)
         t_gen = time.perf_counter()
         audio = self.decode(codes, seed) if decode else None
@@ -179,11 +171,11 @@ class Runtime:
             "audio_s": 0.0 if audio is None else audio.shape[0] / self.rt["sample_rate"]})
 
     def decode(self, codes: np.ndarray, seed: int = 0) -> np.ndarray:
-        """codes [frames, K] -> waveform, cut at the first frame whose codes are all the stop token (as
-        transformers' generate). A codec with noise (generation.codec.noise) draws it from `seed`,
-        frame by frame as the stream does."""
-        eos = np.flatnonzero(np.all(codes == self.contract.stop["token"], axis=-1))
-        codes = codes[: eos[0]] if eos.size else codes
+        """codes [frames, K] -> waveform, cut at the first frame the contract's stop rule ends on (the
+        same rule the frame loop stops on: CSM all codebooks but the last, Qwen3-TTS codebook 0). A codec
+        with noise (generation.codec.noise) draws it from `seed`, frame by frame as the stream does."""
+        eos = [i for i, frame in enumerate(codes) if self.contract.is_stop(frame)]
+        codes = codes[: eos[0]] if eos else codes
         if codes.shape[0] == 0:
             return np.zeros(0, np.float32)
         noise = codec_noise(self.codec.get("noise"), codec_rng(seed), codes.shape[0])

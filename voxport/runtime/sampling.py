@@ -22,16 +22,19 @@ from voxport.errors import InputError
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 0.0  # 0: greedy
-    top_k: int = 1  # 1..vocab; 1 is greedy too
+    """A request's settings. Sampling() is greedy; None in a field means the model's own default for
+    each sampling group, which only the manifest's contract knows (FrameContract.resolve)."""
+
+    temperature: float | None = 0.0  # 0: greedy
+    top_k: int | None = 1  # 1..vocab; 1 is greedy too
     # where the manifest declares one (generation.frame.logits); None: the model's own default
     repetition_penalty: float | None = None
     top_p: float | None = None  # (0, 1]; None: each sampling group's default (the model's), else 1
 
     def validate(self, vocab: int) -> None:
-        if not np.isfinite(self.temperature) or self.temperature < 0:
+        if self.temperature is not None and (not np.isfinite(self.temperature) or self.temperature < 0):
             raise InputError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if int(self.top_k) != self.top_k or not 1 <= self.top_k <= vocab:
+        if self.top_k is not None and (int(self.top_k) != self.top_k or not 1 <= self.top_k <= vocab):
             raise InputError(f"top-k must be between 1 and the codebook vocabulary {vocab}, got {self.top_k}")
         p = self.repetition_penalty
         if p is not None and not (np.isfinite(p) and p > 0):

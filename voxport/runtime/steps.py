@@ -67,7 +67,8 @@ def _depth(runtime, depth: dict, hidden: np.ndarray, logits: np.ndarray, samplin
     def pick(i: int, logits: np.ndarray) -> np.ndarray:
         if logits_state and logits_state.spec["codebook"] == i:
             logits = logits_state.apply(logits)
-        return choose(logits, sampling, noise[i:i + 1, :logits.shape[-1]], contract.top_p(sampling, contract.group(i)))
+        r = contract.resolve(sampling, contract.group(i))
+        return choose(logits, r, noise[i:i + 1, :logits.shape[-1]], r.top_p)
 
     c = pick(0, logits)
     codes = [c[0]]

@@ -33,7 +33,7 @@ class Speech:
     context: list[Utterance] = field(default_factory=list)
     language: str | None = None  # where the prompt format takes one (None: auto)
     instruct: str | None = None  # where the model takes a style instruction
-    max_frames: int = 125  # per utterance
+    max_frames: int | None = None  # per utterance; None: the model's (manifest generation.defaults)
     sampling: Sampling = Sampling()
     seed: int = 0
     chunk_frames: int = 1
@@ -49,6 +49,7 @@ class Speech:
         if self.chunk_frames < 1:
             raise InputError(f"chunk size must be >= 1 frame, got {self.chunk_frames}")
         self.contract = FrameContract(self.rt.rt)
+        self.max_frames = self.contract.max_frames(self.max_frames)
         self.contract.sampling_feeds(self.sampling)  # checks the settings against every group
         if self.speaker is None:
             self.speaker = self.rt.default_speaker
@@ -183,8 +184,3 @@ class Speech:
             "embed_calls": calls["embed"], "codec_calls": codec_calls, "chunk_frames": self.chunk_frames,
             "stages": {k: round(v, 4) for k, v in timer.items()},
         })
-
-
-def speak(rt: Runtime, text: str, **kw) -> Speech:
-    """`for pcm in speak(rt, "Hello."): ...` streams float32 PCM at rt.rt['sample_rate']."""
-    return Speech(rt, text, **kw)

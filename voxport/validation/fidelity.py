@@ -81,7 +81,7 @@ def worst(rows: list[dict]) -> list[dict]:
 def agreement(runtimes: dict, frames: int) -> dict:
     """Greedy codes of each variant vs fp32 over PROMPTS, from the fused frame graph (what speak, the API
     and the page run): per codebook agreement and frames to divergence."""
-    from voxport.validation.streaming import fused_codes
+    from voxport.exporter.parity_kit import fused_codes
 
     ref = {p: fused_codes(runtimes["fp32"], frames, text=p) for p in PROMPTS}
     out = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,12 +24,6 @@ class OutputCheck:
     def describe(self) -> str:
         return (f"{self.graph}.{self.output} at {self.case} shape {self.shape}: max |diff| {self.max_abs:.3g} "
                 f"(relative {self.rel:.3g}), allowed {self.allowed:.3g}")
-
-
-class GraphMismatch(AssertionError):
-    def __init__(self, check: OutputCheck):
-        super().__init__(check.describe())
-        self.check = check
 
 
 def reference_cases(spec: GraphSpec, device: str = "cpu"):
@@ -62,6 +56,3 @@ def check_graph(spec: GraphSpec, session, device: str = "cpu") -> list[OutputChe
                                        max_abs / scale if scale else max_abs, allowed, max_abs <= allowed))
     return results
 
-
-def as_rows(checks: list[OutputCheck]) -> list[dict]:
-    return [asdict(c) for c in checks]

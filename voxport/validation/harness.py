@@ -53,13 +53,14 @@ def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=prin
     for spec in family.graphs():
         progress(f"parity: graph {spec.name} ({len(spec.check_sizes)} shape cases)")
         graph_rows += check_graph(spec, rt.graphs.session(spec.name), device)
-    cases, case_failures = family.parity(rt, ckpt, frames, device, progress)
-    failures = [c.describe() for c in graph_rows if not c.ok] + case_failures
+    rows = family.parity(rt, ckpt, frames, device, progress)
+    failures = [c.describe() for c in graph_rows if not c.ok] + [r.as_json()["failure"] for r in rows if not r.ok]
     result = {
         "artifact": str(artifact_dir), "source": manifest["source"], "device": device,
         "reference_device": device, "onnx_providers": rt.graphs.providers, "seconds": round(time.time() - t0, 1),
         "ok": not failures, "failures": failures,
-        "graphs": [c.__dict__ for c in graph_rows], **cases,
+        "graphs": [c.__dict__ for c in graph_rows], "rows": [r.as_json() for r in rows],
+        **{r.name: r.details for r in rows},  # each case's numbers under its name
     }
     (artifact_dir / "parity.json").write_text(json.dumps(result, indent=2))
     report.write(artifact_dir, result)

@@ -1,3 +1,24 @@
-"""Model families. Each module registers itself with exporter.spec.register on import."""
+"""Model families and the lookup over them. Each subfolder is one family: importing it registers its
+Family (voxport/exporter/spec.py `register`). The folders are discovered, not listed, so a new family
+is a new folder and nothing else: this package sits above the families, spec.py below them."""
 
-from voxport.exporter.families import csm, orpheus, qwen3_tts  # noqa: F401
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from voxport.exporter.spec import Family, registered
+
+
+def families() -> list[type[Family]]:
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.ispkg:
+            importlib.import_module(f"{__name__}.{mod.name}")
+    return registered()
+
+
+def family_for(model_type: str | None) -> type[Family] | None:
+    for cls in families():
+        if model_type in cls.model_types:
+            return cls
+    return None

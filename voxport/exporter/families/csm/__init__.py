@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-
-from voxport.exporter.families.csm import checkpoint, presets, wrappers
-from voxport.exporter.families.csm.frame import FrameStep, build_frame
-from voxport.exporter.families.csm.mimi_stream import MimiDecodeStream
-from voxport.exporter.blocks import unfusable
+from voxport.exporter.families.csm import checkpoint, graphs, presets
+from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.precision import CSM_PRECISION
-from voxport.exporter.spec import Family, GraphSpec, TensorSpec, Tolerance, register
-from voxport.exporter.streaming import stream_graph, stream_runtime
-from voxport.exporter.torch_steps import kv_specs, lm_step_inputs, rand_past, static_codec_shapes
-
-F32, I64 = "float32", "int64"
+from voxport.exporter.shared_graphs import kv_cache_contract
+from voxport.exporter.spec import Family, GraphSpec, register
+from voxport.exporter.streaming import stream_runtime
 
 
 @register
@@ -49,172 +43,16 @@ class CsmFamily(Family):
         return run(rt, self, ckpt, frames, device, progress)
 
     def graphs(self) -> list[GraphSpec]:
-        return [self._embed(), self._backbone(), self._depth(), self._frame(), self._mimi_decoder(),
-                self._mimi_decoder_stream(), self._mimi_encoder()]
-
-    # -- graphs ---------------------------------------------------------------------------------
-    def _embed(self) -> GraphSpec:
-        cfg = self.model.config
-        k, h = cfg.num_codebooks, cfg.hidden_size
-
-        def make(s):
-            gen = torch.Generator().manual_seed(s["batch"] * 100 + s["seq"])
-            ids = torch.randint(0, cfg.text_vocab_size, (s["batch"], s["seq"]), generator=gen)
-            ids[:, ::3] = cfg.audio_token_id  # mix text and audio positions
-            ids[:, -1] = cfg.audio_eos_token_id
-            codes = torch.randint(0, cfg.vocab_size, (s["batch"], s["seq"], k), generator=gen)
-            return [ids, codes]
-
-        return GraphSpec(
-            "embed", wrappers.Embed(self.model),
-            inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
-                    TensorSpec("audio_codes", I64, ("batch", "seq", k))],
-            outputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h))],
-            make_inputs=make, export_sizes={"batch": 2, "seq": 5},
-            check_sizes=[{"batch": 1, "seq": 9}, {"batch": 3, "seq": 1}, {"batch": 1, "seq": 1}],
-            tolerance={"inputs_embeds": Tolerance(rtol=1e-6)},  # a gather and a sum: near exact
-        )
-
-    def _backbone(self) -> GraphSpec:
-        cfg = self.model.config
-        n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
-
-        def make(s):
-            return lm_step_inputs(s, h, n, kvh, hd)
-
-        return GraphSpec(
-            "backbone", wrappers.BackboneStep(self.model),
-            inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)),
-                    TensorSpec("attention_mask", I64, ("batch", "past_seq")),
-                    TensorSpec("position_ids", I64, ("batch", "seq")),
-                    *kv_specs("past_key_values", n, kvh, hd, "past")],
-            outputs=[TensorSpec("last_hidden_state", F32, ("batch", "seq", h)),
-                     TensorSpec("logits", F32, ("batch", "seq", cfg.vocab_size)),
-                     *kv_specs("present", n, kvh, hd, "past_seq")],
-            make_inputs=make, export_sizes={"batch": 2, "seq": 3, "past": 5},
-            check_sizes=[{"batch": 1, "seq": 7, "past": 0}, {"batch": 3, "seq": 1, "past": 11},
-                         {"batch": 1, "seq": 1, "past": 0}, {"batch": 2, "seq": 4, "past": 300},
-                         {"batch": 1, "seq": 1, "past": min(cfg.max_position_embeddings - 1, 1000)}],
-        )
-
-    def _depth(self) -> GraphSpec:
-        cfg = self.model.config
-        dcfg = self.model.depth_decoder.config
-        n, kvh, hd = dcfg.num_hidden_layers, dcfg.num_key_value_heads, dcfg.head_dim
-        k = cfg.num_codebooks
-
-        def make(s):
-            b, q, p = s["batch"], s["seq"], s["past"]
-            gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
-            ids = torch.randint(0, dcfg.vocab_size, (b, q), generator=gen)
-            hidden = torch.randn(b, cfg.hidden_size, generator=gen)
-            return [ids, hidden, *rand_past(gen, n, b, kvh, p, hd)]
-
-        return GraphSpec(
-            "depth", wrappers.DepthStep(self.model),
-            inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
-                    TensorSpec("backbone_last_hidden_state", F32, ("batch", cfg.hidden_size)),
-                    *kv_specs("past_key_values", n, kvh, hd, "past")],
-            outputs=[TensorSpec("logits", F32, ("batch", dcfg.vocab_size)),
-                     *kv_specs("present", n, kvh, hd, "past_seq")],
-            make_inputs=make, export_sizes={"batch": 2, "seq": 2, "past": 3},
-            # the two shapes generation uses: (hidden, c0) with no past, then one code at a time
-            check_sizes=[{"batch": 1, "seq": 2, "past": 0}, {"batch": 3, "seq": 1, "past": 2},
-                         {"batch": 1, "seq": 1, "past": k - 2}, {"batch": 2, "seq": 1, "past": k // 2}],
-        )
-
-    def _frame(self) -> GraphSpec:
-        """Batch 1 (one stream per session; batches go through the step graphs). Written from the
-        weights with fused ops (frame.build_frame); FrameStep is its PyTorch reference."""
-        cfg = self.model.config
-        fused = not any(unfusable(c) for c in (cfg, self.model.depth_decoder.config))
-        n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
-        k, v = cfg.num_codebooks, cfg.vocab_size
-        backbone = self._backbone()
-
-        def one(specs):
-            return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
-
-        def make(s):
-            embeds, mask, pos, *past = backbone.make_inputs({**s, "batch": 1})
-            gen = torch.Generator().manual_seed(7 + s["past"])
-            noise = torch.rand(1, k, v, generator=gen)
-            return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
-                    torch.tensor(s.get("top_p", 1.0)), noise, *past]
-
-        return GraphSpec(
-            "frame", FrameStep(self.model),
-            inputs=[*one(backbone.inputs[:3]), TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
-                    TensorSpec("top_p", F32, ()), TensorSpec("noise", F32, (1, k, v)), *one(backbone.inputs[3:])],
-            outputs=[TensorSpec("codes", I64, (1, k)), TensorSpec("next_embeds", F32, (1, 1, h)),
-                     *one(kv_specs("present", n, kvh, hd, "past_seq"))],
-            make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
-            # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps
-            check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
-                         {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50},
-                         {"seq": 1, "past": 3, "temperature": 1.5, "top_k": 200, "top_p": 0.8},
-                         {"seq": 1, "past": 30, "temperature": 1.0, "top_k": v},
-                         {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50}],
-            tolerance={"codes": Tolerance(exact=True)},
-            # written with fused ops where the blocks take the config (head size a multiple of 8, SiLU:
-            # every released checkpoint); else FrameStep traced, as before
-            build=(lambda inputs, outputs: build_frame(self.model, inputs, outputs)) if fused else None,
-            optimize=not fused,
-        )
-
-    def _mimi_decoder_stream(self) -> GraphSpec:
-        cfg = self.model.config
-        # Mimi's decoder transformer keeps 250 steps (2 per frame) in its window
-        return stream_graph("mimi_decoder_stream", MimiDecodeStream(self.model), cfg.num_codebooks, cfg.vocab_size,
-                            int(cfg.codec_config.sliding_window))
-
-    def _mimi_decoder(self) -> GraphSpec:
-        cfg = self.model.config
-        k, fs = cfg.num_codebooks, self.frame_size
-
-        def make(s):
-            gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"])
-            return [torch.randint(0, cfg.vocab_size, (s["batch"], k, s["frames"]), generator=gen)]
-
-        return GraphSpec(
-            "mimi_decoder", wrappers.MimiDecode(self.model),
-            inputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames"))],
-            outputs=[TensorSpec("audio_values", F32, ("batch", 1, "samples"))],
-            make_inputs=make, export_sizes={"batch": 2, "frames": 3},
-            check_sizes=[{"batch": 1, "frames": 1}, {"batch": 1, "frames": 9}, {"batch": 3, "frames": 4},
-                         {"batch": 1, "frames": 60}],
-            export_context=lambda: static_codec_shapes(self.model.codec_model),
-        )
-
-    def _mimi_encoder(self) -> GraphSpec:
-        cfg = self.model.config
-        k, fs = cfg.num_codebooks, self.frame_size
-
-        def make(s):
-            gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["samples"])
-            t = torch.arange(s["samples"]) / self.sample_rate
-            tone = 0.3 * torch.sin(2 * torch.pi * 220 * t) + 0.05 * torch.randn(s["batch"], 1, s["samples"], generator=gen)
-            return [tone.expand(s["batch"], 1, -1).contiguous()]
-
-        return GraphSpec(
-            "mimi_encoder", wrappers.MimiEncode(self.model),
-            inputs=[TensorSpec("input_values", F32, ("batch", 1, "samples"))],
-            outputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames"))],
-            make_inputs=make, export_sizes={"batch": 2, "samples": 3 * fs},
-            check_sizes=[{"batch": 1, "samples": 5 * fs}, {"batch": 1, "samples": 4 * fs + 700},
-                         {"batch": 2, "samples": fs}],
-            tolerance={"audio_codes": Tolerance(exact=True)},
-            export_context=lambda: static_codec_shapes(self.model.codec_model),
-        )
+        return graphs.all_graphs(self.model)
 
     # -- runtime facts ----------------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:
-        return int(self.model.config.codec_config.sampling_rate)
+        return graphs.sample_rate(self.model)
 
     @property
     def frame_size(self) -> int:
-        return int(self.model.config.codec_config.frame_size)
+        return graphs.frame_size(self.model)
 
     def _generation(self) -> dict:
         """The frame graph's contract (voxport/runtime/contract.py): one sampling group over every codebook,
@@ -222,17 +60,17 @@ class CsmFamily(Family):
         cfg, dcfg = self.model.config, self.model.depth_decoder.config
         k, v = cfg.num_codebooks, cfg.vocab_size
 
-        def cache(c):
-            return {"layers": c.num_hidden_layers, "kv_heads": c.num_key_value_heads, "head_dim": c.head_dim,
-                    "kv": ["key", "value"], "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}
 
         return {
             "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                       "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                      "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache(cfg)},
+                      "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": kv_cache_contract(cfg)},
             "codebooks": k, "noise_vocab": v,
+            # Sesame's generator samples at temperature 0.9, top-k 50; 125 frames = 10 s at 12.5 Hz
             "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,
-                          "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"}}],
+                          "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
+                          "defaults": {"temperature": 0.9, "top_k": 50, "top_p": 1.0}}],
+            "defaults": {"max_frames": 125},
             "stop": {"codebooks": [0, k - 1], "token": cfg.codebook_eos_token_id},
             "prompt": {"format": "chat_template", "graph": "embed", "ids": "input_ids", "codes": "audio_codes",
                        "codebooks": k, "audio_token": "<|AUDIO|>", "audio_token_id": cfg.audio_token_id,
@@ -246,9 +84,9 @@ class CsmFamily(Family):
                 "embed": {"graph": "embed", "ids": "input_ids", "codes": "audio_codes",
                           "frame_token": cfg.audio_token_id},
                 "backbone": {"graph": "backbone", "embeds": "inputs_embeds", "attention_mask": "attention_mask",
-                             "position_ids": "position_ids", "cache": cache(cfg)},
+                             "position_ids": "position_ids", "cache": kv_cache_contract(cfg)},
                 "depth": {"graph": "depth", "ids": "input_ids", "hidden": "backbone_last_hidden_state",
-                          "cache": cache(dcfg)}},
+                          "cache": kv_cache_contract(dcfg)}},
         }
 
     def runtime_config(self) -> dict:

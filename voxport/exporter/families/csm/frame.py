@@ -62,7 +62,7 @@ class FrameStep(nn.Module):
         return unrolled_stack(self.depth, self.depth.inputs_embeds_projector(embeds), kv, start)
 
 
-def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelProto":
+def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelProto":  # noqa: F821 (onnx is imported where the graph is built)
     """The frame graph written with fused ops from `model`'s weights; I/O as the frame GraphSpec
     declares (graph_inputs/outputs: its TensorSpecs, in order). Batch 1.
 

@@ -10,15 +10,14 @@ import numpy as np
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling, draw_noise
-from voxport.validation.e2e import REF_TEXT, TEXT, compare_codes, reference_wave
-from voxport.validation.streaming import fused_codes
+from voxport.exporter import parity_kit as kit
+from voxport.exporter.parity_kit import REF_TEXT, TEXT, compare_codes, fused_codes, reference_wave
+from voxport.exporter.spec import ParityRow
 
 
-def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
+def run(rt, family, ckpt, frames: int, device: str, progress) -> list[ParityRow]:
     model = family.model
     from transformers import AutoProcessor
-
-    from voxport.validation import streaming
 
     processor = AutoProcessor.from_pretrained(ckpt.path)
     progress(f"parity: greedy generation, {frames} frames, ONNX vs transformers.generate")
@@ -34,33 +33,40 @@ def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, lis
     progress("parity: fused frame graph sampling, same noise as PyTorch and the step graphs")
     fused_sampling = fused_sampling_case(rt, model, family)
     progress("parity: streaming Mimi decode (chunks of 1, 2, 3, 7 frames) vs batch decode")
-    stream = streaming.stream_decode_case(rt, lambda codes: _decode(model, codes, device),
+    stream = kit.stream_decode_case(rt, lambda codes: _decode(model, codes, device),
                                           rt.rt["codec_codebook_size"])
     progress("parity: utterance joins in long text")
-    joins = streaming.join_case(rt)
+    joins = kit.join_case(rt)
 
-    failures = []
-    if not greedy["identical"]:
-        failures.append(f"greedy generation: codes differ from transformers at frame {greedy['first_mismatch_frame']}"
-                        f" ({greedy['frames_onnx']} vs {greedy['frames_reference']} frames)")
-    if not wave["ok"]:
-        failures.append(f"waveform: relative error {wave['rel']:.3g} > {wave['allowed_rel']}")
-    if not voice["identical"]:
-        failures.append(f"voice prompt: codes differ from transformers at frame {voice['first_mismatch_frame']}")
-    if not (sampling["reproducible"] and sampling["other_seed_differs"]):
-        failures.append(f"sampling: not reproducible from the seed ({sampling})")
-    if not (fused["identical"] and fused["identical_to_step_graphs"]):
-        failures.append(f"fused frame graph: greedy codes differ (from transformers at frame "
-                        f"{fused['first_mismatch_frame']}; equal to step graphs: {fused['identical_to_step_graphs']})")
-    if not (fused_sampling["fused_equals_torch"] and fused_sampling["fused_equals_step_graphs"]
-            and fused_sampling["other_seed_differs"]):
-        failures.append(f"fused frame graph sampling with the same noise: {fused_sampling}")
-    if not stream["ok"]:
-        failures.append(f"streaming decode: relative error {stream['worst_rel']:.3g} > {stream['allowed_rel']}")
-    if not joins["ok"]:
-        failures.append(f"utterance join: step {joins['join_step_max']} > largest step inside {joins['inside_step_max']}")
-    return {"greedy": greedy, "waveform": wave, "voice_prompt": voice, "sampling": sampling, "fused": fused,
-            "fused_sampling": fused_sampling, "stream_decode": stream, "joins": joins}, failures
+    return [
+        ParityRow("greedy", greedy["identical"], f"{kit.same(greedy)} to transformers.generate over "
+                  f"{greedy['frames_reference']} frames", greedy,
+                  f"greedy generation: codes differ from transformers at frame {greedy['first_mismatch_frame']}"
+                  f" ({greedy['frames_onnx']} vs {greedy['frames_reference']} frames)"),
+        ParityRow("waveform", wave["ok"], f"{wave['samples']} samples, max abs {wave['max_abs']:.2e}, relative "
+                  f"{wave['rel']:.2e} (allowed {wave['allowed_rel']:.0e})", wave,
+                  f"waveform: relative error {wave['rel']:.3g} > {wave['allowed_rel']}"),
+        ParityRow("voice_prompt", voice["identical"], f"{kit.same(voice)} with {voice['context_frames']} context "
+                  f"frames over {voice['frames_reference']} frames", voice,
+                  f"voice prompt: codes differ from transformers at frame {voice['first_mismatch_frame']}"),
+        ParityRow("sampling", sampling["reproducible"] and sampling["other_seed_differs"],
+                  f"seed reproducible: {sampling['reproducible']}, another seed differs: "
+                  f"{sampling['other_seed_differs']}", sampling, f"sampling: not reproducible from the seed ({sampling})"),
+        ParityRow("fused", fused["identical"] and fused["identical_to_step_graphs"],
+                  f"fused frame graph {kit.same(fused)} to transformers over {fused['frames_reference']} greedy "
+                  f"frames; identical to the step graphs: {fused['identical_to_step_graphs']}", fused,
+                  f"fused frame graph: greedy codes differ (from transformers at frame {fused['first_mismatch_frame']}; "
+                  f"equal to step graphs: {fused['identical_to_step_graphs']})"),
+        ParityRow("fused_sampling", fused_sampling["fused_equals_torch"] and fused_sampling["fused_equals_step_graphs"]
+                  and fused_sampling["other_seed_differs"],
+                  f"T={fused_sampling['temperature']}, top-k {fused_sampling['top_k']}, top-p "
+                  f"{fused_sampling.get('top_p') or 1}, {fused_sampling['frames']} frames, same noise: equals PyTorch: "
+                  f"{fused_sampling['fused_equals_torch']}, equals step graphs: {fused_sampling['fused_equals_step_graphs']}, "
+                  f"another seed differs: {fused_sampling['other_seed_differs']}", fused_sampling,
+                  f"fused frame graph sampling with the same noise: {fused_sampling}"),
+        kit.stream_decode_row(stream),
+        kit.join_row(joins),
+    ]
 
 
 def _decode(model, codes, device: str):
@@ -189,7 +195,7 @@ def torch_frame_codes(model, family, rt: Runtime, frames: int, sampling: Samplin
             codes, embeds, *past = specs["frame"].module(
                 embeds, torch.ones(1, pos + seq, dtype=torch.long), torch.arange(pos, pos + seq)[None],
                 torch.tensor(sampling.temperature, dtype=torch.float32), torch.tensor(sampling.top_k),
-                torch.tensor(rt.contract.top_p(sampling, rt.contract.group(0)), dtype=torch.float32), noise, *past)
+                torch.tensor(rt.contract.resolve(sampling, rt.contract.group(0)).top_p, dtype=torch.float32), noise, *past)
             pos += seq
             out.append(codes[0].numpy())
     return np.stack(out)

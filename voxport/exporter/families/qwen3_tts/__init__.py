@@ -28,8 +28,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter.families.qwen3_tts import codec, model as graphs, presets, speaker
+from voxport.exporter.families.qwen3_tts import codec, graphs, presets, speaker
 from voxport.exporter.families.qwen3_tts.precision import QWEN_PRECISION
+from voxport.exporter.shared_graphs import kv_cache_contract
 from voxport.exporter.spec import Family, GraphSpec, register
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -97,8 +98,7 @@ class Qwen3TtsFamily(Family):
         pc = tc.code_predictor_config
         gen = self.model.generate_config or {}
         g, v, vp = tc.num_code_groups, tc.vocab_size, pc.vocab_size
-        cache = {"layers": tc.num_hidden_layers, "kv_heads": tc.num_key_value_heads, "head_dim": tc.head_dim,
-                 "kv": ["key", "value"], "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}
+        cache = kv_cache_contract(tc)
         eos = tc.codec_eos_token_id
         stream = codec.codec_stream_runtime(self.model.speech_tokenizer.model)
         sample_rate, frame_size = stream.pop("sample_rate"), stream.pop("frame_size")
@@ -136,6 +136,7 @@ class Qwen3TtsFamily(Family):
                      "defaults": {"temperature": gen.get("subtalker_temperature", 0.9),
                                   "top_k": gen.get("subtalker_top_k", 50), "top_p": gen.get("subtalker_top_p", 1.0)}}],
                 "stop": {"codebooks": [0, 1], "token": eos},
+                "defaults": {"max_frames": 125},  # 10 s at 12.5 Hz
                 "prompt": {
                     "format": "dual_track", "graph": "prompt_embed", "text": "text_ids", "codes": "codec_ids",
                     "none": -1, "groups": g, "template": TEMPLATE, "head": 3, "tail": 5,

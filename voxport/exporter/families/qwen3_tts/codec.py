@@ -14,10 +14,10 @@ import contextlib
 import torch
 from torch import nn
 
-from voxport.exporter.torch_steps import static_codec_shapes
 from voxport.exporter.families.qwen3_tts.codec_stream import CodecDecodeStream
 from voxport.exporter.families.qwen3_tts.reference import reference
-from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+from voxport.exporter.shared_graphs import audio_encoder_graph
+from voxport.exporter.spec import GraphSpec, TensorSpec
 from voxport.exporter.streaming import stream_graph, stream_runtime
 
 F32, I64 = "float32", "int64"
@@ -181,24 +181,8 @@ def decoder_stream_graph(model) -> GraphSpec:
 
 
 def encoder_graph(model) -> GraphSpec:
-    k, fs, sr = model.config.encoder_valid_num_quantizers, _frame_size(model), _sample_rate(model)
-
-    def make(s):
-        gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["samples"])
-        t = torch.arange(s["samples"]) / sr
-        noise = 0.05 * torch.randn(s["batch"], 1, s["samples"], generator=gen)
-        return [0.3 * torch.sin(2 * torch.pi * 220 * t) + noise]
-
-    return GraphSpec(
-        "codec_encoder", CodecEncode(model),
-        inputs=[TensorSpec("input_values", F32, ("batch", 1, "samples"))],
-        outputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames"))],
-        make_inputs=make, export_sizes={"batch": 2, "samples": 3 * fs},
-        check_sizes=[{"batch": 1, "samples": 5 * fs}, {"batch": 1, "samples": 4 * fs + 700},
-                     {"batch": 2, "samples": fs}],
-        tolerance={"audio_codes": Tolerance(exact=True)},
-        export_context=lambda: static_codec_shapes(model.encoder),
-    )
+    return audio_encoder_graph("codec_encoder", CodecEncode(model), model.config.encoder_valid_num_quantizers,
+                               _frame_size(model), _sample_rate(model), model.encoder)
 
 
 def codec_graphs(model) -> list[GraphSpec]:

@@ -7,7 +7,7 @@ embedding or the tts-pad embedding, which the runtime picks per frame as the ref
 
 Sampling is voxport's Gumbel-max with the uniforms as the `noise` input [1, 16, V] (V: the talker's
 codec vocabulary); group g >= 1 reads the first Vp (predictor vocabulary) uniforms of row g.
-top-p is not supported (the released generation config has top_p 1.0).
+Top-p masks after top-k, as transformers' warpers (voxport/runtime/sampling.py).
 
 FrameStep is the frame in PyTorch on the reference's own modules: the graph written with fused ops
 (fused.build_frame) is checked against it, and it is what is traced where that cannot take the config.

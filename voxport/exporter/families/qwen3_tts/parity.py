@@ -79,7 +79,7 @@ def runtime_codes(rt, text: str, speaker, language: str, frames: int, instruct=N
 
 
 def greedy_case(rt, model, frames: int, speaker, language: str = "english") -> dict:
-    from voxport.validation.e2e import compare_codes
+    from voxport.exporter.parity_kit import compare_codes
 
     ref = reference_codes(rt, model, TEXT, speaker, language, frames)
     got = runtime_codes(rt, TEXT, speaker, language, frames)
@@ -92,7 +92,7 @@ def voice_clone_case(rt, model, frames: int, device: str) -> dict:
     import torch
 
     from voxport.runtime.prompt import Utterance
-    from voxport.validation.e2e import compare_codes, reference_wave
+    from voxport.exporter.parity_kit import compare_codes, reference_wave
 
     wave = reference_wave(rt.rt["sample_rate"])
     voice = Utterance(REF_TEXT, None, rt.encode_audio(wave), vector=rt.speaker_vector(wave))
@@ -182,46 +182,57 @@ def _decode(model, codes: np.ndarray, device: str) -> np.ndarray:
         return CodecDecode(model.speech_tokenizer.model)(torch.from_numpy(codes[None]).to(device))[0, 0].cpu().numpy()
 
 
-def run(rt, family, ckpt, frames: int, device: str, progress) -> tuple[dict, list[str]]:
-    from voxport.validation import streaming
+def run(rt, family, ckpt, frames: int, device: str, progress) -> list:
+    from voxport.exporter import parity_kit as kit
+    from voxport.exporter.spec import ParityRow
 
     model = family.model
     spec = rt.rt["generation"]["prompt"]
     speaker = rt.default_speaker
-    results, failures = {}, []
+    rows = []
     progress("parity: prompt embeddings (runtime recipe vs the reference's generate), per recipe variant")
-    results["prompt"] = prompt_cases(rt, model)
-    failures += [f"prompt {name}: max |diff| {c['max_abs']:.3g} / trailing {c['trailing_max_abs']:.3g} > {c['allowed']}"
-                 for name, c in results["prompt"].items() if not c["ok"]]
+    prompt = prompt_cases(rt, model)
+    bad = [f"prompt {name}: max |diff| {c['max_abs']:.3g} / trailing {c['trailing_max_abs']:.3g} > {c['allowed']}"
+           for name, c in prompt.items() if not c["ok"]]
+    rows.append(ParityRow("prompt", not bad, f"prompt embeddings {'equal' if not bad else 'DIFFER'} to the "
+                          f"reference's in {len(prompt)} recipe variants (" + ", ".join(
+                              f"{n}: {c['max_abs']:.1e}" for n, c in prompt.items()) + ")", prompt, "; ".join(bad)))
     progress("parity: streaming codec decode (chunks of 1, 2, 3, 7 frames) vs the batch decode, 320 frames")
-    results["stream_decode"] = sd = streaming.stream_decode_case(
+    sd = kit.stream_decode_case(
         rt, lambda codes: _decode(model, codes, device), model.speech_tokenizer.model.config.decoder_config.codebook_size)
-    if not sd["ok"]:
-        failures.append(f"streaming decode: relative error {sd['worst_rel']:.3g} > {sd['allowed_rel']}")
+    rows.append(kit.stream_decode_row(sd))
     context = []
     if spec["voice_clone"]:
         progress(f"parity: voice clone, {frames} greedy frames, runtime encoders + ICL vs the reference's")
-        results["voice_prompt"] = v = voice_clone_case(rt, model, frames, device)
+        v = voice_clone_case(rt, model, frames, device)
         context = [v.pop("voice")]
-        if not (v["identical"] and v["encoder_codes_identical"]):
-            failures.append(f"voice clone: codes differ from the reference at frame {v['first_mismatch_frame']} "
-                            f"(encoder codes identical: {v['encoder_codes_identical']})")
+        rows.append(ParityRow("voice_prompt", v["identical"] and v["encoder_codes_identical"],
+                              f"cloned voice ({v['context_frames']} context frames) {kit.same(v)} to the reference "
+                              f"over {v['frames_reference']} frames; encoder codes identical: "
+                              f"{v['encoder_codes_identical']}", v,
+                              f"voice clone: codes differ from the reference at frame {v['first_mismatch_frame']} "
+                              f"(encoder codes identical: {v['encoder_codes_identical']})"))
     progress("parity: step graphs (numpy sampling and logits processors) vs the fused frame graph, same noise")
-    results["steps"] = st = steps_case(rt, speaker, context)
-    if not (st["greedy"] and st["sampled"]):
-        failures.append(f"step graphs: codes differ from the fused frame graph's (greedy {st['greedy']}, "
-                        f"sampled {st['sampled']})")
+    st = steps_case(rt, speaker, context)
+    rows.append(ParityRow("steps", st["greedy"] and st["sampled"],
+                          f"step graphs vs the fused frame graph, {st['frames']} frames, same noise: greedy identical: "
+                          f"{st['greedy']}, sampled (T={st['temperature']}, top-k {st['top_k']}, top-p {st['top_p']}) "
+                          f"identical: {st['sampled']}", st,
+                          f"step graphs: codes differ from the fused frame graph's (greedy {st['greedy']}, "
+                          f"sampled {st['sampled']})"))
     progress("parity: sampling reproducibility")
-    results["sampling"] = sc = sampling_case(rt, speaker)
-    if not (sc["reproducible"] and sc["other_seed_differs"]):
-        failures.append(f"sampling: not reproducible from the seed ({sc})")
+    sc = sampling_case(rt, speaker)
+    rows.append(ParityRow("sampling", sc["reproducible"] and sc["other_seed_differs"],
+                          f"seed reproducible: {sc['reproducible']}, another seed differs: {sc['other_seed_differs']}",
+                          sc, f"sampling: not reproducible from the seed ({sc})"))
     if speaker is not None:
         progress(f"parity: greedy generation, {frames} frames, fused frame graph vs the reference's generate")
-        results["greedy"] = g = greedy_case(rt, model, frames, speaker)
-        if not g["identical"]:
-            failures.append(f"greedy generation: codes differ from the reference at frame {g['first_mismatch_frame']} "
-                            f"({g['frames_onnx']} vs {g['frames_reference']} frames)")
-    return results, failures
+        g = greedy_case(rt, model, frames, speaker)
+        rows.append(ParityRow("greedy", g["identical"], f"{kit.same(g)} to the reference's generate over "
+                              f"{g['frames_reference']} frames", g,
+                              f"greedy generation: codes differ from the reference at frame {g['first_mismatch_frame']} "
+                              f"({g['frames_onnx']} vs {g['frames_reference']} frames)"))
+    return rows
 
 
 def reference_generate(family, text: str, frames: int, device: str):

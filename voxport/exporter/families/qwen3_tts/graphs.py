@@ -12,7 +12,7 @@ from voxport.exporter.families.qwen3_tts import speaker, wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
 from voxport.exporter.families.qwen3_tts.fused import build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
-from voxport.exporter.torch_steps import kv_specs, lm_step_inputs, rand_past
+from voxport.exporter.shared_graphs import code_step_graph, kv_specs, lm_step_graph
 
 F32, I64 = "float32", "int64"
 
@@ -51,50 +51,13 @@ def prompt_embed(model) -> GraphSpec:
 
 def talker(model) -> GraphSpec:
     tc = model.talker.config
-    n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
-
-    def make(s):
-        return lm_step_inputs(s, h, n, kvh, hd)
-
-    return GraphSpec(
-        "talker", wrappers.TalkerStep(model),
-        inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)),
-                TensorSpec("attention_mask", I64, ("batch", "past_seq")),
-                TensorSpec("position_ids", I64, ("batch", "seq")),
-                *kv_specs("past_key_values", n, kvh, hd, "past")],
-        outputs=[TensorSpec("last_hidden_state", F32, ("batch", "seq", h)),
-                 TensorSpec("logits", F32, ("batch", "seq", tc.vocab_size)),
-                 *kv_specs("present", n, kvh, hd, "past_seq")],
-        make_inputs=make, export_sizes={"batch": 2, "seq": 3, "past": 5},
-        check_sizes=[{"batch": 1, "seq": 7, "past": 0}, {"batch": 3, "seq": 1, "past": 11},
-                     {"batch": 1, "seq": 1, "past": 0}, {"batch": 2, "seq": 4, "past": 300}],
-    )
+    return lm_step_graph("talker", wrappers.TalkerStep(model), tc, tc.vocab_size)
 
 
 def code_predictor(model) -> GraphSpec:
     tc = model.talker.config
-    pc = tc.code_predictor_config
-    n, kvh, hd, g = pc.num_hidden_layers, pc.num_key_value_heads, pc.head_dim, tc.num_code_groups
-
-    def make(s):
-        b, q, p = s["batch"], s["seq"], s["past"]
-        gen = torch.Generator().manual_seed(b * 10000 + q * 100 + p)
-        ids = torch.randint(0, pc.vocab_size, (b, q), generator=gen)
-        hidden = torch.randn(b, tc.hidden_size, generator=gen)
-        return [ids, hidden, *rand_past(gen, n, b, kvh, p, hd)]
-
-    return GraphSpec(
-        "code_predictor", wrappers.CodePredictorStep(model),
-        inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
-                TensorSpec("talker_hidden_state", F32, ("batch", tc.hidden_size)),
-                *kv_specs("past_key_values", n, kvh, hd, "past")],
-        outputs=[TensorSpec("logits", F32, ("batch", pc.vocab_size)),
-                 *kv_specs("present", n, kvh, hd, "past_seq")],
-        make_inputs=make, export_sizes={"batch": 2, "seq": 2, "past": 3},
-        # the two shapes generation uses: (hidden, group 0) with no past, then one code at a time
-        check_sizes=[{"batch": 1, "seq": 2, "past": 0}, {"batch": 3, "seq": 1, "past": 2},
-                     {"batch": 1, "seq": 1, "past": g - 1}, {"batch": 2, "seq": 1, "past": g // 2}],
-    )
+    return code_step_graph("code_predictor", wrappers.CodePredictorStep(model), tc.code_predictor_config,
+                           "talker_hidden_state", tc.hidden_size, tc.num_code_groups - 1)
 
 
 def frame(model) -> GraphSpec:

@@ -1,0 +1,136 @@
+"""CSM / Marvis graphs as GraphSpecs: embed, backbone, depth (the step graphs), frame (the fused
+per-frame graph), and Mimi's decoder, streaming decoder and encoder."""
+
+from __future__ import annotations
+
+import torch
+
+from voxport.exporter.blocks import unfusable
+from voxport.exporter.families.csm import wrappers
+from voxport.exporter.families.csm.codec import MimiDecodeStream
+from voxport.exporter.families.csm.frame import FrameStep, build_frame
+from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+from voxport.exporter.streaming import stream_graph
+from voxport.exporter.shared_graphs import audio_encoder_graph, code_step_graph, kv_specs, lm_step_graph
+from voxport.exporter.torch_steps import static_codec_shapes
+
+F32, I64 = "float32", "int64"
+
+
+def all_graphs(model) -> list[GraphSpec]:
+    return [embed(model), backbone(model), depth(model), frame(model), mimi_decoder(model),
+            mimi_decoder_stream(model), mimi_encoder(model)]
+
+
+def sample_rate(model) -> int:
+    return int(model.config.codec_config.sampling_rate)
+
+
+def frame_size(model) -> int:
+    return int(model.config.codec_config.frame_size)
+
+
+def embed(model) -> GraphSpec:
+    cfg = model.config
+    k, h = cfg.num_codebooks, cfg.hidden_size
+
+    def make(s):
+        gen = torch.Generator().manual_seed(s["batch"] * 100 + s["seq"])
+        ids = torch.randint(0, cfg.text_vocab_size, (s["batch"], s["seq"]), generator=gen)
+        ids[:, ::3] = cfg.audio_token_id  # mix text and audio positions
+        ids[:, -1] = cfg.audio_eos_token_id
+        codes = torch.randint(0, cfg.vocab_size, (s["batch"], s["seq"], k), generator=gen)
+        return [ids, codes]
+
+    return GraphSpec(
+        "embed", wrappers.Embed(model),
+        inputs=[TensorSpec("input_ids", I64, ("batch", "seq")),
+                TensorSpec("audio_codes", I64, ("batch", "seq", k))],
+        outputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h))],
+        make_inputs=make, export_sizes={"batch": 2, "seq": 5},
+        check_sizes=[{"batch": 1, "seq": 9}, {"batch": 3, "seq": 1}, {"batch": 1, "seq": 1}],
+        tolerance={"inputs_embeds": Tolerance(rtol=1e-6)},  # a gather and a sum: near exact
+    )
+
+
+def backbone(model) -> GraphSpec:
+    cfg = model.config
+    return lm_step_graph("backbone", wrappers.BackboneStep(model), cfg, cfg.vocab_size,
+                         long_past=min(cfg.max_position_embeddings - 1, 1000))
+
+
+def depth(model) -> GraphSpec:
+    cfg = model.config
+    return code_step_graph("depth", wrappers.DepthStep(model), model.depth_decoder.config,
+                           "backbone_last_hidden_state", cfg.hidden_size, cfg.num_codebooks - 2)
+
+
+def frame(model) -> GraphSpec:
+    """Batch 1 (one stream per session; batches go through the step graphs). Written from the
+    weights with fused ops (frame.build_frame); FrameStep is its PyTorch reference."""
+    cfg = model.config
+    fused = not any(unfusable(c) for c in (cfg, model.depth_decoder.config))
+    n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
+    k, v = cfg.num_codebooks, cfg.vocab_size
+    step = backbone(model)
+
+    def one(specs):
+        return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
+
+    def make(s):
+        embeds, mask, pos, *past = step.make_inputs({**s, "batch": 1})
+        gen = torch.Generator().manual_seed(7 + s["past"])
+        noise = torch.rand(1, k, v, generator=gen)
+        return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
+                torch.tensor(s.get("top_p", 1.0)), noise, *past]
+
+    return GraphSpec(
+        "frame", FrameStep(model),
+        inputs=[*one(step.inputs[:3]), TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
+                TensorSpec("top_p", F32, ()), TensorSpec("noise", F32, (1, k, v)), *one(step.inputs[3:])],
+        outputs=[TensorSpec("codes", I64, (1, k)), TensorSpec("next_embeds", F32, (1, 1, h)),
+                 *one(kv_specs("present", n, kvh, hd, "past_seq"))],
+        make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
+        # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps
+        check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
+                     {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50},
+                     {"seq": 1, "past": 3, "temperature": 1.5, "top_k": 200, "top_p": 0.8},
+                     {"seq": 1, "past": 30, "temperature": 1.0, "top_k": v},
+                     {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50}],
+        tolerance={"codes": Tolerance(exact=True)},
+        # written with fused ops where the blocks take the config (head size a multiple of 8, SiLU:
+        # every released checkpoint); else FrameStep traced, as before
+        build=(lambda inputs, outputs: build_frame(model, inputs, outputs)) if fused else None,
+        optimize=not fused,
+    )
+
+
+def mimi_decoder_stream(model) -> GraphSpec:
+    cfg = model.config
+    # Mimi's decoder transformer keeps 250 steps (2 per frame) in its window
+    return stream_graph("mimi_decoder_stream", MimiDecodeStream(model), cfg.num_codebooks, cfg.vocab_size,
+                        int(cfg.codec_config.sliding_window))
+
+
+def mimi_decoder(model) -> GraphSpec:
+    cfg = model.config
+    k, _fs = cfg.num_codebooks, frame_size(model)
+
+    def make(s):
+        gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"])
+        return [torch.randint(0, cfg.vocab_size, (s["batch"], k, s["frames"]), generator=gen)]
+
+    return GraphSpec(
+        "mimi_decoder", wrappers.MimiDecode(model),
+        inputs=[TensorSpec("audio_codes", I64, ("batch", k, "frames"))],
+        outputs=[TensorSpec("audio_values", F32, ("batch", 1, "samples"))],
+        make_inputs=make, export_sizes={"batch": 2, "frames": 3},
+        check_sizes=[{"batch": 1, "frames": 1}, {"batch": 1, "frames": 9}, {"batch": 3, "frames": 4},
+                     {"batch": 1, "frames": 60}],
+        export_context=lambda: static_codec_shapes(model.codec_model),
+    )
+
+
+def mimi_encoder(model) -> GraphSpec:
+    return audio_encoder_graph("mimi_encoder", wrappers.MimiEncode(model), model.config.num_codebooks,
+                               frame_size(model), sample_rate(model), model.codec_model)
