@@ -4,7 +4,6 @@ the same noise, SNAC against the `snac` package, canopy's windowed decode, fidel
 
 import json
 
-import numpy as np
 import pytest
 import torch
 

@@ -10,7 +10,6 @@ import pytest
 import soundfile as sf
 
 from voxport.cli import main
-from voxport.errors import InputError
 from voxport.runtime.codec_stream import CodecStream, codec_rng
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.runtime import Runtime

@@ -10,6 +10,7 @@ from voxport.errors import CheckpointError
 from voxport.exporter.families.orpheus import codec, graphs, presets
 from voxport.exporter.families.orpheus.layout import POSITIONS, VOICES, Layout
 from voxport.exporter.families.orpheus.precision import ORPHEUS_PRECISION, frame_policy
+from voxport.exporter.shared_graphs import kv_cache_contract
 from voxport.exporter.spec import Family, GraphSpec, register
 
 # canopy's engine (canopyai/Orpheus-TTS, engine_class.py) samples with these; the checkpoint carries none
@@ -101,8 +102,7 @@ class OrpheusFamily(Family):
         cfg, c = m.lm.config, lay.codebook_size
         fs = codec.samples_per_frame(m.snac)
         prefix, suffix = lay.prompt_ids()
-        cache = {"layers": cfg.num_hidden_layers, "kv_heads": cfg.num_key_value_heads, "head_dim": cfg.head_dim,
-                 "kv": ["key", "value"], "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"}
+        cache = kv_cache_contract(cfg)
         return {
             "family": self.name,
             "num_codebooks": POSITIONS,
@@ -130,6 +130,8 @@ class OrpheusFamily(Family):
                               "defaults": {"temperature": DEFAULTS["temperature"], "top_k": c + 1,
                                            "top_p": DEFAULTS["top_p"],
                                            "repetition_penalty": DEFAULTS["repetition_penalty"]}}],
+                # 10.7 s of audio; canopy's engine caps tokens, not frames
+                "defaults": {"max_frames": 125},
                 # position 0 drew the stop id: the graph writes code C at every position
                 "stop": {"codebooks": [0, 1], "token": c},
                 "prompt": {"format": "token_ids", "graph": "embed", "ids": "input_ids", "template": TEMPLATE,

@@ -10,8 +10,9 @@ from voxport.exporter.families.orpheus import codec
 from voxport.exporter.families.orpheus.frame import FrameStep, LmStep, build_frame, build_lm_step
 from voxport.exporter.families.orpheus.layout import POSITIONS, Layout
 from voxport.exporter.families.orpheus.wrappers import Embed, SnacDecode, SnacStream, SnacWindow
+from voxport.exporter.shared_graphs import KV_PAST, KV_PRESENT, kv_specs
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
-from voxport.exporter.torch_steps import kv_specs, lm_step_inputs
+from voxport.exporter.torch_steps import lm_step_inputs
 
 F32, I64 = "float32", "int64"
 # the stream graph's window: frames before and after each emitted frame (measured: docs/design.md)
@@ -67,9 +68,9 @@ def frame(lm, layout: Layout) -> GraphSpec:
                 TensorSpec("position_ids", I64, (1, "seq")), TensorSpec("temperature", F32, ()),
                 TensorSpec("top_k", I64, ()), TensorSpec("top_p", F32, ()), TensorSpec("repetition_penalty", F32, ()),
                 TensorSpec("seen", F32, (1, POSITIONS, width)), TensorSpec("noise", F32, (1, POSITIONS, width)),
-                *one(kv_specs("past_key_values", n, kvh, hd, "past"))],
+                *one(kv_specs(KV_PAST, n, kvh, hd, "past"))],
         outputs=[TensorSpec("codes", I64, (1, POSITIONS)), TensorSpec("next_embeds", F32, (1, 1, h)),
-                 *one(kv_specs("present", n, kvh, hd, "present"))],
+                 *one(kv_specs(KV_PRESENT, n, kvh, hd, "present"))],
         make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
         # greedy (with the penalty), sampling with top-k, top-p, the model's settings; prefill and steps
         check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
@@ -97,8 +98,8 @@ def lm_step(lm) -> GraphSpec:
     return GraphSpec(
         "lm_step", LmStep(lm),
         inputs=[TensorSpec("inputs_embeds", F32, (1, "seq", h)), TensorSpec("attention_mask", I64, (1, "past_seq")),
-                TensorSpec("position_ids", I64, (1, "seq")), *one(kv_specs("past_key_values", n, kvh, hd, "past"))],
-        outputs=[TensorSpec("hidden", F32, (1, 1, h)), *one(kv_specs("present", n, kvh, hd, "past_seq"))],
+                TensorSpec("position_ids", I64, (1, "seq")), *one(kv_specs(KV_PAST, n, kvh, hd, "past"))],
+        outputs=[TensorSpec("hidden", F32, (1, 1, h)), *one(kv_specs(KV_PRESENT, n, kvh, hd, "past_seq"))],
         make_inputs=lambda s: lm_step_inputs({**s, "batch": 1}, h, n, kvh, hd),
         export_sizes={"seq": 3, "past": 5},
         check_sizes=[{"seq": 7, "past": 0}, {"seq": 1, "past": 11}, {"seq": 4, "past": 300}],
