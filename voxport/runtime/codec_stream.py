@@ -4,7 +4,11 @@ The manifest's `runtime.codec_stream` lists the state tensors (input name, outpu
 without batch, dtype) and says the empty state is zeros; the runtime never looks at the layers.
 Optional, for a codec whose decoder is not deterministic or not causal:
 - `noise`: {"input", "per_frame", "distribution": "normal"}: standard normal noise [batch, frames,
-  per_frame] drawn per call from the stream's generator (the request's seed), as a graph input;
+  per_frame] drawn per call from the stream's generator (the request's seed), as a graph input: per
+  frame 2 x per_frame float64 uniforms u, v (the generator's `random`, as the sampling noise), then
+  Box-Muller sqrt(-2 ln(1 - u)) cos(2 pi v) in float64, cast to float32. Frame by frame, so a stream
+  and a whole-utterance decode of the same frames draw the same noise, and a runtime with only a
+  port of the uniform generator (the page's) draws it too;
 - `delay_frames` and `flush_code`: the graph emits audio `delay_frames` frames behind its input (it
   looks ahead): the first delay_frames frames of output are skipped, and `flush()` ends the stream by
   feeding that many frames of `flush_code`.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from voxport.errors import ArtifactError
 from voxport.runtime.graphs import Graphs
 
 
@@ -22,8 +27,10 @@ def codec_noise(spec: dict | None, rng: np.random.Generator, frames: int, batch:
     if not spec:
         return {}
     if spec.get("distribution", "normal") != "normal":
-        raise ValueError(f"codec noise distribution {spec['distribution']!r} is not known to this runtime")
-    return {spec["input"]: rng.standard_normal((batch, frames, spec["per_frame"]), dtype=np.float32)}
+        raise ArtifactError(f"codec noise distribution {spec['distribution']!r} is not known to this runtime")
+    u = rng.random((batch, frames, 2, spec["per_frame"]))
+    z = np.sqrt(-2.0 * np.log1p(-u[:, :, 0])) * np.cos(2.0 * np.pi * u[:, :, 1])
+    return {spec["input"]: z.astype(np.float32)}
 
 
 def codec_rng(seed: int) -> np.random.Generator:

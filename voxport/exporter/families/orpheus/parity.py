@@ -14,7 +14,7 @@ from voxport.exporter.families.orpheus.frame import head_rows
 from voxport.exporter.families.orpheus.layout import POSITIONS, Layout
 from voxport.exporter.parity_kit import TEXT, compare_codes, same
 from voxport.exporter.spec import ParityRow
-from voxport.runtime.codec_stream import CodecStream, codec_rng
+from voxport.runtime.codec_stream import CodecStream, codec_noise, codec_rng
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
@@ -190,7 +190,7 @@ def cases(rt, family, frames: int, progress) -> dict:
     progress(f"parity: SNAC decode of {len(audio_codes)} frames vs the snac package on the same noise")
     seed = 7
     whole = rt.decode(audio_codes, seed)
-    noise = codec_rng(seed).standard_normal((1, len(audio_codes), rt.codec["noise"]["per_frame"]), dtype=np.float32)
+    noise = codec_noise(rt.codec["noise"], codec_rng(seed), len(audio_codes))[rt.codec["noise"]["input"]]
     pkg = package_decode(snac, audio_codes, noise)
     rel = float(np.abs(whole - pkg).max() / np.abs(pkg).max())
     results["snac_decode"] = {"frames": int(len(audio_codes)), "rel": rel, "allowed_rel": DECODE_RTOL,
