@@ -3,7 +3,7 @@
 // codes, the next frame's input embedding and the backbone KV (the 31 depth-decoder steps and the
 // sampling happen inside the graph). Audio comes from the stateful `mimi_decoder_stream`, one call
 // per chunk of frames, its state fed back from call to call (voxport/runtime/codec_stream.py).
-import { samplingFeeds } from './sampling.js';
+import { codecNoise, codecRng, samplingFeeds } from './sampling.js';
 import { LogitsState } from './logits.js';
 
 export function i64(values, dims, ort) {
@@ -53,13 +53,17 @@ export function isEos(frame, rt) {
 }
 
 // The prompt graph's two inputs by the contract's names, per prompt format (prompt.py's feeds()).
-const PROMPT_INPUTS = { chat_template: (p) => [p.ids, p.codes], dual_track: (p) => [p.text, p.codes] };
+const PROMPT_INPUTS = { chat_template: (p) => [p.ids, p.codes], dual_track: (p) => [p.text, p.codes],
+  token_ids: (p) => [p.ids] };
 
-/** ids [S] and codes [S][K] through the prompt graph -> its embeddings [1, S, H]. */
+/** ids [S] and codes [S][K] (null where the format has no codes track) through the prompt graph ->
+ * its embeddings [1, S, H]. */
 async function embedPrompt(g, ids, codes) {
   const { ort, rt } = g, p = rt.generation.prompt, n = ids.length;
   const [a, b] = PROMPT_INPUTS[p.format](p);
-  const out = await g.run(p.graph, { [a]: i64(ids, [1, n], ort), [b]: i64(codes.flat(), [1, n, codes[0].length], ort) });
+  const feeds = { [a]: i64(ids, [1, n], ort) };
+  if (b) feeds[b] = i64(codes.flat(), [1, n, codes[0].length], ort);
+  const out = await g.run(p.graph, feeds);
   return Object.values(out)[0];
 }
 
@@ -113,7 +117,7 @@ export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, sh
       dispose([embeds]);
       past = nextCache(fr, out);
       embeds = out[fr.embeds.output];
-      pos += seq;
+      pos += seq + (fr.steps ?? 1) - 1;  // a call may run several LM steps (contract frame.steps)
       const frame = Array.from(out[fr.codes].data, Number);  // codes [1, K]
       logits?.update(frame);
       yield frame;
@@ -132,26 +136,48 @@ export async function* generateFrames(g, prompt, { maxFrames, sampling, seed, sh
  * call would give for the same chunks (Python's CodecStream does the same).
  */
 export class CodecStream {
-  constructor(g) {
+  /** seed: the request's (a codec with noise draws it per frame, as Python's codec_rng(seed)). */
+  constructor(g, seed = 0) {
     const { ort, rt } = g;
     const spec = rt.codec_stream;
     this.g = g; this.graph = spec.graph; this.calls = 0;
     this.state = Object.fromEntries(spec.state.map((e) => [e.input, zeros(ort, e.dtype, [1, ...e.shape])]));
     this.inputOf = Object.fromEntries(spec.state.map((e) => [e.output, e.input]));
+    this.noise = spec.noise ?? null;
+    this.rng = this.noise ? codecRng(seed) : null;
+    // a graph that looks ahead: its first delay frames of audio are skipped, flush() ends the stream
+    this.delay = spec.delay_frames ?? 0;
+    this.flushCode = spec.flush_code;
+    this.skip = this.delay * rt.frame_size;
   }
 
-  /** codes [n][K] -> Float32Array of n * frame_size samples. */
+  /** codes [n][K] -> Float32Array of n * frame_size samples (fewer at the start of a look-ahead stream). */
   async decode(frames) {
     const { ort, rt } = this.g;
     const k = rt.num_codebooks, n = frames.length;
     const flat = new Array(k * n);
     frames.forEach((f, t) => f.forEach((c, j) => { flat[j * n + t] = c; }));  // [1, K, n]
-    const out = await this.g.run(this.graph, { audio_codes: i64(flat, [1, k, n], ort), ...this.state });
+    const feeds = { audio_codes: i64(flat, [1, k, n], ort), ...this.state };
+    if (this.noise) {
+      feeds[this.noise.input] = new ort.Tensor('float32', codecNoise(this.rng, n, this.noise.per_frame),
+        [1, n, this.noise.per_frame]);
+    }
+    const out = await this.g.run(this.graph, feeds);
     dispose(this.state);
     this.state = {};
     for (const [name, input] of Object.entries(this.inputOf)) this.state[input] = out[name];
     this.calls += 1;
-    return out.audio_values.data;
+    const audio = out.audio_values.data;
+    const cut = Math.min(this.skip, audio.length);
+    this.skip -= cut;
+    return cut ? audio.slice(cut) : audio;
+  }
+
+  /** The audio a look-ahead graph still holds (none for one without). */
+  async flush() {
+    if (!this.delay) return new Float32Array(0);
+    const k = this.g.rt.num_codebooks;
+    return this.decode(Array.from({ length: this.delay }, () => new Array(k).fill(this.flushCode)));
   }
 
   close() { dispose(this.state); }

@@ -5,7 +5,7 @@ export const FORMAT_VERSION = 2;
 export const DEFAULT_DTYPE = 'fp32';
 // The prompt formats this page builds (web/src/tokenize.js, web/src/dual_track.js); the manifest's
 // generation.prompt.format names the artifact's.
-export const PROMPT_FORMATS = ['chat_template', 'dual_track'];
+export const PROMPT_FORMATS = ['chat_template', 'dual_track', 'token_ids'];
 
 /** What the page runs (the fused path of voxport/runtime/stream.py), named by the manifest's generation
  * contract: the prompt graph, the frame graph (one call per frame), the streaming codec. Step graphs

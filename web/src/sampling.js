@@ -104,6 +104,12 @@ export class NumpyRng {
     return lo;
   }
 
+  /** rng.random() (float64): (uint64 >> 11) * 2^-53, the 64-bit output's halves low first. */
+  random() {
+    const lo = this.nextUint32(), hi = this.nextUint32();
+    return (hi * 2097152 + (lo >>> 11)) * 1.1102230246251565e-16;
+  }
+
   /** rng.random(n, dtype=float32) into `out`: (uint32 >> 8) * 2^-24, exact in float32. */
   fillFloat32(out) {
     for (let i = 0; i < out.length; i++) out[i] = (this.nextUint32() >>> 8) * 5.9604644775390625e-8;
@@ -140,4 +146,22 @@ export function samplingFeeds(ort, { temperature = 0, topK = 0, topP = null } = 
     // greedy: Python still draws (its generator advances), but the codes cannot depend on it
     noise: () => new ort.Tensor('float32', greedy ? buf : rng.fillFloat32(new Float32Array(k * vocab)), [1, k, vocab]),
   };
+}
+
+/**
+ * The codec's noise (voxport/runtime/codec_stream.py codec_noise): per frame 2 x perFrame float64
+ * uniforms u, v, then sqrt(-2 ln(1 - u)) cos(2 pi v) cast to float32, [1, frames, perFrame]. The
+ * generator is default_rng([seed, 1]), whose entropy words equal those of seed + 2^32.
+ */
+export function codecRng(seed) { return new NumpyRng(seed + 2 ** 32); }
+
+export function codecNoise(rng, frames, perFrame) {
+  const out = new Float32Array(frames * perFrame), u = new Float64Array(perFrame);
+  for (let f = 0; f < frames; f++) {
+    for (let i = 0; i < perFrame; i++) u[i] = rng.random();
+    for (let i = 0; i < perFrame; i++) {
+      out[f * perFrame + i] = Math.sqrt(-2.0 * Math.log1p(-u[i])) * Math.cos(2.0 * Math.PI * rng.random());
+    }
+  }
+  return out;
 }

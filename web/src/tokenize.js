@@ -77,7 +77,39 @@ export class ChatTemplatePrompt {
   vectors() { return []; }
 }
 
-const FORMATS = { chat_template: ChatTemplatePrompt, dual_track: DualTrackPrompt };
+/** The token_ids format (voxport/runtime/prompt.py TokenIdsPrompt): fixed ids around the tokenized
+ * template, named speakers only, no context audio. */
+export class TokenIdsPrompt {
+  constructor(files, rt) {
+    this.spec = rt.generation.prompt;
+    this.speakers = rt.generation.speakers.names;
+    this.tokenizer = new Tokenizer(files.tokenizer, {});
+  }
+
+  check(u) {
+    if (u.language != null && u.language !== 'auto') throw new Error('this model takes no language option; it speaks the language of the text');
+    if (u.instruct) throw new Error('this model takes no instruction (--instruct)');
+    if (u.speaker != null && !this.speakers.includes(String(u.speaker))) {
+      throw new Error(`speaker '${u.speaker}' is not one of this model's speakers: ${this.speakers.join(', ')}`);
+    }
+  }
+
+  build(turns) {
+    const u = turns[turns.length - 1];
+    if (turns.length > 1) throw new Error('this model does not clone voices (it takes no reference clip)');
+    this.check(u);
+    const s = this.spec;
+    const text = u.speaker != null ? s.template.replace('{speaker}', u.speaker).replace('{text}', u.text) : u.text;
+    const ids = this.tokenizer.encode(text, { add_special_tokens: s.add_special_tokens }).ids;
+    return { ids: [...s.prefix, ...ids, ...s.suffix], codes: null };
+  }
+
+  trailing() { return null; }
+
+  vectors() { return []; }
+}
+
+const FORMATS = { chat_template: ChatTemplatePrompt, dual_track: DualTrackPrompt, token_ids: TokenIdsPrompt };
 
 /** The builder of the manifest's generation.prompt.format (checkManifest refused any other). */
 export function promptBuilder(files, rt) {

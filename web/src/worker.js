@@ -168,21 +168,25 @@ async function speak(req) {
   const { g } = model;
   const rt = g.rt;
   const prompt = promptFor(req);
-  const maxFrames = Math.min(req.maxFrames ?? 125, rt.max_positions - prompt.ids.length);
+  // a frame call may take several positions (contract frame.steps)
+  const maxFrames = Math.min(req.maxFrames ?? 125,
+    Math.floor((rt.max_positions - prompt.ids.length) / (rt.generation.frame.steps ?? 1)));
   // frames per codec call: 1 gives the earliest audio; larger chunks amortise the call overhead
   const chunkFrames = Math.max(1, Math.floor(req.chunkFrames ?? 1));
   stopRequested = false;
-  const codec = new CodecStream(g);
+  const codec = new CodecStream(g, req.seed ?? 0);
   g.timings = {};
   const frames = [];
   let pending = [];
   const t0 = performance.now();
   let tFirstFrame = null, tFirstAudio = null, decodeMs = 0, samples = 0;
-  const emit = async () => {
+  const emit = async (flush = false) => {
     const t = performance.now();
-    const audio = (await codec.decode(pending)).slice();  // own buffer: it is transferred
+    // own buffer: it is transferred
+    const audio = (flush ? await codec.flush() : await codec.decode(pending)).slice();
     pending = [];
     decodeMs += performance.now() - t;
+    if (!audio.length) return;  // a codec that looks ahead returns nothing for its first frames
     samples += audio.length;
     tFirstAudio ??= performance.now() - t0;
     post({ type: 'audio', id: req.id, samples: audio, at: performance.now() - t0 }, [audio.buffer]);
@@ -199,6 +203,7 @@ async function speak(req) {
     }
     const generateMs = performance.now() - t0;
     if (pending.length) await emit();
+    if (codec.delay && !stopRequested) await emit(true);  // the audio a look-ahead codec still holds
     const totalMs = performance.now() - t0;
     const audioS = samples / rt.sample_rate;
     const calls = (name) => g.timings[name]?.[0] ?? 0;
