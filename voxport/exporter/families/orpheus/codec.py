@@ -17,7 +17,6 @@ import contextlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -74,11 +73,6 @@ def load(path: Path):
     snac = SNAC.from_pretrained(str(d)).float().eval()
     snac.config = json.loads((d / "config.json").read_text())
     return snac
-
-
-def config_of(snac) -> dict:
-    return dict(sampling_rate=snac.sampling_rate, hop_length=int(snac.hop_length), codebook_size=snac.codebook_size,
-                vq_strides=list(snac.vq_strides), decoder_rates=list(snac.decoder_rates))
 
 
 def samples_per_frame(snac) -> int:
@@ -188,8 +182,3 @@ def folded(snac):
             for name in list(m.parametrizations):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
     return copy
-
-
-def draw_noise(rng: np.random.Generator, snac, frames: int, batch: int = 1) -> np.ndarray:
-    """Standard normal noise for `frames` frames: [batch, frames, sum(noise_per_frame)]."""
-    return rng.standard_normal((batch, frames, sum(noise_per_frame(snac))), dtype=np.float32)

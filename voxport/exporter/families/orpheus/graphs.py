@@ -107,9 +107,9 @@ def lm_step(lm) -> GraphSpec:
     )
 
 
-def _codes_noise(snac, s, frames_key="frames"):
-    gen = torch.Generator().manual_seed(s["batch"] * 1000 + s.get(frames_key, 0) + s.get("held", 0))
-    f = s[frames_key]
+def _codes_noise(snac, s):
+    gen = torch.Generator().manual_seed(s["batch"] * 1000 + s["frames"])
+    f = s["frames"]
     codes = torch.randint(0, snac.codebook_size, (s["batch"], POSITIONS, f), generator=gen)
     noise = torch.randn(s["batch"], f, sum(codec.noise_per_frame(snac)), generator=gen)
     return gen, codes, noise

@@ -12,7 +12,7 @@ read the text ids' meaning; the prompt's control ids come from the tokenizer).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from voxport.exporter.families.orpheus import codec
@@ -37,7 +37,6 @@ class OrpheusPreset:
     specials: int  # Llama's special-token block (256 released: <|begin_of_text|> .. reserved)
     vocab_size: int | None  # None: exactly text + specials + 10 controls + 7 x codebook
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 _FULL = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
