@@ -253,6 +253,8 @@ def reference_generate(family, text: str, frames: int, device: str):
     from tokenizers import Tokenizer
     from transformers import LogitsProcessorList
 
+    from voxport.exporter.families.orpheus import DEFAULTS
+
     m = family.model
     layout = m.layout
     prompt = canopy_prompt(Tokenizer.from_file(str(m.tokenizer_file)), layout, text)
@@ -268,7 +270,8 @@ def reference_generate(family, text: str, frames: int, device: str):
     ids = torch.tensor([prompt])
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = m.lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, repetition_penalty=1.3,
+        out = m.lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                            repetition_penalty=DEFAULTS["repetition_penalty"],
                             logits_processor=LogitsProcessorList([allowed_processor(layout, len(prompt))]),
                             max_new_tokens=POSITIONS * frames, eos_token_id=layout.stop_id,
                             pad_token_id=layout.stop_id, streamer=Clock())
