@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
+HAPROXY  := /usr/sbin/haproxy
 # npm ci writes node_modules/.package-lock.json: newer than the lock file means node_modules is current
 WEB_STAMP := web/node_modules/.package-lock.json
 PORT ?= 8000
@@ -18,14 +19,19 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q -r requirements.lock
 	# the Qwen3-TTS reference (pyproject extra "qwen"), without the torchaudio/gradio it names
 	$(BIN)/pip install -q --no-deps qwen-tts-hf==0.1.1.post1
+	# the original CSM model for the tests (pyproject extra "original"), without the torchdata torchtune names
+	$(BIN)/pip install -q --no-deps torchtune==0.6.1 torchao==0.10.0
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
 
-# The page's JS dependencies (onnxruntime-web, tokenizer, template engine), from the committed lock file.
+# voxport-web's dependencies (onnxruntime-web, tokenizer, template engine; onnxruntime-node and esbuild for
+# its Node tests and bundle) from the committed lock file; npm ci's prepare step builds web/dist/.
+# onnxruntime-node's postinstall would download CUDA binaries from outside the registry: skipped (its CPU
+# binary ships in the package).
 $(WEB_STAMP): web/package.json web/package-lock.json
-	cd web && npm ci --no-audit --no-fund
+	cd web && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	touch $@
 
 web: $(WEB_STAMP)
@@ -34,6 +40,12 @@ web: $(WEB_STAMP)
 $(CHROMIUM):
 	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
+# The replica test (tests/test_deployment.py) puts two `voxport serve` behind Debian's HAProxy; where it
+# cannot be installed (no root, no apt) the suite goes on and that test says why it skipped.
+$(HAPROXY):
+	apt-get install -y haproxy || (apt-get update && apt-get install -y haproxy) \
+		|| echo "haproxy could not be installed: tests/test_deployment.py will skip its replica test"
+
 # Export the embedded default (the tiny preset) in all five precisions, verify the set, and prove it
 # against PyTorch: fp32 exactly (parity.md), the other variants by their fidelity gates (fidelity.md).
 export: $(STAMP)
@@ -41,7 +53,7 @@ export: $(STAMP)
 	$(BIN)/voxport verify artifacts/tiny
 	$(BIN)/voxport parity artifacts/tiny --dtypes all
 
-test: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
+test: $(STAMP) $(WEB_STAMP) $(CHROMIUM) $(HAPROXY)
 	$(BIN)/python -m pytest -q
 
 # voxport vs PyTorch side by side (bench/results/<date>-<machine>.{json,md,png}); exports the presets

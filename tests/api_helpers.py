@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -28,6 +31,24 @@ def api_server(dirs: list[Path], **api):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+@contextmanager
+def serve_process(*args: str):
+    """`voxport serve ARGS --port 0 --quiet` in its own process: (process, port) once it listens."""
+    proc = subprocess.Popen([sys.executable, "-m", "voxport.cli", "serve", *map(str, args), "--port", "0", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "serving on" not in line:
+            line = proc.stderr.readline()
+            assert line, "server did not start"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its log pipe drained
+        yield proc, int(re.search(r":(\d+)/ ", line).group(1))
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def request(port: int, method: str, path: str, body=None, headers: dict | None = None, timeout: float = 120):
@@ -96,3 +117,20 @@ def upload(port: int, name: str, path: Path, text="A reference clip.", extra=b""
                  f"Content-Type: application/octet-stream\r\n\r\n".encode() + path.read_bytes() + extra + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return request(port, "POST", "/v1/voices", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def asgi_app(dirs: list[Path], host: str = "127.0.0.1", allow_hosts: list[str] = (), **api):
+    """The app `voxport serve` runs, without a socket: for Starlette's TestClient (in-process, fast)."""
+    from voxport.api.app import ServerConfig, build_app
+    from voxport.api.guard import allowed_hosts
+    from voxport.serve import WEB_ROOT, model_dirs, page_routes
+
+    models = model_dirs(dirs)
+    config = ServerConfig(models=models, allowed_hosts=allowed_hosts(host, list(allow_hosts)), **api)
+    return build_app(config, page_routes(WEB_ROOT, models))
+
+
+def client(app, **kw):
+    from starlette.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False, **kw)

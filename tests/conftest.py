@@ -72,6 +72,34 @@ def tiny_checkpoint(cache_root) -> Path:
     return materialize("tiny", cache_root)
 
 
+@pytest.fixture(scope="session")
+def marvis_bare(tmp_path_factory, cache_root) -> Path:
+    """The tiny preset in the original CSM layout as Marvis's training writes it: config.json and the
+    torchtune-named weights alone, no tokenizer, no codec."""
+    from voxport.exporter.presets import materialize
+
+    src = materialize("marvis-tiny", cache_root)
+    out = tmp_path_factory.mktemp("marvis") / "bare"
+    out.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(src / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def marvis_dir(tmp_path_factory, cache_root, marvis_bare) -> Path:
+    """marvis_bare exported fp32 with the preset's tokenizer (prosody markers added) and Mimi passed as
+    --tokenizer and --codec."""
+    from voxport.exporter.export import export
+    from voxport.exporter.presets import materialize
+
+    out = tmp_path_factory.mktemp("artifacts") / "marvis-tiny"
+    src = materialize("marvis-tiny", cache_root)
+    export(str(marvis_bare), out, progress=lambda m: None, cache_root=cache_root, dtypes="fp32",
+           parts={"tokenizer": str(src / "tokenizer"), "codec": str(src / "codec")})
+    return out
+
+
 def pytest_terminal_summary(terminalreporter, config):
     """The parity and fidelity rows of every preset the session exported (each family's tiny presets),
     in the log: a reader of a CI run sees the numbers, not only a pass."""

@@ -126,7 +126,7 @@ def test_frame_graph_is_written_with_fused_ops(qwen_dir):
 
     import onnx
 
-    from voxport.exporter.blocks import unfusable
+    from voxport.exporter.kernels import unfusable
     from voxport.exporter.checkpoint import resolve
 
     tc = json.loads((resolve("qwen3-tts-tiny").path / "config.json").read_text())["talker_config"]
@@ -141,4 +141,5 @@ def test_frame_graph_is_written_with_fused_ops(qwen_dir):
             "/talker/codec_head/MatMul",
             f"/predictor/step{steps - 1}/layers.1/attn/k_norm/SkipSimplifiedLayerNormalization",
             "/predictor/step0/projection/MatMul", "/predictor/step3/head/MatMul"} <= names
-    assert "sliding_window" in unfusable(SimpleNamespace(head_dim=16, hidden_act="silu", sliding_window=8))
+    assert "no sliding window" in unfusable(SimpleNamespace(head_dim=16, num_attention_heads=4, num_key_value_heads=2,
+                                                            hidden_act="silu", sliding_window=8))

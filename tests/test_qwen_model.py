@@ -4,6 +4,8 @@ the recipe is manifest data read by voxport/runtime/prompt.py)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,9 @@ def test_presets_materialise_in_the_released_layout_and_load(tiny, cache_root):
               "speech_tokenizer/preprocessor_config.json"):
         assert (path / f).is_file(), f
     assert materialize("qwen3-tts-tiny", cache_root) == path  # cached
+    for name in ("qwen3-tts-tiny", "qwen3-tts-tiny-base"):  # the released files' class name, which converters read
+        config = json.loads((materialize(name, cache_root) / "config.json").read_text())
+        assert config["architectures"] == ["Qwen3TTSForConditionalGeneration"], name
     fresh = presets.build_model(presets.PRESETS["qwen3-tts-tiny"], presets.build_tokenizer())
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in fresh.state_dict().items())

@@ -87,9 +87,8 @@ def test_contract_feeds_each_groups_top_p_and_refuses_it_without_an_input():
 
     def contract(groups):
         frame = {"graph": "frame", "codes": "codes", "noise": "noise", "embeds": {"input": "e", "output": "n"},
-                 "attention_mask": "m", "position_ids": "p",
                  "cache": {"layers": 1, "kv_heads": 1, "head_dim": 8, "kv": ["key"], "input": "a{layer}{kv}",
-                           "output": "b{layer}{kv}"}}
+                           "output": "b{layer}{kv}", "layout": "static", "capacity": 16, "lengths": "l"}}
         return FrameContract({"generation": {"frame": frame, "codebooks": 2, "noise_vocab": V, "sampling": groups,
                                              "stop": {"codebooks": [0, 1], "token": 0}}})
 
@@ -97,9 +96,9 @@ def test_contract_feeds_each_groups_top_p_and_refuses_it_without_an_input():
                "inputs": {"temperature": "t", "top_k": "k", "top_p": "p"}},
               {"name": "b", "codebooks": [1, 2], "vocab": V, "inputs": {"temperature": "t2", "top_k": "k2", "top_p": "p2"}}]
     feeds = contract(groups).sampling_feeds(Sampling(0.9, 50))
-    assert (float(feeds["p"]), float(feeds["p2"])) == (np.float32(0.95), 1.0)  # the model's default, else none
+    assert (feeds["p"].tolist(), feeds["p2"].tolist()) == ([np.float32(0.95)], [1.0])  # the model's default, else none
     feeds = contract(groups).sampling_feeds(Sampling(0.9, 50, top_p=0.5))
-    assert float(feeds["p"]) == float(feeds["p2"]) == 0.5
+    assert feeds["p"].tolist() == feeds["p2"].tolist() == [0.5]  # one row each
     old = [{**groups[1], "inputs": {"temperature": "t", "top_k": "k"}}]  # exported before top-p
     assert "p" not in contract(old).sampling_feeds(Sampling(0.9, 50))
     with pytest.raises(InputError, match="samples without top-p"):

@@ -73,7 +73,7 @@ def test_mime_types_of_the_js_dependencies(server):
     assert status == 200 and headers["Content-Type"] == "application/wasm" and body[:4] == b"\0asm"
     status, headers, _ = get(server, dist + "ort.webgpu.min.mjs")
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
-    assert get(server, "/src/app.js")[1]["Content-Type"].startswith("text/javascript")
+    assert get(server, "/app.js")[1]["Content-Type"].startswith("text/javascript")
 
 
 @pytest.mark.parametrize("path", [

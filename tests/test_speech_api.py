@@ -48,7 +48,7 @@ def _chunks(port: int, body: dict) -> tuple[list[int], float, float]:
     payload = json.dumps(body).encode()
     t0 = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
         f = s.makefile("rb")
         assert f.readline().split()[1] == b"200"
@@ -179,7 +179,10 @@ def test_api_key(tiny_dir, tmp_path):
             assert (status, err["code"]) == (401, "invalid_api_key") and message in err["message"]
             assert error_of(speech(p, headers, model="tiny", input=TEXT))[0] == 401
         assert request(p, "GET", "/v1/models", headers={"Authorization": f"Bearer {KEY}"})[0] == 200
-        assert request(p, "GET", "/api/models")[0] == 200 and request(p, "GET", "/")[0] == 200  # the page: no key
+        assert request(p, "GET", "/")[0] == 200 and request(p, "GET", "/healthz")[0] == 200  # the page: no key
+        for path in ("/api/models", "/models/tiny/manifest.json", "/models/tiny/onnx/embed.onnx"):
+            assert request(p, "GET", path)[0] == 401, path  # the model's files and names: the key
+            assert request(p, "GET", path, headers={"Authorization": f"Bearer {KEY}"})[0] == 200, path
         with pytest.raises(Exception, match="403"):
             wsc.connect(f"ws://127.0.0.1:{p}/v1/audio/stream", open_timeout=10)
         with wsc.connect(f"ws://127.0.0.1:{p}/v1/audio/stream", additional_headers={"Authorization": f"Bearer {KEY}"},

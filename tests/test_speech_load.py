@@ -1,13 +1,12 @@
 """The server under load: concurrent streams share one runtime and each gets its solo audio; past
---max-streams a 503; a client that goes frees its slot; 200 requests in a row keep memory flat."""
+--max-streams with no queue a 503; a client that goes frees its slot; 1,000 requests from 8 clients keep memory flat
+and leak no slot."""
 
 from __future__ import annotations
 
 import json
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,14 +16,14 @@ import psutil
 import pytest
 from websockets.sync.client import connect
 
-from tests.api_helpers import api_server, health, speech, wait_for
+from tests.api_helpers import api_server, health, serve_process, speech, wait_for
 
 TEXTS = ["One voice among many.", "Another speaks at once.", "A third keeps pace.", "Then a fourth."]
 
 
 @pytest.fixture(scope="module")
 def port(tiny_dir, tmp_path_factory):
-    with api_server([tiny_dir], max_streams=8, voices_dir=tmp_path_factory.mktemp("voices")) as p:
+    with api_server([tiny_dir], max_streams=8, max_queue=0, voices_dir=tmp_path_factory.mktemp("voices")) as p:
         yield p
 
 
@@ -66,7 +65,7 @@ def _slow_stream(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     payload = json.dumps({"model": "tiny", "input": "Hold this slot.", "max_frames": 400,
                           "response_format": "pcm"}).encode()
-    s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
     assert s.recv(12) == b"HTTP/1.1 200"
     return s
@@ -126,39 +125,46 @@ def test_clients_gone_before_the_first_byte_leave_no_slot_held(port):
     before = counted()
     for _ in range(10):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            s.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
     # every request reached a slot (taken, or refused past 8) and none is still held
     freed = wait_for(lambda: counted() == before + 10 and health(port)["streams"]["active"] == 0, timeout=10)
     print(f"ten vanished clients: all slots back {freed * 1000:.0f} ms after the last")
 
 
-def test_soak_200_requests_keep_memory_flat(tiny_dir, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "voxport.cli", "serve", str(tiny_dir), "--port", "0",
-                             "--voices-dir", str(tmp_path), "--quiet"], stderr=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        while "serving on" not in line:
-            line = proc.stderr.readline()
-            assert line, "server did not start"
-        port = int(re.search(r":(\d+)/ ", line).group(1))
-        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep its log pipe drained
+def test_soak_1000_requests_from_8_clients_keep_memory_flat_and_leak_no_slot(tiny_dir, tmp_path):
+    """`voxport serve` with 4 slots and 8 clients: half of them wait in the queue at any moment."""
+    n, clients = 1000, 8
+    with serve_process(tiny_dir, "--voices-dir", tmp_path, "--max-streams", 4, "--max-queue", 8) as (proc, port):
         server = psutil.Process(proc.pid)
-        rss, t = [], time.perf_counter()
-        for i in range(200):
-            status, _, audio = speech(port, model="tiny", input=TEXTS[i % 4], seed=i, max_frames=2,
-                                      response_format="wav")
-            assert status == 200 and len(audio) == 44 + 2 * 3840
-            rss.append(server.memory_info().rss / 2 ** 20)
+        rss, done, lock = [], [0], threading.Lock()
+
+        def client(c):
+            statuses = []
+            for i in range(c, n, clients):
+                status, _, audio = speech(port, model="tiny", input=TEXTS[i % 4], seed=i, max_frames=2,
+                                          response_format="wav")
+                statuses.append((status, len(audio)))
+                with lock:
+                    done[0] += 1
+                    if done[0] % 25 == 0:
+                        rss.append(server.memory_info().rss / 2 ** 20)
+            return statuses
+
+        t = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            results = [r for rs in pool.map(client, range(clients)) for r in rs]
         wall = time.perf_counter() - t
         hwm = int(re.search(r"VmHWM:\s+(\d+)", open(f"/proc/{proc.pid}/status").read()).group(1)) / 1024
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-    growth = rss[-1] - rss[49]
-    print(f"soak: 200 requests in {wall:.1f} s; RSS after 1: {rss[0]:.1f} MB, after 50: {rss[49]:.1f} MB, "
-          f"after 200: {rss[-1]:.1f} MB (growth over the last 150: {growth:+.1f} MB), peak {hwm:.1f} MB")
+        streams = health(port)["streams"]
+    assert results == [(200, 44 + 2 * 3840)] * n  # none refused: the queue absorbed the other four
+    warm = rss[len(rss) // 5]  # after 200 requests
+    growth = max(rss[len(rss) // 5:]) - warm
+    print(f"soak: {n} requests from {clients} clients in {wall:.1f} s ({n / wall:.1f}/s); RSS after 25: "
+          f"{rss[0]:.1f} MB, after 200: {warm:.1f} MB, after {n}: {rss[-1]:.1f} MB (largest growth after 200: "
+          f"{growth:+.1f} MB), peak {hwm:.1f} MB; longest wait for a slot {streams['longest_wait_s']} s")
     # bound: one request's state (tiny: codec state 0.26 MB from the manifest, KV 512 B per position,
-    # 15 KB of PCM) is ~0.3 MB, so keeping each request's would add ~45 MB over 150. Growth after
-    # warm-up measured +0.1 to +0.7 MB; 8 MB leaves room for allocator noise on a busy machine.
+    # 15 KB of PCM) is ~0.3 MB, so keeping each request's would add ~240 MB over 800. Growth after
+    # warm-up measured +0.2 MB over 800 (52 s, 2 cores at load average 10); 8 MB leaves room for allocator noise.
     assert growth < 8
+    assert (streams["active"], streams["waiting"], streams["started"], streams["refused"]) == (0, 0, n, 0)

@@ -98,7 +98,8 @@ def test_long_text_is_spoken_as_consecutive_utterances(tiny_dir):
 
 @pytest.mark.parametrize("flags, message", [
     (["--temperature", "-0.5"], "temperature must be >= 0"), (["--top-k", "0"], "top-k must be between 1"),
-    (["--top-k", "2052"], "top-k must be between 1"), (["--stream", "--chunk-frames", "0"], "chunk size")])
+    (["--top-k", "2052"], "top-k must be between 1"),
+    (["--stream", "--chunk-frames", "0"], "--chunk-frames must be >= 1, got 0")])
 def test_bad_stream_settings_get_clear_errors(tiny_dir, tmp_path, capsys, flags, message):
     assert main(["speak", str(tiny_dir), TEXT, "-o", str(tmp_path / "x.wav"), *flags]) == 2
     assert message in capsys.readouterr().err

@@ -1,9 +1,7 @@
-"""The browser demo in a real Chromium (Debian's, driven by Playwright): token ids, generated codes and
-streamed audio equal the Python runtime's fused path (voxport/runtime/stream.py), voice prompts, damaged
-artifacts are named on the page.
-
-The page's test hook (README): window.voxport.{ready, load, speak, tokenize, useVoice, last, lastError}
-and #stats[data-state]."""
+"""The browser demo in a real Chromium (Debian's, driven by Playwright), built on voxport-web's public
+API: what it speaks and downloads equals the Python runtime's fused path (voxport/runtime/stream.py);
+token ids, codes and stats through the library on the same page (tests/web_helpers.py LIBRARY); voice
+prompts; damaged artifacts named on the page. The page's state is #stats[data-state]."""
 
 from __future__ import annotations
 
@@ -13,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.web_helpers import (SCREENSHOTS, check_download, copy_artifact, load_via_ui, open_page, python_speech,
-                               serving, speak_via_ui, wait_state)
+from tests.web_helpers import (SCREENSHOTS, check_download, copy_artifact, load_via_ui, open_page,
+                               python_speech, serving, speak_via_ui, use_library, wait_state)
 
 TEXTS = ["Hello, world!", "Numbers: 3.14, 42 and 1,000,000.", "Emoji 🎉🙂 and symbols #@%&*",
          "Привет, мир. 你好，世界。 こんにちは", "  spaces   and\ttabs\nnewline ", "¿Qué tal? «Ça va» — ok…"]
@@ -24,7 +22,7 @@ FRAMES = 16  # wasm; the WebGPU adapter here is a slow software one
 
 def assert_fused_stats(s, codes, rt, chunk=1):
     """One frame call per frame, one embed call for the prompt, one codec call per chunk of audio
-    (the eos frame, if any, is not audio)."""
+    (the eos frame, if any, is not audio), and no step graph run."""
     frames = len(codes)
     audible = frames - int(bool(np.all(np.array(codes[-1][:-1]) == rt["codebook_eos_token_id"])))
     assert s["runtime_calls_per_frame"] == 1 and s["graph_ms"]["frame"]["calls"] == frames, s
@@ -50,37 +48,39 @@ def test_page_speaks_the_python_codes_and_streams(browser, site, runtime):
     ctx, page, console = open_page(browser, site)
     assert page.locator("#model option").all_text_contents() == ["tiny"]
     assert load_via_ui(page) == "ready", page.text_content("#error")
-    r = speak_via_ui(page, TEXT, FRAMES)
-    codes, pcm, _ = python_speech(runtime, TEXT, max_frames=FRAMES)
-    assert np.array_equal(np.array(r["codes"]), codes), "page codes differ from `voxport speak --greedy`"
-    s = r["stats"]
-    assert s["frames"] == FRAMES and s["backend"] == "wasm" and s["threads"] == 2
-    assert_fused_stats(s, r["codes"], runtime.rt)
+    assert page.text_content("#s-backend") == "wasm, 2 thread(s), fp32"
+    assert speak_via_ui(page, TEXT, FRAMES)["frames"] == FRAMES
+    _, pcm, _ = python_speech(runtime, TEXT, max_frames=FRAMES)
     # streaming: the page heard its first audio before generation finished
-    assert 0 < s["first_audio_ms"] < s["generation_end_ms"], s
-    assert s["first_audio_out_ms"] < s["generate_ms"], s  # the worker sent audio mid-generation
-    assert page.text_content("#s-frames") == str(FRAMES)
+    first, total = (float(page.text_content(i).split()[0]) for i in ("#s-first", "#s-total"))
+    assert 0 < first < total, (first, total)
     # Download gives what was spoken: the Python runtime's streamed waveform as 16-bit PCM
     check_download(page, pcm)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "after-speaking.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
+    # the library on the same page: Python's codes, one call a frame
+    assert use_library(page, threads=2) == {"device": "wasm", "dtype": "fp32", "threads": 2}
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "maxFrames": FRAMES, "temperature": 0})
+    codes, _, _ = python_speech(runtime, TEXT, max_frames=FRAMES)
+    assert np.array_equal(np.array(r["codes"]), codes), "page codes differ from `voxport speak --greedy`"
+    assert r["stats"]["frames"] == FRAMES and r["stats"]["device"] == "wasm" and r["stats"]["threads"] == 2
+    assert_fused_stats(r["stats"], r["codes"], runtime.rt)
     assert console.errors == []
     ctx.close()
 
 
 def test_sampled_codes_equal_python_for_the_same_seed(browser, site, runtime):
-    """The page draws the noise uniforms with a port of numpy's default_rng (PCG64 + SeedSequence),
+    """The library draws the noise uniforms with a port of numpy's default_rng (PCG64 + SeedSequence),
     so temperature + top-k sampling gives Python's codes for the same seed; chunks of 3 frames."""
     from voxport.runtime.sampling import Sampling
 
     frames, seed = 8, 1234
     ctx, page, console = open_page(browser, site)
-    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
-    r = page.evaluate("(o) => window.voxport.speak(o)", {
-        "text": TEXT, "maxFrames": frames, "seed": seed, "chunkFrames": 3,
-        "sampling": {"temperature": 0.9, "topK": 40}})
+    use_library(page)
+    r = page.evaluate("(o) => window.lib.speak(o)", {
+        "text": TEXT, "maxFrames": frames, "seed": seed, "chunkFrames": 3, "temperature": 0.9, "topK": 40})
     codes, _, _ = python_speech(runtime, TEXT, max_frames=frames, sampling=Sampling(0.9, 40), seed=seed)
     assert np.array_equal(np.array(r["codes"]), codes)
     assert_fused_stats(r["stats"], r["codes"], runtime.rt, chunk=3)
@@ -94,7 +94,7 @@ def test_token_ids_equal_python(browser, site, runtime):
     from voxport.runtime.prompt import Utterance
 
     ctx, page, console = open_page(browser, site)
-    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
+    use_library(page)
     codes = np.arange(3 * 32).reshape(3, 32) % 2048  # a 3-frame voice prompt: <|AUDIO|> expansion
     turns, expected = [], []
     for text in TEXTS:
@@ -102,7 +102,7 @@ def test_token_ids_equal_python(browser, site, runtime):
         expected.append(runtime.prompts.build([Utterance(text, 1)])[0][0].tolist())
         turns.append([{"text": "ref", "speaker": 0, "codes": codes.tolist()}, {"text": text, "speaker": 0}])
         expected.append(runtime.prompts.build([Utterance("ref", 0, codes), Utterance(text, 0)])[0][0].tolist())
-    got = page.evaluate("(turns) => window.voxport.tokenize(turns)", turns)
+    got = page.evaluate("(turns) => window.lib.tokenize(turns)", turns)
     for text, g, e in zip([t for t in TEXTS for _ in (0, 1)], got, expected):
         assert g == e, text
     assert console.errors == []
@@ -147,7 +147,7 @@ def test_default_precision_is_the_fastest_measured_per_backend(browser, site):
 
 def test_q4_runs_on_wasm(browser, site, tiny_dir):
     """q4 keeps its embedding tables in a form wasm has (int8 Gather + DequantizeLinear, not
-    GatherBlockQuantized): the 4-bit variant loads and speaks on the wasm fallback, one call a frame."""
+    GatherBlockQuantized): the 4-bit variant loads and speaks on wasm, one call a frame."""
     from voxport.runtime.runtime import Runtime
 
     ctx, page, console = open_page(browser, site)
@@ -158,7 +158,8 @@ def test_q4_runs_on_wasm(browser, site, tiny_dir):
     page.click("#load")
     assert wait_state(page, ["ready", "error"]) == "ready", page.text_content("#error")
     assert page.text_content("#s-backend").endswith(", q4")
-    r = speak_via_ui(page, TEXT, 6)
+    use_library(page, dtype="q4")
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "maxFrames": 6, "temperature": 0, "audio": True})
     q4 = Runtime(tiny_dir, dtype="q4")
     assert_fused_stats(r["stats"], r["codes"], q4.rt)
     # Codes are not compared: onnxruntime's CPU kernel runs MatMulNBits on int8 activations
@@ -169,11 +170,8 @@ def test_q4_runs_on_wasm(browser, site, tiny_dir):
 
     codec = CodecStream(q4.graphs)
     pcm = np.concatenate([codec.decode(np.array(f)[None]) for f in r["codes"]])
-    with page.expect_download() as dl:
-        page.click("#download")
-    audio, _ = sf.read(dl.value.path(), dtype="float32")
-    ref = np.clip(pcm, -1, 1)
-    snr = 10 * np.log10(np.sum(ref ** 2) / np.sum((audio - ref) ** 2))
+    audio = np.array(r["audio"], np.float32)
+    snr = 10 * np.log10(np.sum(pcm ** 2) / np.sum((audio - pcm) ** 2))
     print(f"q4 wasm page audio vs Python q4 codec on the same codes: SNR {snr:.1f} dB")
     assert audio.shape == pcm.shape and snr > 40, snr
     assert console.errors == []
@@ -212,15 +210,17 @@ def test_webgpu_gives_the_same_codes(browser, site, runtime):
     (KV, next input and codec state kept on the GPU between calls) gives the Python codes and audio."""
     frames = 3
     ctx, page, console = open_page(browser, site)
-    if not page.evaluate("window.voxport.backend.webgpu"):
+    if not page.evaluate("navigator.gpu.requestAdapter().then((a) => a !== null)"):
         pytest.skip("no WebGPU adapter in this Chromium")
     assert load_via_ui(page, backend="webgpu") == "ready", page.text_content("#error")
-    r = speak_via_ui(page, TEXT, frames)
-    assert r["stats"]["backend"] == "webgpu"
+    speak_via_ui(page, TEXT, frames)
     codes, pcm, _ = python_speech(runtime, TEXT, max_frames=frames)
+    check_download(page, pcm, steps=40)  # another device's float arithmetic (1e-3)
+    use_library(page, device="webgpu")
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "maxFrames": frames, "temperature": 0})
+    assert r["stats"]["device"] == "webgpu"
     assert np.array_equal(np.array(r["codes"]), codes)
     assert_fused_stats(r["stats"], r["codes"], runtime.rt)
-    check_download(page, pcm, tol=1e-3)  # another device's float arithmetic
     assert console.errors == []
     ctx.close()
 
@@ -239,24 +239,29 @@ def test_voice_prompt_from_a_file_gives_the_python_codes(browser, site, runtime,
     ctx, page, console = open_page(browser, site)
     assert load_via_ui(page) == "ready"
     page.set_input_files("#voice-file", str(path))
-    page.wait_for_function("window.voxport.voiceCodes")
+    page.wait_for_function("document.querySelector('#voice-status').dataset.frames")
+    assert "voice.wav, 17 frames" in page.text_content("#voice-status")
     page.fill("#voice-text", ref_text)
     ref = runtime.reference(path, ref_text, 0)
-    assert np.array_equal(np.array(page.evaluate("window.voxport.voiceCodes")), ref.codes)
-    assert "voice.wav, 17 frames" in page.text_content("#voice-status")
-    r = speak_via_ui(page, TEXT, frames)
-    codes, _, _ = python_speech(runtime, TEXT, context=[ref], max_frames=frames)
-    assert r["stats"]["prompt_tokens"] == runtime.prompts.build([ref, Utterance(TEXT, 0)])[0].shape[1]
+    speak_via_ui(page, TEXT, frames)
+    codes, pcm, _ = python_speech(runtime, TEXT, context=[ref], max_frames=frames)
+    check_download(page, pcm)
+    use_library(page)
+    got = page.evaluate("([b, n, t]) => window.lib.clone(b, n, t)", [list(path.read_bytes()), "voice.wav", ref_text])
+    assert np.array_equal(np.array(got["codes"]), ref.codes)
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "maxFrames": frames, "temperature": 0, "voice": "cloned"})
     assert np.array_equal(np.array(r["codes"]), codes)
+    assert runtime.prompts.build([ref, Utterance(TEXT, 0)])[0].shape[1] < runtime.rt["max_positions"]
     assert console.errors == []
     ctx.close()
 
 
 def test_bad_voice_prompts_are_explained_on_the_page(browser, site, tmp_path):
+    """Python's read_reference messages (voxport/runtime/audio.py), named by the file."""
     cases = {
-        "short.wav": (_tone(0.3), "short.wav: voice prompt is 0.30 s; at least 0.5 s is needed"),
-        "silent.wav": (np.zeros(24000, np.float32), "silent.wav: voice prompt is silent (RMS below 0.0001)"),
-        "long.wav": (_tone(21.0), "long.wav: voice prompt is 21.0 s; at most 20.5 s fits this model's "
+        "short.wav": (_tone(0.3), "short.wav: reference audio is 0.30 s; at least 0.5 s is needed"),
+        "silent.wav": (np.zeros(24000, np.float32), "silent.wav: reference audio is silent (RMS below 0.0001)"),
+        "long.wav": (_tone(21.0), "long.wav: reference audio is 21.0 s; at most 20.5 s fits this model's "
                                   "context with room to speak"),
         "notes.wav": (None, "notes.wav: unsupported or damaged audio; the browser could not decode it "
                             "(try WAV or MP3)"),
@@ -272,7 +277,7 @@ def test_bad_voice_prompts_are_explained_on_the_page(browser, site, tmp_path):
         page.set_input_files("#voice-file", str(path))
         page.wait_for_function("(m) => document.querySelector('#error').textContent === m", arg=message)
         assert page.is_visible("#error")
-        assert page.evaluate("window.voxport.voiceCodes") is None
+        assert page.get_attribute("#voice-status", "data-frames") == ""
         page.set_input_files("#voice-file", [])
     assert console.errors == []
     ctx.close()
@@ -299,9 +304,11 @@ def test_keyboard_alone_speaks_and_stops_at_phone_width(browser, site, runtime):
     assert page.evaluate("document.activeElement.id") == "stop"
     page.keyboard.press("Enter")
     assert wait_state(page, ["done", "error"]) == "done"
-    last = page.evaluate("({codes: window.voxport.last.codes, stopped: window.voxport.last.stopped})")
-    n = len(last["codes"])
-    assert last["stopped"] and 3 <= n < 300
-    assert np.array_equal(np.array(last["codes"]), python_speech(runtime, TEXT, max_frames=n)[0])
+    n = int(page.text_content("#s-frames"))
+    assert 3 <= n < 300
+    # the form's empty sampling fields: the model's settings (temperature 0.9, top-k 50), seed 0
+    from voxport.runtime.sampling import Sampling
+
+    check_download(page, python_speech(runtime, TEXT, max_frames=n, sampling=Sampling(0.9, 50))[1])
     assert console.errors == []
     ctx.close()

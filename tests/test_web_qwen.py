@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from tests.web_helpers import (check_download, copy_artifact, load_via_ui, open_page, python_speech, serving,
-                               speak_via_ui, wait_state)
+                               speak_via_ui, use_library, wait_state)
 
 TEXT = "Hello there, how are you?"
 FRAMES = 12
@@ -51,39 +51,47 @@ def test_page_speaks_python_codes_greedy_and_seeded(browser, site, runtime):
     page.fill("#temperature", "0")
     page.click("#speak")
     assert wait_state(page, ["done", "error"]) == "done", page.text_content("#error")
-    r = page.evaluate("({codes: window.voxport.last.codes, stats: window.voxport.last.stats})")
     codes, pcm, _ = python_speech(runtime, TEXT, speaker="ryan", language="english", sampling=Sampling(),
                                   max_frames=FRAMES)
+    assert page.text_content("#s-frames") == str(len(codes))
+    check_download(page, pcm)  # the form's speaker and language reached the prompt
+
+    use_library(page)
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "voice": "ryan", "language": "english",
+                                                     "maxFrames": FRAMES, "temperature": 0})
     assert np.array_equal(np.array(r["codes"]), codes), "page codes differ from `voxport speak --greedy`"
     s = r["stats"]
     assert s["graph_ms"]["frame"]["calls"] == len(codes) and s["runtime_calls_per_frame"] == 1, s
-    assert s["embed_calls"] == 2, s  # the prompt and its trailing text, as Runtime.embed
-    check_download(page, pcm)
+    assert s["embed_calls"] == 1 and s["graph_ms"]["prompt_embed"]["calls"] == 2, s  # the prompt, its trailing text
 
-    r = page.evaluate("(o) => window.voxport.speak(o)", {
-        "text": TEXT, "speaker": "dylan", "language": "auto", "maxFrames": FRAMES, "seed": 7,
-        "sampling": {"temperature": 0.9, "topK": 50}})
+    r = page.evaluate("(o) => window.lib.speak(o)", {
+        "text": TEXT, "voice": "dylan", "language": "auto", "maxFrames": FRAMES, "seed": 7, "temperature": 0.9, "topK": 50})
     sampled, _, _ = python_speech(runtime, TEXT, speaker="dylan", sampling=Sampling(0.9, 50), seed=7,
                                   max_frames=FRAMES)
     assert np.array_equal(np.array(r["codes"]), sampled)
     assert not np.array_equal(sampled, python_speech(runtime, TEXT, speaker="dylan", sampling=Sampling(),
                                                      max_frames=FRAMES)[0])  # the noise mattered
+    # no sampling options: the manifest's (talker and code predictor groups, top-p, repetition penalty),
+    # as `voxport speak` samples by default
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "voice": "dylan", "maxFrames": FRAMES, "seed": 7})
+    assert np.array_equal(np.array(r["codes"]), sampled)
     # a strong repetition penalty changes the greedy codes (the default, 1.05, seldom does in 12 frames)
-    r = page.evaluate("(o) => window.voxport.speak(o)", {
-        "text": TEXT, "speaker": "ryan", "language": "english", "maxFrames": FRAMES,
-        "sampling": {"temperature": 0, "repetitionPenalty": 3.0}})
+    r = page.evaluate("(o) => window.lib.speak(o)", {
+        "text": TEXT, "voice": "ryan", "language": "english", "maxFrames": FRAMES, "temperature": 0,
+        "repetitionPenalty": 3.0})
     penalised, _, _ = python_speech(runtime, TEXT, speaker="ryan", language="english",
                                     sampling=Sampling(repetition_penalty=3.0), max_frames=FRAMES)
     assert np.array_equal(np.array(r["codes"]), penalised) and not np.array_equal(penalised, codes)
     # top-p from the page's field, on both sampling groups (talker and code predictor)
-    page.fill("#temperature", "1.2")
     page.fill("#top-p", "0.6")
     page.fill("#seed", "5")
-    page.click("#speak")
-    assert wait_state(page, ["done", "error"]) == "done", page.text_content("#error")
-    nucleus, _, _ = python_speech(runtime, TEXT, speaker="ryan", language="english", seed=5, max_frames=FRAMES,
-                                  sampling=Sampling(1.2, 50, top_p=0.6))
-    assert np.array_equal(np.array(page.evaluate("window.voxport.last.codes")), nucleus)
+    speak_via_ui(page, TEXT, FRAMES, temperature="1.2")
+    nucleus, pcm, _ = python_speech(runtime, TEXT, speaker="ryan", language="english", seed=5, max_frames=FRAMES,
+                                    sampling=Sampling(1.2, 50, top_p=0.6))
+    check_download(page, pcm)
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "voice": "ryan", "language": "english", "seed": 5,
+                                                     "maxFrames": FRAMES, "temperature": 1.2, "topP": 0.6})
+    assert np.array_equal(np.array(r["codes"]), nucleus)
     assert not np.array_equal(nucleus, python_speech(runtime, TEXT, speaker="ryan", language="english", seed=5,
                                                      max_frames=FRAMES, sampling=Sampling(1.2, 50))[0])
     assert console.errors == []
@@ -97,16 +105,16 @@ def test_webgpu_gives_the_same_codes(browser, site, runtime):
 
     frames = 3
     ctx, page, console = open_page(browser, site)
-    if not page.evaluate("window.voxport.backend.webgpu"):
+    if not page.evaluate("navigator.gpu.requestAdapter().then((a) => a !== null)"):
         pytest.skip("no WebGPU adapter in this Chromium")
-    page.evaluate("window.voxport.load({backend: 'webgpu', dtype: 'fp32', threads: 1})")
+    use_library(page, device="webgpu")
     for sampling, hook in ((Sampling(), {"temperature": 0}),
                            (Sampling(0.9, 50, top_p=0.8), {"temperature": 0.9, "topK": 50, "topP": 0.8})):
-        r = page.evaluate("(o) => window.voxport.speak(o)", {
-            "text": TEXT, "speaker": "ryan", "language": "english", "maxFrames": frames, "seed": 3, "sampling": hook})
+        r = page.evaluate("(o) => window.lib.speak(o)", {
+            "text": TEXT, "voice": "ryan", "language": "english", "maxFrames": frames, "seed": 3, **hook})
         codes, _, _ = python_speech(runtime, TEXT, speaker="ryan", language="english", sampling=sampling, seed=3,
                                     max_frames=frames)
-        assert r["stats"]["backend"] == "webgpu" and np.array_equal(np.array(r["codes"]), codes), hook
+        assert r["stats"]["device"] == "webgpu" and np.array_equal(np.array(r["codes"]), codes), hook
     assert console.errors == []
     ctx.close()
 
@@ -116,13 +124,13 @@ def test_prompt_ids_and_voice_errors_equal_python(browser, site, runtime):
     from voxport.runtime.prompt import Utterance
 
     ctx, page, console = open_page(browser, site)
-    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
+    use_library(page)
     # a dialect speaker with auto / chinese / another language, a plain one, no language
     cases = [("dylan", None), ("dylan", "chinese"), ("eric", "english"), ("ryan", "german"), ("vivian", "auto"),
              ("aiden", None)]
     texts = ["Hi.", "Numbers: 3.14 and 42!", "你好，世界。 Привет"]
     turns = [[{"text": t, "speaker": s, "language": lang}] for t in texts for s, lang in cases]
-    got = page.evaluate("(turns) => window.voxport.prompt(turns)", turns)
+    got = page.evaluate("(turns) => window.lib.prompt(turns)", turns)
     for (turn,), g in zip(turns, got):
         u = Utterance(turn["text"], turn["speaker"], language=turn["language"])
         text, codec = runtime.prompts.build([u])
@@ -131,8 +139,8 @@ def test_prompt_ids_and_voice_errors_equal_python(browser, site, runtime):
     for bad in ({"speaker": "nobody"}, {"language": "klingon"}, {"instruct": "whisper"}):
         with pytest.raises(InputError) as e:
             runtime.check_voice(bad.get("speaker"), bad.get("language"), bad.get("instruct"))
-        message = page.evaluate("(o) => window.voxport.speak(o).then(() => null, (e) => e.message)",
-                                {"text": TEXT, "maxFrames": 1, **bad})
+        o = {"text": TEXT, "maxFrames": 1, "voice": bad.get("speaker"), **{k: v for k, v in bad.items() if k != "speaker"}}
+        message = page.evaluate("(o) => window.lib.speak(o).then(() => null, (e) => e.message)", o)
         assert message == str(e.value), bad
     assert console.errors == []
     ctx.close()
@@ -151,9 +159,9 @@ def test_logits_processor_feeds_equal_python(browser, site, runtime):
         state.update(np.array(f))
     ctx, page, console = open_page(browser, site)
     got = page.evaluate("""async ({rt, frames}) => {
-        const { LogitsState } = await import('./src/logits.js');
+        const { FrameContract } = await import('./src/runtime/contract.js');
         const ort = { Tensor: class { constructor(type, data, dims) { this.data = data; this.dims = dims; } } };
-        const s = LogitsState.of(ort, rt.generation, {});
+        const s = new FrameContract(rt).logitsState(ort, {});
         const nest = (t) => (t.dims.length ? [Array.from(t.data, (x) => (x === -Infinity ? '-inf' : x))] : t.data[0]);
         const out = [];
         for (const f of frames) {
@@ -163,8 +171,8 @@ def test_logits_processor_feeds_equal_python(browser, site, runtime):
         return out;
     }""", {"rt": runtime.rt, "frames": frames})
     def as_json(v):  # -inf as the page spells it; a scalar as a number
-        v = np.asarray(v)
-        return [["-inf" if x == -np.inf else float(x) for x in row] for row in v] if v.ndim else float(v)
+        v = np.asarray(v)  # the page nests every tensor with a shape as [data]: one row, as [1, V]
+        return [["-inf" if x == -np.inf else float(x) for x in v.reshape(-1)]] if v.ndim else float(v)
 
     assert got == [{k: as_json(v) for k, v in e.items()} for e in expected]
     assert console.errors == []
@@ -187,8 +195,8 @@ def test_instruct_prompt_ids_equal_python(browser, qwen_dir, tmp_path):
     text, codec = prompts.build([Utterance(**turn)])
     with serving([art]) as url:
         ctx, page, console = open_page(browser, url)
-        page.evaluate("(url) => window.voxport.load({url, backend: 'wasm', threads: 1})", f"{url}models/instruct/")
-        (got,) = page.evaluate("(turns) => window.voxport.prompt(turns)", [[turn]])
+        use_library(page, url=f"{url}models/instruct/")
+        (got,) = page.evaluate("(turns) => window.lib.prompt(turns)", [[turn]])
         assert got["ids"] == text[0].tolist() and got["codes"] == codec[0].tolist()
         assert console.errors == []
         ctx.close()
@@ -234,8 +242,8 @@ def test_clone_prompt_rows_equal_python(browser, base_site, base_runtime):
                "vector": None if v is None else v.tolist()},
               {"text": text, "speaker": None, "language": lang}] for ref_text, n, text, lang, v in cases]
     ctx, page, console = open_page(browser, base_site)
-    page.evaluate("window.voxport.load({backend: 'wasm', threads: 1})")
-    got = page.evaluate("(turns) => window.voxport.prompt(turns)", turns)
+    use_library(page)
+    got = page.evaluate("(turns) => window.lib.prompt(turns)", turns)
     pad = gen["prompt"]["text_ids"]["pad"]
     for (ref, u), g in zip(turns, got):
         py = [Utterance(ref["text"], None, np.array(ref["codes"]), vector=None if ref["vector"] is None
@@ -254,9 +262,9 @@ def test_clone_prompt_rows_equal_python(browser, base_site, base_runtime):
 
 
 def test_page_clones_a_voice_with_python_codes(browser, base_site, base_runtime, tmp_path):
-    """A reference WAV through the page's voice prompt UI: its codes and speaker vector equal
-    Runtime.reference's, and the cloned voice's codes equal `voxport speak --ref-audio`'s, greedy and
-    seeded."""
+    """A reference WAV through the page's voice prompt UI speaks as `voxport speak --ref-audio` does; through
+    the library, its codes and speaker vector equal Runtime.reference's, and the cloned voice's codes equal
+    Python's, greedy and seeded."""
     from voxport.runtime.prompt import Utterance
     from voxport.runtime.sampling import Sampling
 
@@ -268,29 +276,32 @@ def test_page_clones_a_voice_with_python_codes(browser, base_site, base_runtime,
     assert page.is_hidden("#speaker-label") and page.is_hidden("#instruct-label")
     assert page.text_content("#voice-h") == "Voice to clone"
     page.set_input_files("#voice-file", str(path))
-    page.wait_for_function("window.voxport.voiceCodes")
+    page.wait_for_function("document.querySelector('#voice-status').dataset.frames")
+    assert page.get_attribute("#voice-status", "data-frames") == str(len(ref.codes))
     page.click("#speak")  # no transcript yet: asked for, as `voxport speak --ref-audio` asks for --ref-text
     assert wait_state(page, ["done", "error"]) == "error"
     assert page.text_content("#error") == "give the transcript of ref.wav (what it says): the model reads it beside the clip"
     page.fill("#voice-text", REF_TEXT)
-    assert np.array_equal(np.array(page.evaluate("window.voxport.voiceCodes")), ref.codes)
-    vector = np.array(list(page.evaluate("Array.from(window.voxport.voiceVector)")), np.float32)
+    speak_via_ui(page, TEXT, FRAMES)
+    codes, pcm, _ = python_speech(base_runtime, TEXT, context=[ref], sampling=Sampling(), max_frames=FRAMES)
+    check_download(page, pcm)
+
+    use_library(page)
+    got = page.evaluate("([b, n, t]) => window.lib.clone(b, n, t)", [list(path.read_bytes()), "ref.wav", REF_TEXT])
+    assert np.array_equal(np.array(got["codes"]), ref.codes)
+    vector = np.array(got["vector"], np.float32)
     # onnxruntime-web's wasm kernels against onnxruntime's CPU ones: 3.9e-7 measured on this clip (values
     # up to 0.09), 1.8e-6 on WebGPU's software adapter
     assert vector.shape == ref.vector.shape and np.abs(vector - ref.vector).max() <= 1e-5
-
-    r = speak_via_ui(page, TEXT, FRAMES)
-    codes, pcm, _ = python_speech(base_runtime, TEXT, context=[ref], sampling=Sampling(), max_frames=FRAMES)
-    assert r["stats"]["prompt_tokens"] == base_runtime.prompts.build([ref, Utterance(TEXT, None)])[0].shape[1]
+    r = page.evaluate("(o) => window.lib.speak(o)", {"text": TEXT, "maxFrames": FRAMES, "temperature": 0, "voice": "cloned"})
     assert np.array_equal(np.array(r["codes"]), codes), "page codes differ from `voxport speak --ref-audio --greedy`"
-    check_download(page, pcm)
     # the vector mattered: the same prompt without it speaks other codes
     unvoiced = Utterance(REF_TEXT, None, ref.codes)
     assert not np.array_equal(codes, python_speech(base_runtime, TEXT, context=[unvoiced], sampling=Sampling(),
                                                    max_frames=FRAMES)[0])
 
-    r = page.evaluate("(o) => window.voxport.speak(o)", {
-        "text": TEXT, "maxFrames": FRAMES, "seed": 7, "sampling": {"temperature": 0.9, "topK": 50}})
+    r = page.evaluate("(o) => window.lib.speak(o)", {
+        "text": TEXT, "maxFrames": FRAMES, "seed": 7, "temperature": 0.9, "topK": 50, "voice": "cloned"})
     sampled, _, _ = python_speech(base_runtime, TEXT, context=[ref], sampling=Sampling(0.9, 50), seed=7,
                                   max_frames=FRAMES)
     assert np.array_equal(np.array(r["codes"]), sampled) and not np.array_equal(sampled, codes)
@@ -299,8 +310,8 @@ def test_page_clones_a_voice_with_python_codes(browser, base_site, base_runtime,
 
 
 def test_a_clip_too_short_for_the_speaker_encoder_gets_pythons_message(browser, qwen_base_dir, tmp_path):
-    """The speaker encoder's minimum (the released encoder's, 1280 samples, is under the page's 0.5 s
-    floor, so a test manifest raises it to 1 s) refuses a 0.75 s clip with the Python runtime's words."""
+    """The speaker encoder's minimum (the released encoder's, 1280 samples, is under the 0.5 s floor, so a
+    test manifest raises it to 1 s) refuses a 0.75 s clip with the Python runtime's words."""
     import json
 
     from voxport.errors import InputError
@@ -318,7 +329,7 @@ def test_a_clip_too_short_for_the_speaker_encoder_gets_pythons_message(browser, 
         assert load_via_ui(page, threads="1", url=f"{url}models/min1s/") == "ready", page.text_content("#error")
         page.set_input_files("#voice-file", str(path))
         page.wait_for_function("(m) => document.querySelector('#error').textContent === m", arg=str(e.value))
-        assert page.evaluate("window.voxport.voiceCodes") is None
+        assert page.get_attribute("#voice-status", "data-frames") == ""
         assert console.errors == []
         ctx.close()
 
@@ -329,29 +340,30 @@ def test_a_model_that_does_not_clone_refuses_a_clip_and_takes_an_instruction(bro
     import json
 
     from voxport.errors import InputError
-    from voxport.runtime.prompt import DualTrackPrompt, Utterance
+    from voxport.runtime.prompt import Utterance
+    from voxport.runtime.runtime import Runtime
+    from voxport.runtime.sampling import Sampling
 
     art = copy_artifact(qwen_base_dir, tmp_path / "instruct")
     manifest = json.loads((art / "manifest.json").read_text())
     manifest["runtime"]["generation"]["prompt"].update(voice_clone=False, instruct=True)
     (art / "manifest.json").write_text(json.dumps(manifest))
-    prompts = DualTrackPrompt(art, manifest["runtime"])
+    runtime = Runtime(art)
     instruct = "Speak slowly, 轻声."
-    ref = Utterance(REF_TEXT, None, np.zeros((3, manifest["runtime"]["generation"]["prompt"]["groups"]), np.int64))
     with pytest.raises(InputError) as e:
-        prompts.build([ref, Utterance(TEXT, None)])
+        runtime.check_voice(None, reference=True)
     path = _chirp(tmp_path / "ref.wav", 1.0)
     with serving([art]) as url:
         ctx, page, console = open_page(browser, url)
         assert load_via_ui(page, threads="1", url=f"{url}models/instruct/") == "ready", page.text_content("#error")
         assert page.is_visible("#instruct-label") and page.text_content("#voice-h") == "Voice prompt (optional)"
         page.fill("#instruct", instruct)
-        r = speak_via_ui(page, TEXT, 1)
-        assert r["promptIds"] == prompts.build([Utterance(TEXT, None, instruct=instruct)])[0][0].tolist()
+        speak_via_ui(page, TEXT, 2)
+        check_download(page, python_speech(runtime, TEXT, instruct=instruct, sampling=Sampling(), max_frames=2)[1])
+        use_library(page, url=f"{url}models/instruct/")
+        (got,) = page.evaluate("(turns) => window.lib.prompt(turns)", [[{"text": TEXT, "speaker": None, "instruct": instruct}]])
+        assert got["ids"] == runtime.prompts.build([Utterance(TEXT, None, instruct=instruct)])[0][0].tolist()
         page.set_input_files("#voice-file", str(path))
-        page.wait_for_function("window.voxport.voiceCodes")
-        page.fill("#voice-text", REF_TEXT)
-        page.click("#speak")
-        assert wait_state(page, ["done", "error"]) == "error" and page.text_content("#error") == str(e.value)
+        page.wait_for_function("(m) => document.querySelector('#error').textContent === m", arg=str(e.value))
         assert console.errors == []
         ctx.close()

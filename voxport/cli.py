@@ -13,12 +13,19 @@ from voxport.fsutil import cache_root
 
 
 def _export(a) -> int:
-    from voxport.exporter.export import export
+    from voxport.fsutil import check_dir_target
+    from voxport.manifest import is_artifact_dir
+
+    if a.output:  # before torch is even imported, and before the checkpoint loads (minutes for a large one)
+        check_dir_target(Path(a.output), is_artifact_dir, "-o/--output")
+    from voxport.exporter.export import check_output, export
     from voxport.exporter.presets import all_presets
 
     name = a.model if a.model in all_presets() else Path(a.model).name
     out = Path(a.output) if a.output else Path("artifacts") / name
-    export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes)
+    check_output(out)
+    export(a.model, out, device=a.device, progress=lambda m: print(m, file=sys.stderr, flush=True), dtypes=a.dtypes,
+           parts={"tokenizer": a.tokenizer, "codec": a.codec})
     print(out)
     return 0
 
@@ -39,7 +46,12 @@ def _verify(a) -> int:
 
 
 def _parity(a) -> int:
+    from voxport import manifest as mf
     from voxport.validation.harness import run
+
+    if a.frames < 1:
+        raise VoxportError(f"--frames must be >= 1, got {a.frames}")
+    mf.load(Path(a.dir))  # a damaged manifest is one line before any model loads
 
     progress = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     fidelity_ok = True
@@ -64,11 +76,29 @@ def _parity(a) -> int:
     return 0 if r["ok"] and fidelity_ok else 1
 
 
+def _check_args(a) -> None:
+    """What speak can refuse from its arguments alone, before anything loads."""
+    from voxport.errors import InputError
+    from voxport.runtime.chunking import check_utf8
+
+    check_utf8(a.text, "text")
+    if a.ref_text is not None:
+        check_utf8(a.ref_text, "--ref-text")
+    if not 0 <= a.seed < 2 ** 63:
+        raise InputError(f"--seed must be between 0 and 2**63 - 1, got {a.seed}")
+    for flag, value in (("--max-frames", a.max_frames), ("--chunk-frames", a.chunk_frames)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
+    if bool(a.ref_audio) != bool(a.ref_text):
+        raise InputError("--ref-audio and --ref-text go together: the reference audio and its transcript")
+
+
 def _check_outputs(a) -> None:
     """Every file speak will write, checked before anything is loaded or generated."""
     from voxport.runtime.audio import output_format
-    from voxport.fsutil import check_writable
+    from voxport.fsutil import check_writable, same_files
 
+    same_files({"-o/--output": a.output, "--codes-out": a.codes_out, "--stats-json": a.stats_json})
     if a.output == "-" and a.step_graphs:
         raise VoxportError("-o - (raw PCM on stdout) streams; it needs the fused graph, not --step-graphs")
     if a.output != "-":
@@ -80,12 +110,12 @@ def _check_outputs(a) -> None:
 
 
 def _speak(a) -> int:
+    from voxport.fsutil import atomic_file
     from voxport.runtime.runtime import Runtime
     from voxport.runtime.sampling import Sampling
 
+    _check_args(a)
     _check_outputs(a)
-    if bool(a.ref_audio) != bool(a.ref_text):
-        raise VoxportError("--ref-audio and --ref-text go together: the reference audio and its transcript")
     rt = Runtime(Path(a.dir), dtype=a.dtype)
     sampling = (Sampling(repetition_penalty=a.repetition_penalty) if a.greedy
                 else Sampling(a.temperature, a.top_k, a.repetition_penalty, a.top_p))
@@ -97,10 +127,11 @@ def _speak(a) -> int:
         codes, stats = _speak_steps(rt, a, kw)
     else:
         codes, stats = _speak_stream(rt, a, kw)
-    if a.codes_out:
-        Path(a.codes_out).write_text(json.dumps(codes.tolist()))
-    if a.stats_json:
-        Path(a.stats_json).write_text(json.dumps(stats, indent=2))
+    for flag, path, text in (("--codes-out", a.codes_out, lambda: json.dumps(codes.tolist())),
+                             ("--stats-json", a.stats_json, lambda: json.dumps(stats, indent=2))):
+        if path:  # beside the target and renamed: a full disk leaves the old file as it was
+            with atomic_file(Path(path), flag) as f:
+                f.write(text().encode())
     print(f"{a.output}: {stats['frames']} frames, {stats['audio_s']:.2f} s of audio in {stats['wall_s']:.2f} s"
           + (f", first audio after {stats['first_audio_s'] * 1000:.0f} ms" if stats.get("first_audio_s") else ""),
           file=sys.stderr)
@@ -144,8 +175,11 @@ def _speak_stream(rt, a, kw):
             chunks.close()  # the listener went away: stop generating, no traceback
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             print("voxport speak: output closed by the reader; stopped", file=sys.stderr)
-        finally:
-            sink.close()
+        except BaseException:
+            chunks.close()
+            sink.abort()  # the partial file goes; an existing target stays as it was
+            raise
+        sink.close()
     codes = np.stack(speech.codes) if speech.codes else np.zeros((0, rt.rt["num_codebooks"]), np.int64)
     # first_audio_s counts from the start of generation; loading the graphs (once per process) is apart
     return codes, {**speech.stats, "load_s": round(load_s, 4), "utterance_texts": [u["text"] for u in speech.utterances]}
@@ -155,7 +189,10 @@ def _serve(a) -> int:
     from voxport.serve import serve
 
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
-          max_streams=a.max_streams, voices_dir=a.voices_dir, dtype=a.dtype, threads=a.threads, quiet=a.quiet)
+          max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir,
+          dtype=a.dtype, threads=a.threads, quiet=a.quiet,
+          allow_origins=a.allow_origin or [], allow_hosts=a.allow_host or [], public_paths=a.public_path or [],
+          limits={k: getattr(a, k) for k in LIMIT_FLAGS})
     return 0
 
 
@@ -178,8 +215,29 @@ def _bench(a) -> int:
     return 0
 
 
+# serve's limits: flag, default, help (voxport/serve.py applies them)
+LIMITS = [
+    ("--header-timeout", 10.0, "seconds a connection may take to send a request's headers (default 10)"),
+    ("--body-timeout", 30.0, "seconds a request may take to send its body (default 30)"),
+    ("--send-timeout", 15.0, "seconds a client may stop reading a stream (HTTP or WebSocket) before it is "
+     "dropped and its stream slot freed (default 15)"),
+    ("--idle-timeout", 120.0, "seconds a WebSocket may stay silent while nothing is generating (default 120)"),
+    ("--keep-alive-timeout", 5.0, "seconds an idle keep-alive connection stays open (default 5)"),
+    ("--max-connections", 64, "open connections at most; past that, 503 (default 64)"),
+]
+LIMIT_FLAGS = [f[2:].replace("-", "_") for f, _, _ in LIMITS]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error on one line even when it quotes an argument holding a newline."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voxport", description=__doc__)
+    p = _Parser(prog="voxport", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("export", help="export a checkpoint (preset, local directory or hub id) to ONNX")
@@ -188,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", help="artifact directory (default: artifacts/<name>)")
     e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     e.add_argument("--dtypes", default="all", help="comma list of fp32,fp16,q8,q4,q4f16 (default: all)")
+    e.add_argument("--tokenizer", metavar="DIR|HUB_ID", help="the text tokenizer, for a checkpoint that ships "
+                   "without one (the original CSM / Marvis layout)")
+    e.add_argument("--codec", metavar="DIR|HUB_ID", help="the audio codec (kyutai/mimi), for a checkpoint that "
+                   "ships without one")
     e.set_defaults(func=_export)
 
     v = sub.add_parser("verify", help="check an artifact set against its manifest (hashes, ONNX checker, loads, I/O)")
@@ -208,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text")
     s.add_argument("-o", "--output", default="out.wav", help="WAV file, or - for raw 16-bit mono PCM on stdout")
     s.add_argument("--stream", action="store_true", help="write audio as it is produced (the WAV grows per chunk)")
-    s.add_argument("--chunk-frames", type=int, default=1, help="frames per audio chunk when streaming (80 ms each)")
+    s.add_argument("--chunk-frames", type=int, default=None,
+                   help="frames per audio chunk when streaming (default: the model's chunk schedule in its manifest)")
     s.add_argument("--stats-json", help="write timing figures (first audio, real-time factor, stages) as JSON")
     s.add_argument("--step-graphs", action="store_true",
                    help="use the step graphs (a call per codebook) instead of the fused frame graph")
@@ -253,7 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--api-key", default=os.environ.get("VOXPORT_API_KEY"),
                    help="require Authorization: Bearer KEY on /v1/ (default: $VOXPORT_API_KEY)")
-    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once; past that, 503")
+    v.add_argument("--max-streams", type=int, default=4, help="streams generating at once (HTTP and WebSocket)")
+    v.add_argument("--max-queue", type=int, default=8,
+                   help="requests that may wait for a busy stream slot, first come first served (default 8); "
+                   "past that, 503 with Retry-After")
+    v.add_argument("--queue-timeout", type=float, default=10.0,
+                   help="seconds a request waits for a slot before its 503 (default 10)")
     v.add_argument("--voices-dir", default=str(cache_root() / "voices"),
                    help="where saved voices live (default: $VOXPORT_CACHE/voices, ~/.cache/voxport/voices)")
     v.add_argument("--dtype", default="fp32", help="precision when a request's model names none (NAME:q4 does)")
@@ -261,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "
                    "0: all cores)")
     v.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    v.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="repeatable: another web origin (e.g. http://localhost:3000) whose pages may POST, DELETE "
+                   "and open the WebSocket; by default only the server's own page may")
+    v.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="repeatable: another name the server may be reached by (the Host header); by default "
+                   "loopback names and the --host address (any name when it listens on 0.0.0.0 or ::)")
+    v.add_argument("--public-path", action="append", metavar="PREFIX",
+                   help="repeatable, with --api-key: a URL prefix served without the key (e.g. /models/tiny/ "
+                   "and /api/models for the page); by default only the page's own files and /healthz")
+    for flag, default, text in LIMITS:
+        v.add_argument(flag, type=float if "timeout" in flag else int, default=default, help=text)
     v.set_defaults(func=_serve)
     return p
 
@@ -270,11 +349,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except VoxportError as e:
-        print(f"voxport {args.command}: error: {e}", file=sys.stderr)
+        print(f"voxport {args.command}: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the machine's refusal (permissions, a full disk) of a file the user named
+        where = f": {e.filename}" if e.filename else ""
+        print(f"voxport {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"voxport {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(message: str) -> str:
+    # a message may quote user input (a path, a word): never let it break the one-line promise
+    return " ".join(message.split()) if "\n" in message or "\r" in message else message
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ class CheckpointError(VoxportError):
     """The model to export is missing, corrupt, or not a supported architecture."""
 
 
+class ExportError(VoxportError):
+    """A graph the export wrote does not run (its configuration is one onnxruntime refuses)."""
+
+
 class ArtifactError(VoxportError):
     """An exported artifact directory is incomplete, damaged, or does not match its manifest."""
 
@@ -21,3 +25,7 @@ class InputError(VoxportError):
 
 class DtypeError(VoxportError):
     """An unknown precision name, or a variant an artifact set was not exported with."""
+
+
+class OutputError(VoxportError):
+    """A file a command writes cannot be written (disk full, a read-only place); the target is untouched."""

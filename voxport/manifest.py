@@ -9,6 +9,7 @@ runtime facts. Torch-free: the runtime and the web page depend on this alone.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -17,21 +18,67 @@ from voxport.errors import ArtifactError, DtypeError
 from voxport.fsutil import sha256_file
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2  # 2: per-graph precision variants (1: one fp32 file list per graph)
+# 3: frame graphs batch rows and keep their KV cache in static buffers (generation.frame.cache layout
+# "static"); 2: per-graph precision variants; 1: one fp32 file list per graph
+FORMAT_VERSION = 3
+SCHEMA = Path(__file__).with_name("manifest.schema.json")  # published with the package (README: The manifest)
+
+
+@functools.cache
+def _validator():
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def schema_problem(manifest) -> str | None:
+    """The most relevant way `manifest` breaks manifest.schema.json, in one line (None: it conforms)."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(manifest))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+    message = " ".join(error.message.split())
+    if len(message) > 160:  # jsonschema quotes the offending value, which may be a whole section
+        message = message[:157] + "..."
+    return f"{where or 'top level'}: {message}"
 
 
 def load(artifact_dir: Path) -> dict:
+    """The manifest of DIR, checked against the published schema: a damaged one is one ArtifactError."""
     path = Path(artifact_dir) / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"{artifact_dir}: no {MANIFEST}; not a voxport artifact directory (run `voxport export`)")
     try:
+        if not path.is_file():
+            raise ArtifactError(f"{artifact_dir}: no {MANIFEST}; not a voxport artifact directory "
+                                "(run `voxport export`)")
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:  # an unreadable directory or file
+        raise ArtifactError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ArtifactError(f"{path}: not valid JSON ({str(e)[:160]})") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         version = manifest.get("format_version") if isinstance(manifest, dict) else None
-        raise ArtifactError(f"{path}: format_version {version!r}, this voxport reads {FORMAT_VERSION}")
+        hint = "; re-export it with this voxport (`voxport export`)" if isinstance(version, int) and version < FORMAT_VERSION \
+            else ""
+        raise ArtifactError(f"{path}: format_version {version!r}, this voxport reads {FORMAT_VERSION}{hint}")
+    problem = schema_problem(manifest)
+    if problem:
+        raise ArtifactError(f"{path}: not a valid voxport manifest ({SCHEMA.name}): {problem}")
     return manifest
+
+
+def is_artifact_dir(path: Path) -> bool:
+    """Whether `path` holds a manifest voxport wrote (any format version): what `export -o` may replace."""
+    try:
+        m = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and "format_version" in m and isinstance(m.get("toolchain"), dict) \
+        and "voxport" in m["toolchain"]
 
 
 def file_entry(root: Path, rel: str) -> dict:

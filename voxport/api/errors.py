@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
-TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-         409: "invalid_request_error", 413: "invalid_request_error", 503: "server_error", 500: "server_error"}
+TYPES = {503: "server_error", 500: "server_error"}  # every other status: invalid_request_error
 
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  headers: dict | None = None):
+        # a message may quote the request (a lone surrogate from JSON's "\ud800" would make the
+        # response unencodable): keep it valid UTF-8
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.headers = headers or {}

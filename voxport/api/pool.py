@@ -1,5 +1,5 @@
-"""What the server holds: the served artifact directories, one loaded runtime per (artifact,
-precision) shared by all requests, and the stream slots that bound how many generate at once."""
+"""What the server holds: the served artifact directories and one loaded runtime per (artifact,
+precision) shared by all requests. How many generate at once is voxport/api/slots.py."""
 
 from __future__ import annotations
 
@@ -65,35 +65,3 @@ class Models:
                 self._runtimes[key] = rt
             return self._runtimes[key]
 
-
-class Slots:
-    """At most `limit` streams generate at once; past that a request is refused (503), not queued:
-    a queued request's first audio would come after someone else's whole utterance."""
-
-    def __init__(self, limit: int):
-        self.limit, self.active, self.started, self.refused = limit, 0, 0, 0
-        self._lock = threading.Lock()
-
-    def take(self) -> "Slot":
-        with self._lock:
-            if self.active >= self.limit:
-                self.refused += 1
-                raise ApiError(503, f"all {self.limit} streams are busy; retry shortly", None, "server_busy",
-                               headers={"Retry-After": "1"})
-            self.active += 1
-            self.started += 1
-        return Slot(self)
-
-    def _give_back(self) -> None:
-        with self._lock:
-            self.active -= 1
-
-
-class Slot:
-    def __init__(self, slots: Slots):
-        self._slots, self._held = slots, True
-
-    def release(self) -> None:
-        if self._held:  # idempotent: every exit path may call it
-            self._held = False
-            self._slots._give_back()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
+from voxport.runtime.chunking import check_utf8
 from voxport.runtime.contract import FrameContract
 from voxport.runtime.runtime import speakers, takes_voice_prompts
 from voxport.runtime.sampling import Sampling
@@ -18,6 +20,8 @@ from voxport.api.encode import Encoder, formats, media_type
 from voxport.api.errors import ApiError, bad
 from voxport.api.voices import NAME as VOICE_NAME
 from voxport.errors import InputError, VoxportError
+
+log = logging.getLogger("voxport.serve")
 
 # absent: the model's own (the manifest's generation contract, resolved by the runtime), as `voxport speak`
 DEFAULTS = {"temperature": None, "top_k": None, "seed": 0, "max_frames": None}
@@ -110,6 +114,10 @@ def parse_options(state, body: dict) -> Options:
 def parse_text(text, limit: int, param: str = "input") -> str:
     if not isinstance(text, str):
         raise bad(f"{param} must be a string", param)
+    try:
+        check_utf8(text, param)
+    except InputError as e:
+        raise bad(str(e), param) from None
     if not text.strip():
         raise bad(f"{param} is empty", param)
     if len(text) > limit:
@@ -134,10 +142,11 @@ async def speech(request: Request) -> StreamingResponse:
     if body.get("stream_format", "audio") != "audio":
         raise bad("stream_format: only 'audio' is supported (no server-sent events)", "stream_format")
 
-    slot = state.slots.take()  # 503 past --max-streams
+    rt = await load_runtime(state, opts)
     cancel, encoder = threading.Event(), None
+    check_fits(opts.speech(rt))
+    slot = await state.slots.take()  # waits its turn; 503 when the queue is full or the wait runs out
     try:
-        rt = await anyio.to_thread.run_sync(state.models.runtime, opts.model, opts.dtype)
         chunks = iter(opts.speech(rt, text, chunk_frames=state.config.chunk_frames, cancel=cancel))
         # the first chunk before the status line: a problem found there is still a clean 400
         first = await anyio.to_thread.run_sync(next, chunks, None, limiter=state.limiter)
@@ -145,9 +154,6 @@ async def speech(request: Request) -> StreamingResponse:
     except InputError as e:
         slot.release()
         raise bad(str(e), "input") from None
-    except VoxportError as e:  # a damaged or unloadable artifact: the server's problem
-        slot.release()
-        raise ApiError(500, f"model {opts.model!r} could not be loaded: {e}") from None
     except BaseException:
         slot.release()
         raise
@@ -173,20 +179,45 @@ async def speech(request: Request) -> StreamingResponse:
             cleanup()
 
     headers = {"X-Sample-Rate": str(rt.rt["sample_rate"]), "Cache-Control": "no-store"}
-    return _Stream(stream(), cleanup, media_type=media_type(fmt), headers=headers)
+    return _Stream(stream(), cleanup, state.config.send_timeout, media_type=media_type(fmt), headers=headers)
+
+
+async def load_runtime(state, opts: Options):
+    """The shared runtime of the request's model, loaded in a worker thread the first time."""
+    try:
+        return await anyio.to_thread.run_sync(state.models.runtime, opts.model, opts.dtype)
+    except VoxportError as e:  # a damaged or unloadable artifact: the server's problem
+        raise ApiError(500, f"model {opts.model!r} could not be loaded: {e}") from None
+
+
+def check_fits(speech: Speech) -> None:
+    """400 before a slot is taken when max_frames (or the voice's prompt) cannot fit the context."""
+    try:
+        speech.check_fits()
+    except InputError as e:
+        raise bad(str(e), "max_frames" if "max_frames" in str(e) else "voice") from None
 
 
 class _Stream(StreamingResponse):
     """Cleans up even when the body never started (a client gone before the first send is
-    cancelled before the generator runs, and an unstarted generator's `finally` never does)."""
+    cancelled before the generator runs, and an unstarted generator's `finally` never does), and
+    drops a client that stops reading: a send that waits more than `send_timeout` seconds (the
+    connection's buffers full) ends the response, the generation and the slot."""
 
-    def __init__(self, body, cleanup, **kw):
+    def __init__(self, body, cleanup, send_timeout: float, **kw):
         super().__init__(body, **kw)
-        self._cleanup = cleanup
+        self._cleanup, self._send_timeout = cleanup, send_timeout
 
     async def __call__(self, scope, receive, send):
+        async def timed_send(message):
+            with anyio.fail_after(self._send_timeout):
+                await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, timed_send)
+        except TimeoutError:
+            log.warning("%s %s: client stopped reading for %g s; stream dropped", scope.get("method"),
+                        scope.get("path"), self._send_timeout)
         finally:
             self._cleanup()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -26,7 +27,10 @@ from starlette.responses import JSONResponse
 from voxport.api.bodies import read_body, replay
 from voxport.api.errors import ApiError, bad
 from voxport.errors import InputError
+from voxport.runtime.chunking import check_utf8
 from voxport.runtime.prompt import Utterance
+
+log = logging.getLogger("voxport.serve")
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -53,24 +57,38 @@ class VoiceStore:
         return codes.is_file() and (not info.get("speaker_vector") or vector.is_file())
 
     def get(self, name: str) -> tuple[dict, Utterance] | None:
-        """The voice's metadata and its reference utterance (the context a prompt takes), or None."""
+        """The voice's metadata and its reference utterance (the context a prompt takes), or None.
+        A voice whose files are damaged (the directory may be shared, or edited by hand) is a 409
+        naming it, never a 500."""
         meta, codes, vector = self._paths(name)
         if not meta.is_file():
             return None
-        info = json.loads(meta.read_text())
-        if not self._complete(info, codes, vector):
-            return None
-        ref = Utterance(info["text"], info["speaker"], np.load(codes, allow_pickle=False),
-                        vector=np.load(vector, allow_pickle=False) if info.get("speaker_vector") else None)
-        return info, ref
+        try:
+            info = _info(meta)
+            if not self._complete(info, codes, vector):
+                return None
+            arr = np.load(codes, allow_pickle=False)
+            vec = np.load(vector, allow_pickle=False) if info.get("speaker_vector") else None
+            if arr.ndim != 2 or arr.dtype.kind != "i" or (vec is not None and (vec.ndim != 1 or vec.dtype.kind != "f")):
+                raise ValueError(f"arrays of shape {arr.shape} {arr.dtype}")
+        except (OSError, ValueError) as e:
+            log.warning("voice %s in %s is damaged: %s", name, self.root, str(e)[:200])
+            raise ApiError(409, f"voice {name!r} is damaged on the server ({str(e)[:120]}); DELETE it and save it "
+                           "again", "voice", "voice_damaged") from None
+        return info, Utterance(info["text"], info["speaker"], arr, vector=vec)
 
     def list(self) -> list[dict]:
+        """Every complete voice; a damaged one is left out (and logged), not the whole listing."""
         if not self.root.is_dir():
             return []
         out = []
         for p in sorted(self.root.glob("*.json")):
             if NAME.match(p.stem):
-                info = json.loads(p.read_text())
+                try:
+                    info = _info(p)
+                except (OSError, ValueError) as e:
+                    log.warning("skipping damaged voice file %s: %s", p, str(e)[:200])
+                    continue
                 if self._complete(info, p.with_suffix(".npy"), p.with_suffix(".speaker.npy")):
                     out.append(info)
         return out
@@ -104,6 +122,25 @@ class VoiceStore:
         return found
 
 
+FIELDS = {"name": str, "model": str, "text": str, "frames": int, "seconds": (int, float), "created": int}
+
+
+def _info(meta: Path) -> dict:
+    """A voice's metadata, with the fields the API reads; ValueError when it is not."""
+    try:
+        info = json.loads(meta.read_bytes())
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"not JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise ValueError("not a JSON object")
+    for key, kind in FIELDS.items():
+        if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
+            raise ValueError(f"field {key!r} missing or not a {getattr(kind, '__name__', 'number')}")
+    if not isinstance(info.get("speaker"), (int, str, type(None))):
+        raise ValueError("field 'speaker' is not an integer, a name or null")
+    return info
+
+
 def _npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
@@ -127,6 +164,13 @@ async def create_voice(request: Request) -> JSONResponse:
     app.voices._paths(name)  # name checked before any work
     if not isinstance(text, str) or not text.strip():
         raise bad("text is required: the transcript of the reference audio", "text")
+    try:
+        check_utf8(text, "text")
+    except InputError as e:
+        raise bad(str(e), "text") from None
+    if len(text) > app.config.max_transcript_chars:
+        raise bad(f"text is {len(text)} characters; a reference clip's transcript is at most "
+                  f"{app.config.max_transcript_chars}", "text", "input_too_long")
     model = form.get("model") or (app.models.speakable()[0] if len(app.models.speakable()) == 1 else None)
     name_, dtype = app.models.resolve(model)
     rt = await anyio.to_thread.run_sync(app.models.runtime, name_, dtype)
@@ -138,6 +182,7 @@ async def create_voice(request: Request) -> JSONResponse:
     with tempfile.TemporaryDirectory() as tmp:  # the runtime reads a file: any format soundfile reads
         path = Path(tmp) / "reference"
         path.write_bytes(data)
+        del data
         try:
             ref = await anyio.to_thread.run_sync(rt.reference, path, text, speaker)
         except InputError as e:

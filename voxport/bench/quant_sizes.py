@@ -59,7 +59,7 @@ def speeds(d: Path, dtype: str, threads: int, runs: int) -> dict:
     out["depth_step_ms"] = step
     out["frame_ms_from_steps"] = out["backbone_step_ms"] + first + (k - 2) * step
     if "frame" in m["graphs"]:  # the lead's fused graph, once merged
-        sizes = {"batch": 1, "seq": 1, "past": 100, "past_seq": 101}
+        sizes = {"batch": 1, "seq": 1, "past": 100, "past_seq": 101, "capacity": 128}
         out["frame_ms"] = _time(g, "frame", _feeds(m["graphs"]["frame"]["inputs"], sizes, rng), runs)
     return out
 

@@ -42,7 +42,8 @@ def markdown(result: dict, stem: str) -> str:
                   f"stored) -> at least {v['floor_ms']:.1f} ms/frame" for d, v in p["roofline"].items()]
         for d, why in p.get("skipped_dtypes", {}).items():
             lines.append(f"- {d}: skipped ({why})")
-        lines += ["", *_graph_lines(p), *_baseline_lines(p.get("vs_baseline")), *_browser_lines(p.get("browser")), ""]
+        lines += ["", *_graph_lines(p), *_baseline_lines(p.get("vs_baseline")), *_browser_lines(p.get("browser")),
+                  *_peer_lines(p), ""]
         lines += [f"![per-frame time]({Path(stem).name}-{p['preset']}-frame.png)",
                   f"![where the time goes]({Path(stem).name}-{p['preset']}-stages.png)", ""]
     return "\n".join(lines)
@@ -76,6 +77,10 @@ def _baseline_lines(rows) -> list[str]:
                      f"{c['frame_ms']} | {r['speedup']}x | {c['frame_ms_windows']} | {b['prefill_ms']} -> "
                      f"{c['prefill_ms']} | {b['first_audio_ms']} -> {c['first_audio_ms']} | {r['codes_identical']} |")
     return lines + [""]
+
+
+def _peer_lines(preset: dict) -> list[str]:
+    return [f"{name}: skipped ({row['skipped']})." for name, row in preset.get("peers", {}).items() if "skipped" in row]
 
 
 def _browser_lines(rows) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxport.bench import machine, roofline
+from voxport.bench import machine, peers, roofline
 from voxport.bench.compare import interleaved
 from voxport.bench.graph_stats import node_counts
 from voxport.bench.configs import (BASELINE_WINDOWS, BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES,
@@ -118,6 +118,7 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
         shared = [d for d in have if d in mf.load(baseline)["dtypes"]]
         out["vs_baseline"] = [interleaved(art, baseline, d, frames, BASELINE_WINDOWS, threads,
                                           onnx_providers(device), progress) for d in shared]
+    out["peers"] = {"llama-tts": peers.llama_tts(generation["prompt"]["format"])}
     if browser and generation["prompt"]["format"] in PAGE_PROMPT_FORMATS:
         out["browser"] = _browser(art, have, manifest["source"].get("name") == "tiny", progress)
     elif browser:
@@ -125,7 +126,7 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
     return out
 
 
-# the prompt formats web/src builds (web/src/manifest.js PROMPT_FORMATS)
+# the prompt formats voxport-web builds (web/src/runtime/prompt.js PROMPT_FORMATS)
 PAGE_PROMPT_FORMATS = ("chat_template", "dual_track")
 
 
@@ -138,7 +139,7 @@ def _browser(art: Path, dtypes: list[str], tiny: bool, progress) -> list[dict] |
     frames, threads = (BROWSER_FRAMES, [1, 2]) if tiny else (BROWSER_FRAMES_LARGE, [2])
     progress(f"bench: browser (headless Chromium, wasm {' and '.join(map(str, threads))} threads) on {art}")
     try:
-        # the precisions the page chooses among on wasm (web/src/manifest.js PREFERRED_DTYPES)
+        # the precisions voxport-web chooses among on wasm (web/src/tts.js PREFERRED_DTYPES)
         return web_bench.run([art], dtypes=[d for d in ("fp32", "q8", "q4") if d in dtypes], threads=threads,
                              frames=frames, log=progress)
     except Exception as e:  # noqa: BLE001 - no Chromium on this machine is a recorded skip, not a crash

@@ -1,13 +1,13 @@
-"""Browser benchmark: the demo page in headless Chromium (Debian's, via Playwright) speaking with the
-fused path (one `frame` call per frame, `mimi_decoder_stream` per chunk), for each artifact
+"""Browser benchmark: voxport-web (the library) on a page in headless Chromium (Debian's, via Playwright),
+speaking with the fused path (one `frame` call per frame, `mimi_decoder_stream` per chunk), for each artifact
 directory x precision x backend x wasm thread count.
 
     .venv/bin/python voxport/bench/web_bench.py artifacts/tiny artifacts/marvis-250m --dtypes fp32 q4 \\
         --threads 1 2 --frames 20 [--backends wasm webgpu] [--json out.json] [--md out.md]
 
-Precision variants are the ones `voxport export --dtypes` wrote (manifest format 2); a directory
-without the asked variant gives an error row, not a failure. Each row is a fresh page (fresh
-worker, cold Cache Storage): load, speak 2 frames to warm up (kernels compiled, buffers allocated),
+Precision variants are the ones `voxport export --dtypes` wrote (manifest format 3); a directory
+without the asked variant gives an error row, not a failure. Each row is a fresh page (cold Cache
+Storage) running the library on its main thread: load, speak 2 frames to warm up (kernels compiled, buffers allocated),
 then speak TEXT (ten words) greedily for up to `frames` frames with one frame per codec call.
 
 `run(dirs, dtypes, threads, frames, backends) -> list[dict]`, one dict per run with the keys
@@ -21,6 +21,7 @@ then speak TEXT (ten words) greedily for up to `frames` frames with one frame pe
     rtf               wall time of the utterance / audio length (< 1: faster than real time)
     first_audio_ms    speak request -> first PCM chunk decoded in the worker (ten-word prompt)
     load_s            page load of the model: fetch, sha256 check, session creation
+    download_mb       what the page downloads for this precision (shared files + the three graphs)
     load_avg          the machine's 1-minute load average when the run started
     error             only on failure (e.g. out of memory); the other keys are then absent
 """
@@ -38,11 +39,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the page helpers live with the tests (tests/web_helpers.py)
 
-from tests.web_helpers import CHROMIUM, FLAGS, serving  # noqa: E402
+from tests.web_helpers import CHROMIUM, FLAGS, LIBRARY, build_library, serving  # noqa: E402
 from voxport import manifest as mf  # noqa: E402
 
 TEXT = "The old lighthouse keeper watched the storm roll in tonight."  # the ten words of voxport/bench/stream.py
-SPEAK = "async (o) => (await window.voxport.speak(o)).stats"
+SPEAK = ("async (o) => { const r = await window.lib.speak(o); const t = r.timings; "
+         "return { ...r.stats, frame_ms: t.frame_s.map((x) => x * 1000), codec_ms: t.codec_s.map((x) => x * 1000) }; }")
 
 
 def _one(browser, url: str, model: str, dtype: str, backend: str, threads: int, frames: int,
@@ -51,20 +53,20 @@ def _one(browser, url: str, model: str, dtype: str, backend: str, threads: int, 
     page = ctx.new_page()
     try:
         page.goto(url)
-        page.evaluate("window.voxport.ready")
+        page.evaluate(LIBRARY)
         t = time.perf_counter()
-        page.evaluate("(o) => window.voxport.load(o)", {"url": f"/models/{model}/", "backend": backend,
-                                                         "dtype": dtype, "threads": threads})
+        page.evaluate("(o) => window.lib.load(o)", {"url": f"/models/{model}/", "device": backend, "dtype": dtype,
+                                                    "threads": threads})
         load_s = time.perf_counter() - t
-        page.evaluate(SPEAK, {"text": TEXT, "maxFrames": 2})
-        s = page.evaluate(SPEAK, {"text": TEXT, "maxFrames": frames, "chunkFrames": 1})
+        page.evaluate(SPEAK, {"text": TEXT, "maxFrames": 2, "temperature": 0})
+        s = page.evaluate(SPEAK, {"text": TEXT, "maxFrames": frames, "chunkFrames": 1, "temperature": 0})
         steady = s["frame_ms"][1:] or s["frame_ms"]
         audible = s["graph_ms"].get(codec_stream, {}).get("calls", 0)
         return {"frames": s["frames"], "ms_per_frame": round(statistics.median(steady), 1),
                 "prefill_ms": round(s["frame_ms"][0], 1),
-                "codec_ms_per_frame": round(s["decode_ms"] / audible, 1) if audible else None,
+                "codec_ms_per_frame": round(sum(s["codec_ms"]) / audible, 1) if audible else None,
                 "rtf": round(s["rtf"], 3) if s["rtf"] else None,
-                "first_audio_ms": round(s["first_audio_out_ms"], 1), "load_s": round(load_s, 1),
+                "first_audio_ms": round(s["first_audio_s"] * 1000, 1), "load_s": round(load_s, 1),
                 "threads": s["threads"] if backend == "wasm" else 1}
     finally:
         ctx.close()
@@ -80,6 +82,7 @@ def run(dirs: list[Path], dtypes=("fp32", "q4"), threads=(1, 2), frames: int = 2
     if len(set(names)) != len(names):
         raise SystemExit(f"artifact directories need distinct names (served as /models/NAME/): {names}")
     rows = []
+    build_library()
     with serving(dirs) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
@@ -92,8 +95,9 @@ def run(dirs: list[Path], dtypes=("fp32", "q4"), threads=(1, 2), frames: int = 2
                                    "load_avg": round(os.getloadavg()[0], 2)}
                             try:
                                 gen = manifest["runtime"]["generation"]
-                                for g in (gen["prompt"]["graph"], gen["frame"]["graph"], gen["codec"]["stream"]):
-                                    mf.variant(manifest, g, dtype, d)
+                                graphs = (gen["prompt"]["graph"], gen["frame"]["graph"], gen["codec"]["stream"])
+                                files = [e for g in graphs for e in mf.variant(manifest, g, dtype, d)["files"]]
+                                row["download_mb"] = round(sum(e["bytes"] for e in files + manifest.get("files", [])) / 1e6, 1)
                                 row.update(_one(browser, url, d.name, dtype, backend, n, frames, gen["codec"]["stream"]))
                             except Exception as e:  # keep the other rows (out of memory on a large fp32 model)
                                 row["error"] = str(e).strip().splitlines()[0][:300]
@@ -108,11 +112,11 @@ def run(dirs: list[Path], dtypes=("fp32", "q4"), threads=(1, 2), frames: int = 2
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| model | dtype | backend | threads | frames | ms/frame (median) | codec ms/frame | RTF | "
+    out = ["| model | dtype | download MB | backend | threads | frames | ms/frame (median) | codec ms/frame | RTF | "
            "first audio ms | prefill ms | load s | load avg |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        head = f"| {r['model']} | {r['dtype']} | {r['backend']} | {r['threads']} |"
+        head = f"| {r['model']} | {r['dtype']} | {r.get('download_mb', '')} | {r['backend']} | {r['threads']} |"
         if "error" in r:
             out.append(f"{head} error: {r['error'].replace('|', '/')} | | | | | | | {r['load_avg']} |")
         else:
@@ -123,7 +127,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dirs", nargs="+", type=Path, help="artifact directories (manifest format 2)")
+    p.add_argument("dirs", nargs="+", type=Path, help="artifact directories (manifest format 3)")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "q4"])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--frames", type=int, default=20)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-AXES = {"batch": 1, "seq": 2, "past": 0, "past_seq": 2, "frames": 1}
+AXES = {"batch": 1, "seq": 2, "past": 0, "past_seq": 2, "frames": 1, "capacity": 8}
 PAGE = """<!doctype html><script type="module">
 import * as ort from './node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
 ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url).href;

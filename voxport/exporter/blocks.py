@@ -15,8 +15,7 @@ skip) -> Reshape, GroupQueryAttention taking q, k, v apart.
 
 Every op has a kernel in onnxruntime's CPU build and in onnxruntime-web (wasm and WebGPU). The weights
 are the reference modules' own, concatenated; the PyTorch module stays the reference the parity
-harness compares each graph against. GroupQueryAttention needs head_dim % 8 == 0 (every released
-CSM/Marvis/Llama checkpoint has 64 or 128).
+harness compares each graph against. Which configurations the kernels take is exporter/kernels.py.
 """
 
 from __future__ import annotations
@@ -27,7 +26,9 @@ import numpy as np
 import torch
 
 from onnx import ModelProto, TensorProto
+from onnx import helper as onnx_helper
 
+from voxport.exporter.kernels import unfusable
 from voxport.exporter.onnx_builder import GraphBuilder
 
 
@@ -65,31 +66,33 @@ def rope_caches(b: GraphBuilder, name: str, rotary, max_positions: int) -> Rope:
                 b.weight(f"{name}.sin_cache", _np(freqs.sin() * scale)))
 
 
-def unfusable(cfg) -> str | None:
-    """Why a Llama-style config cannot be written with these blocks, or None."""
-    if cfg.head_dim % 8:
-        return f"head_dim {cfg.head_dim} is not a multiple of 8, which onnxruntime's GroupQueryAttention requires"
-    if getattr(cfg, "hidden_act", "silu") != "silu":
-        return f"hidden_act {cfg.hidden_act!r}; the fused MLP is SiLU-gated"
-    if getattr(cfg, "sliding_window", None) is not None:
-        return f"sliding_window {cfg.sliding_window}; the fused attention attends to the whole past"
-    return None
-
-
-def mask_lengths(b, mask: str) -> tuple[str, str]:
-    """GroupQueryAttention's length inputs from an attention mask [1, total]: seqlens_k (valid keys
-    - 1, int32) and total_sequence_length (int32)."""
-    total = b.op("Cast", [b.op("Gather", [b.op("Shape", [mask]), b.const(1)], label="total")], to=6)
-    seqlens = b.op("Sub", [b.op("Cast", [b.op("ReduceSum", [mask, b.const([1])], keepdims=0)], to=6),
-                           b.const([1], np.int32)], label="seqlens_k")
+def cache_lengths(b, lengths: str, seq: int | str) -> tuple[str, str]:
+    """GroupQueryAttention's length inputs for a static cache: `lengths` [batch] (int64, positions each
+    row holds before this call) and `seq` new positions per row (an int, or the name of a tensor whose
+    axis 1 is it) -> seqlens_k [batch] int32 (each row's last position) and total_sequence_length []
+    int32 (the longest row's total; the kernel bounds each row by its own seqlens_k)."""
+    n = b.const([seq], np.int32) if isinstance(seq, int) else \
+        b.op("Cast", [b.op("Gather", [b.op("Shape", [seq]), b.const([1])], label="seq")], to=6)
+    lens = b.op("Cast", [lengths], to=6, label="lengths")
+    seqlens = b.op("Sub", [b.op("Add", [lens, n]), b.const([1], np.int32)], label="seqlens_k")
+    total = b.op("Add", [b.op("ReduceMax", [lens], keepdims=0), b.op("Squeeze", [n, b.const([0])])], label="total")
     return seqlens, total
 
 
-def cached_stack(b, model, name: str, max_positions: int, embeds: str, past: list, mask: str) -> tuple[str, list]:
-    """A decoder stack (`model`: layers, norm, rotary_emb) over a prompt or one step, its KV from
-    `past`, lengths from the attention mask: the last position's hidden state [1, 1, H] (the last
-    layer's MLP runs on that position only) and the present KV."""
-    seqlens, total = mask_lengths(b, mask)
+def row_lengths(b, like: str, pos: int) -> tuple[str, str]:
+    """Length inputs for an in-graph cache where every row is at position `pos` (the depth steps):
+    seqlens_k [batch] = pos, total = pos + 1; batch from `like` [batch, ...]."""
+    batch = b.op("Slice", [b.op("Shape", [like]), b.const([0]), b.const([1])], label="batch")
+    return b.op("Expand", [b.const([pos], np.int32), batch], label="seqlens_k"), b.const(pos + 1, np.int32)
+
+
+def cached_stack(b, model, name: str, max_positions: int, embeds: str, past: list, lengths: str) -> tuple[str, list]:
+    """A decoder stack (`model`: layers, norm, rotary_emb) over a prompt or one step for every row,
+    its KV in static buffers `past` [batch, kv_heads, capacity, head_dim] (written in place when the
+    runtime binds each present output to its past input), row lengths from `lengths`: the last
+    position's hidden state [batch, 1, H] (the last layer's MLP runs on that position only) and the
+    present KV."""
+    seqlens, total = cache_lengths(b, lengths, embeds)
     stack = LlamaStack(b, model, name, rope_caches(b, name, model.rotary_emb, max_positions))
     return stack(embeds, past, seqlens, total, last_only=True)
 
@@ -102,7 +105,7 @@ class LlamaStack:
 
     def __init__(self, b: GraphBuilder, model, prefix: str, rope: Rope):
         cfg = model.config
-        why = unfusable(cfg)
+        why = unfusable(cfg)  # the builders are called only where kernels.fusable said yes
         if why:
             raise ValueError(f"{prefix}: {why}")
         self.b, self.rope, self.cfg = b, rope, cfg
@@ -130,28 +133,41 @@ class LlamaStack:
             self.layers.append(w)
         self.norm = b.weight(f"{prefix}.norm.weight", _np(model.norm.weight))
 
+    def fixed_cache(self, like: str, capacity: int) -> list[tuple[str, str]]:
+        """An in-graph cache of fixed size: zeros [batch, kv_heads, capacity, head_dim] (batch from
+        `like`) as every layer's first past; each present then keeps that shape, so no shape in the
+        unrolled steps grows (a fixed-shape graph is what WebGPU graph capture needs)."""
+        b = self.b
+        batch = b.op("Slice", [b.op("Shape", [like]), b.const([0]), b.const([1])], label="batch")
+        shape = b.op("Concat", [batch, b.const([self.kv_heads, capacity, self.head_dim])], axis=0, label="cache")
+        zeros = b.op("ConstantOfShape", [shape], value=onnx_helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+                     out_types=(TensorProto.FLOAT,))
+        return [(zeros, zeros)] * len(self.layers)
+
     def _linear(self, x: str, w: str, bias: str | None, label: str) -> str:
         y = self.b.op("MatMul", [x, w], label=label)
         return y if bias is None else self.b.op("Add", [y, bias], label=label)
 
     def _head_norm(self, x: str, weight: str, eps: float, heads: int, label: str) -> str:
-        """RMSNorm over each head of x [1, seq, heads * head_dim]. Viewed as [seq, heads, head_dim], the
+        """RMSNorm over each head of x [batch, seq, heads * head_dim]. Viewed as [seq, heads, head_dim], the
         zero skip is one constant [heads, head_dim] whatever seq is (the op takes a 2-D skip as
         (sequence, hidden) and repeats it over the batch axis; checked on onnxruntime's CPU build)."""
         b, hd = self.b, self.head_dim
         x3 = b.op("Reshape", [x, b.const([-1, heads, hd])], label=label)
         zero = b.const(np.zeros((heads, hd)), np.float32)
         y = b.ms("SkipSimplifiedLayerNormalization", [x3, zero, weight], label=label, epsilon=eps)
-        return b.op("Reshape", [y, b.const([1, -1, heads * hd])], label=label)
+        return b.op("Reshape", [y, b.op("Shape", [x], label=label)], label=label)
 
     def __call__(self, x: str, past: list[tuple[str, str]] | None, seqlens_k: str, total_len: str,
                  seq: int | None = None, last_only: bool = False) -> tuple[str, list[tuple[str, str]]]:
-        """x [1, seq, hidden] -> (final-normed hidden [1, seq, hidden], per layer (present_key, present_value)).
+        """x [batch, seq, hidden] -> (final-normed hidden [batch, seq, hidden], per layer (present_key, present_value)).
         seq: the input length when it is fixed (unrolled steps), None when it is the graph's dynamic axis.
-        last_only: return the last position only ([1, 1, hidden]); the last layer's MLP then runs on
+        last_only: return the last position only ([batch, 1, hidden]); the last layer's MLP then runs on
         that position alone (a 20-token prompt: 19 MLP rows of the last layer not computed).
-        past: per layer (key, value) [1, kv_heads, past, head_dim], or None for an empty cache.
-        seqlens_k [1] int32 = total - 1, total_len [] int32 (GroupQueryAttention's position source)."""
+        past: per layer (key, value) [batch, kv_heads, capacity, head_dim] (a static buffer: present has
+        its shape), or None for an empty cache (present is [batch, kv_heads, total, head_dim]).
+        seqlens_k [batch] int32 = each row's last position, total_len [] int32 (GroupQueryAttention's
+        position source: row r's new positions are seqlens_k[r] - seq + 1 .. seqlens_k[r])."""
         b, presents = self.b, []
         h = residual = None
         for i, w in enumerate(self.layers):
@@ -160,7 +176,7 @@ class LlamaStack:
                     # The first norm has no residual to add: a zero one. onnxruntime's plain
                     # SimplifiedLayerNormalization sits in the ONNX domain, where the ONNX checker
                     # (voxport verify) rejects it as unknown; x + 0 is exact.
-                    residual = b.const(np.zeros((1, seq, self.cfg.hidden_size)), np.float32) if seq else \
+                    residual = b.const(np.zeros((seq, self.cfg.hidden_size)), np.float32) if seq else \
                         b.op("Mul", [x, b.const(0.0, np.float32)], label="no_residual")
                 h, _, _, residual = b.ms("SkipSimplifiedLayerNormalization", [x, residual, w["in_norm"]],
                                          n_out=4, unused=(1, 2), label="input_layernorm", epsilon=self.eps)
@@ -207,26 +223,35 @@ def frame_model(b: GraphBuilder, graph_outputs: list, codes: str, next_embeds: s
 
 class Sampler:
     """Gumbel-max over the top-k, then top-p, logits, written once per frame graph (the arithmetic of
-    voxport/runtime/sampling.py): code = argmax of l / T + g over the k largest logits l that top-p
-    keeps, g = -log(-log(u)) from the `noise` uniforms; temperature 0 = greedy. Per codebook an `If` on
-    T > 0: greedy is one ArgMax; sampling ranks only k logits (TopK). Measured on Chromium's WebGPU:
-    one TopK over 2,051 logits is ~80 dispatches (a full sort, whatever k), 2,560 of tiny's 3,667 per
-    frame; on CPU the traced graph's full sort cost ~7 ms of a marvis-250m frame."""
+    voxport/runtime/sampling.py), each row with its own settings: code = argmax of l / T + g over the
+    k largest logits l that top-p keeps, g = -log(-log(u)) from the `noise` uniforms; temperature 0 =
+    greedy. Per codebook an `If` on any row sampling: greedy is one ArgMax; sampling ranks only the
+    largest k of the batch (TopK), each row then keeping its own first k. Measured on Chromium's
+    WebGPU: one TopK over 2,051 logits is ~80 dispatches (a full sort, whatever k), 2,560 of tiny's
+    3,667 per frame; on CPU the traced graph's full sort cost ~7 ms of a marvis-250m frame."""
 
     def __init__(self, b: GraphBuilder, temperature: str, top_k: str, top_p: str, noise: str | None = None,
                  gumbel: str | None = None, name: str = "sampling", vocab: int | None = None):
-        """Gumbel values from `noise`, or `gumbel`: another Sampler's (one noise input read with two
-        temperature/top-k pairs, as Qwen3-TTS's talker and code predictor sampling). `vocab`: top_k is
-        clipped to [1, vocab] as the PyTorch reference's gumbel_choice does (TopK fails past the row).
-        `top_p`: an input in (0, 1]; 1 keeps all k (the comparison is skipped, not rounded)."""
+        """Settings [batch] per row. Gumbel values from `noise` [batch, K, V], or `gumbel`: another
+        Sampler's (one noise input read with two temperature/top-k pairs, as Qwen3-TTS's talker and
+        code predictor sampling). `vocab`: top_k is clipped to [1, vocab] as the PyTorch reference's
+        gumbel_choice does (TopK fails past the row). `top_p`: in (0, 1]; 1 keeps all k (the
+        comparison is skipped, not rounded)."""
         with b.scope(name):
-            self.top_p = top_p
-            self.no_top_p = b.op("GreaterOrEqual", [top_p, b.const(1.0, np.float32)], label="top_p_off")
-            self.sampling = b.op("Greater", [temperature, b.const(0.0, np.float32)])
-            self.k = b.op("Reshape", [top_k, b.const([1])], label="k")
+            col = b.const([-1, 1, 1])  # [batch] -> [batch, 1, 1], against logits [batch, 1, V]
+            self.top_p = b.op("Reshape", [top_p, col], label="top_p")
+            self.no_top_p = b.op("GreaterOrEqual", [self.top_p, b.const(1.0, np.float32)], label="top_p_off")
+            self.row_sampling = b.op("Greater", [b.op("Reshape", [temperature, col], label="temperature"),
+                                                 b.const(0.0, np.float32)], label="row")
+            self.sampling = b.op("Greater", [b.op("ReduceMax", [temperature], keepdims=0),
+                                             b.const(0.0, np.float32)], label="any")
+            k = b.op("Reshape", [top_k, col], label="k")
             if vocab is not None:
-                self.k = b.op("Clip", [self.k, b.const(1), b.const(vocab)], label="k")
-            self.temp = b.op("Max", [temperature, b.const(1e-6, np.float32)])  # as torch's clamp(min=1e-6)
+                k = b.op("Clip", [k, b.const(1), b.const(vocab)], label="k")
+            self.k = k
+            self.k_max = b.op("Reshape", [b.op("ReduceMax", [k], keepdims=0), b.const([1])], label="k_max")
+            self.temp = b.op("Max", [b.op("Reshape", [temperature, col], label="temp"),
+                                     b.const(1e-6, np.float32)])  # as torch's clamp(min=1e-6)
             if gumbel is None:
                 u = b.op("Clip", [noise, b.const(1e-20, np.float32), b.const(1.0 - 1e-7, np.float32)])
                 gumbel = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])], label="gumbel")
@@ -234,8 +259,8 @@ class Sampler:
         self.b = b
 
     def __call__(self, logits: str, codebook: int) -> str:
-        """logits [1, 1, V] -> code [1, 1] int64; the Gumbel values of noise row `codebook` (its first V
-        when the row is longer: TopK's indices pick them)."""
+        """logits [batch, 1, V] -> code [batch, 1] int64; the Gumbel values of noise row `codebook` (its
+        first V when the row is longer: TopK's indices pick them)."""
         b = self.b
         with b.scope("sample"):
             # fp32 here, so the branches (which read it from the outer scope) stay fp32 in fp16 variants
@@ -243,18 +268,25 @@ class Sampler:
             with b.branch() as greedy:
                 best = b.op("ArgMax", [logits], axis=-1, keepdims=1, label="greedy")
             with b.branch() as sampled:
+                argmax = b.op("ArgMax", [logits], axis=-1, keepdims=1, label="greedy_rows")
                 with b.scope("topk"):
-                    vals, idx = b.op("TopK", [logits, self.k], n_out=2, axis=-1, largest=1, sorted=1)
-                    row = b.op("Gather", [self.gumbel, b.const([codebook])], axis=1, label="gumbel")  # [1, 1, V]
+                    vals, idx = b.op("TopK", [logits, self.k_max], n_out=2, axis=-1, largest=1, sorted=1)
+                    row = b.op("Gather", [self.gumbel, b.const([codebook])], axis=1, label="gumbel")  # [B, 1, V]
                     g = b.op("GatherElements", [row, idx], axis=-1)
                     scaled = b.op("Div", [vals, self.temp])
-                with b.scope("topp"):  # TopK's values are sorted: the exclusive CumSum is the mass above each
+                    # a row keeps its own first k of the batch's k_max (TopK's values are sorted)
+                    rank = b.op("Range", [b.const(0), b.op("Squeeze", [self.k_max, b.const([0])]), b.const(1)],
+                                label="rank")
+                    scaled = b.op("Where", [b.op("Less", [rank, self.k]), scaled, b.const(-np.inf, np.float32)],
+                                  label="row_k")
+                with b.scope("topp"):  # sorted: the exclusive CumSum is the mass above each
                     above = b.op("CumSum", [b.op("Softmax", [scaled], axis=-1), b.const(-1)], exclusive=1)
                     keep = b.op("Or", [b.op("Less", [above, self.top_p]), self.no_top_p])
                     scaled = b.op("Where", [keep, scaled, b.const(-np.inf, np.float32)])
                 with b.scope("topk"):
                     scores = b.op("Add", [scaled, g])
                     pick = b.op("GatherElements", [idx, b.op("ArgMax", [scores], axis=-1, keepdims=1)], axis=-1)
+                pick = b.op("Where", [self.row_sampling, pick, argmax], label="per_row")
             code = b.op("If", [self.sampling], then_branch=b.subgraph("sampled", sampled, [pick]),
                         else_branch=b.subgraph("greedy", greedy, [best]), out_types=(TensorProto.INT64,))
-            return b.op("Reshape", [code, b.const([1, 1])], label="code")
+            return b.op("Reshape", [code, b.const([-1, 1])], label="code")

@@ -2,6 +2,10 @@
 
 Every source ends as a local directory in save_pretrained layout, validated before torch touches it,
 so a bad checkpoint fails with one line naming the problem and the path.
+
+Parts a checkpoint ships without (a tokenizer, a codec: `voxport export --tokenizer --codec`) are each
+a directory or hub id; the checkpoint is then seen through a directory of links in the cache holding
+its own files plus `tokenizer/` and `codec/`, so the family checks and loads one directory.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from voxport.errors import CheckpointError
 from voxport.exporter.families import families, family_for
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# what a part needs from the hub (never another model's weights for a tokenizer)
+PART_FILES = {"tokenizer": ["*.json", "*.txt", "*.model", "*.jinja"], "codec": ["*.json", "*.safetensors"]}
 
 
 @dataclass
@@ -24,33 +30,83 @@ class Checkpoint:
     source: dict  # how to find it again: {"kind": "preset"|"dir"|"hub", ...}
 
 
-def resolve(model: str, cache_root: Path | None = None) -> Checkpoint:
+def resolve(model: str, cache_root: Path | None = None, parts: dict[str, str | None] | None = None) -> Checkpoint:
     from voxport.exporter.presets import all_presets, materialize
 
+    parts = {k: v for k, v in (parts or {}).items() if v}
     presets = all_presets()
-    if model in presets:
+    if model in presets and not parts:
         return Checkpoint(materialize(model, cache_root), {"kind": "preset", "name": model,
                                                            "seed": presets[model][1].seed})
-    path = Path(model).expanduser()
-    if path.exists() or model.startswith((".", "/", "~")) or not _HUB_ID.match(model):
-        validate_dir(path)
-        return Checkpoint(path.resolve(), {"kind": "dir", "path": str(path.resolve())})
-    return Checkpoint(_download(model), {"kind": "hub", "id": model})
+    if model in presets:
+        path, source = materialize(model, cache_root), {"kind": "preset", "name": model, "seed": presets[model][1].seed}
+    elif Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or not _HUB_ID.match(model):
+        path = Path(model).expanduser()
+        if not parts:
+            validate_dir(path)
+        path = path.resolve()
+        source = {"kind": "dir", "path": str(path)}
+    else:
+        path, source = _download(model, validate=not parts), {"kind": "hub", "id": model}
+    if not parts:
+        return Checkpoint(path, source)
+    local = {name: _part(name, ref) for name, ref in parts.items()}
+    joined = _join(path, local, cache_root)
+    try:
+        validate_dir(joined)
+    except CheckpointError as e:  # name the user's directory, not the links standing for it
+        raise CheckpointError(str(e).replace(str(joined), str(path))) from None
+    return Checkpoint(joined, {**source, "parts": {name: str(p) if Path(parts[name]).expanduser().exists() else parts[name]
+                                                   for name, p in local.items()}})
 
 
-def _download(repo_id: str) -> Path:
+def _part(name: str, ref: str) -> Path:
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists() or ref.startswith((".", "/", "~")) or not _HUB_ID.match(ref):
+        raise CheckpointError(f"--{name} {ref}: not a directory or a hub id")
+    return _snapshot(ref, PART_FILES[name])
+
+
+def _join(path: Path, parts: dict[str, Path], cache_root: Path | None) -> Path:
+    """A directory of links: the checkpoint's entries, each part under its name (replacing one there)."""
+    import hashlib
+
+    from voxport.fsutil import atomic_dir, cache_root as default_root
+
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a directory, a preset name, or a hub id")
+    key = json.dumps([str(path), sorted((k, str(v)) for k, v in parts.items())]).encode()
+    root = Path(cache_root or default_root())
+    out = root / "joined" / f"{path.name}-{hashlib.sha256(key).hexdigest()[:12]}"
+    with atomic_dir(out) as tmp:
+        for entry in path.iterdir():
+            if entry.name not in parts:
+                (tmp / entry.name).symlink_to(entry.resolve())
+        for name, src in parts.items():
+            (tmp / name).symlink_to(src)
+    return out
+
+
+def _snapshot(repo_id: str, patterns: list[str]) -> Path:
     # Fail fast where the hub is unreachable: short timeouts, no retries hanging the command.
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "20")
     from huggingface_hub import snapshot_download
 
     try:
-        path = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "speech_tokenizer/*"]))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:  # network errors, unknown repo, gated repo: all one message
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{repo_id}: could not fetch from the Hugging Face hub ({first[:200]}); "
                               "download it on a machine with hub access and pass the local directory") from None
-    validate_dir(path)
+
+
+def _download(repo_id: str, validate: bool = True) -> Path:
+    path = _snapshot(repo_id, ["*.json", "*.safetensors", "*.jinja", "*.txt", "speech_tokenizer/*"])
+    if validate:
+        validate_dir(path)
     return path
 
 
@@ -65,7 +121,7 @@ def validate_dir(path: Path) -> None:
         cfg = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_path}: config.json is not valid JSON ({e})") from None
-    family = family_for(cfg.get("model_type"))
+    family = family_for(cfg)
     if family is None:
         known = ", ".join(t for f in families() for t in f.model_types)
         raise CheckpointError(f"{cfg_path}: unsupported architecture {cfg.get('model_type')!r} "
@@ -77,7 +133,7 @@ def validate_dir(path: Path) -> None:
 
 def family_of(path: Path):
     """The family class of a checked checkpoint directory."""
-    return family_for(json.loads((Path(path) / "config.json").read_text()).get("model_type"))
+    return family_for(json.loads((Path(path) / "config.json").read_text()))
 
 
 def check_weights(path: Path) -> None:
@@ -98,7 +154,7 @@ def check_weights(path: Path) -> None:
             raise CheckpointError(f"{path}: missing weight shards: {', '.join(missing)}")
     for f in files:
         try:
-            with safe_open(str(f), framework="numpy") as st:
+            with safe_open(str(f), framework="pt") as st:  # numpy has no bfloat16
                 keys = list(st.keys())
                 if keys:  # header offsets are checked against the file size when a tensor is read
                     st.get_slice(keys[-1])[...]

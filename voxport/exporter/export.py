@@ -13,30 +13,38 @@ import warnings
 from pathlib import Path
 
 from voxport import __version__
-from voxport.fsutil import atomic_dir
+from voxport.fsutil import atomic_dir, check_dir_target
 from voxport import dtypes as dt
-from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, variant_bytes
+from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, is_artifact_dir, variant_bytes
 from voxport.exporter import checkpoint
 from voxport.exporter.quantize import EXTERNAL_DATA_BYTES
 from voxport.exporter.spec import Family, GraphSpec
 
 
 
+def check_output(out: Path) -> None:
+    """Refuse, in one line, an output that is a file or a directory voxport did not write (its
+    contents would be replaced), or a place that takes no new directory: before the checkpoint loads."""
+    check_dir_target(Path(out), is_artifact_dir, "-o/--output")
+
+
 def export(model: str, out: Path, device: str = "cpu", progress=print, cache_root: Path | None = None,
-           dtypes: str | list[str] | None = None) -> Path:
+           dtypes: str | list[str] | None = None, parts: dict[str, str | None] | None = None) -> Path:
     """Export every graph of the model's family in fp32, then make each requested precision variant
-    (default: all of voxport.dtypes.DTYPES) from the fp32 files, after the PyTorch model is freed."""
+    (default: all of voxport.dtypes.DTYPES) from the fp32 files, after the PyTorch model is freed.
+    `parts`: {"tokenizer": DIR|HUB_ID, "codec": DIR|HUB_ID} a checkpoint ships without."""
     t0 = time.time()
     dtypes = dt.parse(dtypes)  # an unknown name fails here, before minutes of export
-    ckpt = checkpoint.resolve(model, cache_root)
+    check_output(Path(out))
+    ckpt = checkpoint.resolve(model, cache_root, parts)
     progress(f"loading {ckpt.path}")
     ref, fam_cls = checkpoint.load(ckpt, device)
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, is_artifact_dir, "-o/--output") as tmp:
         family: Family = fam_cls(ref, ckpt.path)
         tok_files = family.artifact_files(tmp)
         (tmp / "onnx").mkdir()
-        graphs, policies = {}, {}
+        graphs, policies, smoke = {}, {}, {}
         specs = family.graphs()
         for i, spec in enumerate(specs, 1):
             t = time.time()
@@ -49,6 +57,7 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
                 "variants": {"fp32": {"files": entries, "precision": {"dtype": "fp32"}}},
             }
             policies[spec.name] = family.precision_policy(spec.name)
+            smoke[spec.name] = smallest_feeds(spec)
             progress(f"[{i}/{len(specs)}] {spec.name}: {sum(e['bytes'] for e in entries) / 1e6:.1f} MB "
                      f"in {time.time() - t:.1f} s")
         source = {**ckpt.source, "model_type": ref.config.model_type,
@@ -58,6 +67,7 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
         del specs, family, ref, spec
         gc.collect()
         _make_variants(tmp, graphs, policies, dtypes[1:], progress)
+        smoke_run(tmp, graphs, smoke, progress)
         manifest = {
             "format_version": FORMAT_VERSION,
             "toolchain": {"voxport": __version__, **_versions()},
@@ -71,6 +81,42 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     progress(f"wrote {out} in {time.time() - t0:.1f} s")
     return out
+
+
+def smallest_feeds(spec: GraphSpec) -> dict:
+    """The spec's check case with the fewest input elements, as numpy feeds (made while the model
+    is still loaded: the makers read it)."""
+    cases = [[a.numpy() for a in spec.make_inputs(c)] for c in spec.check_sizes]
+    args = min(cases, key=lambda arrays: sum(a.size for a in arrays))
+    return {s.name: a for s, a in zip(spec.inputs, args)}
+
+
+def smoke_run(root: Path, graphs: dict, feeds: dict, progress) -> None:
+    """Run every variant of every graph once on its smallest check case before the manifest is
+    written: a graph onnxruntime loads but refuses to run (a kernel that does not take the
+    configuration: GroupQueryAttention's head size, exporter/kernels.py) fails the export with one
+    line here, not a runtime or the page later."""
+    import onnxruntime as ort
+
+    from voxport.errors import ExportError
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    ran = set()
+    for name, entry in graphs.items():
+        for dtype, variant in entry["variants"].items():
+            path = root / variant["files"][0]["path"]
+            if path in ran:  # a variant that reuses the fp32 file
+                continue
+            ran.add(path)
+            try:
+                ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds[name])
+            except Exception as e:  # onnxruntime raises its own exception types
+                text = str(e)
+                why = text[text.find("Status Message:") + 16:] if "Status Message:" in text else text
+                raise ExportError(f"graph {name} ({dtype}) does not run in onnxruntime {ort.__version__}: "
+                                  f"{why.strip().splitlines()[0][:300]}") from None
+    progress(f"ran every graph once ({len(graphs)} graphs, smallest check case)")
 
 
 def _make_variants(root: Path, graphs: dict, policies: dict, dtypes: list[str], progress) -> None:

@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import torch
 
+from voxport.exporter import kv_cache
+from voxport.exporter.kv_cache import kv_specs
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 from voxport.exporter.torch_steps import lm_step_inputs, rand_past, static_codec_shapes
 
 F32, I64 = "float32", "int64"
-# optimum's, transformers.js's and onnxruntime-genai's names: past_key_values.{i}.key -> present.{i}.key
-KV_PAST, KV_PRESENT, KV_PARTS = "past_key_values", "present", ("key", "value")
+KV_PAST, KV_PRESENT = kv_cache.INPUT, kv_cache.OUTPUT  # name templates (exporter/kv_cache.py)
 
 
-def kv_specs(prefix: str, n_layers: int, kv_heads: int, head_dim: int, seq_axis: str) -> list[TensorSpec]:
-    return [TensorSpec(f"{prefix}.{i}.{kv}", F32, ("batch", kv_heads, seq_axis, head_dim))
-            for i in range(n_layers) for kv in KV_PARTS]
-
-
-def kv_cache_contract(config) -> dict:
-    """The manifest's description of a graph's KV cache (runtime/contract.py reads it): its size and the
-    name templates of its inputs and outputs."""
-    return {"layers": config.num_hidden_layers, "kv_heads": config.num_key_value_heads,
-            "head_dim": config.head_dim, "kv": list(KV_PARTS),
-            "input": KV_PAST + ".{layer}.{kv}", "output": KV_PRESENT + ".{layer}.{kv}"}
+def kv_cache_contract(config, capacity: int | None = None) -> dict:
+    """The manifest's description of a graph's KV cache (runtime/contract.py reads it): its size, the
+    name templates of its inputs and outputs, and, given a capacity, the static layout."""
+    return kv_cache.contract(config.num_hidden_layers, config.num_key_value_heads, config.head_dim, capacity)
 
 
 def lm_step_graph(name: str, module, config, vocab: int, long_past: int | None = None) -> GraphSpec:

@@ -55,6 +55,15 @@ class GraphSpec:
     # build(inputs, outputs) -> onnx.ModelProto with exactly the declared I/O. `module` then stays the
     # PyTorch reference the parity harness compares the written graph against.
     build: Callable[[list, list], Any] | None = None
+    # outputs written in place into an input's buffer (a static KV cache: present -> past). A runtime
+    # binds one buffer as both; the parity harness and the export smoke run do the same, since an
+    # output's positions the graph does not write are undefined when the buffers are apart.
+    inplace: dict[str, str] = field(default_factory=dict)
+    # for those outputs: feeds -> each row's written positions along axis 2 (a static cache's rows
+    # hold lengths + seq); past them a buffer holds whatever it held, or, where the graph cannot
+    # write in place (fp16 variants: a Cast between buffer and attention), anything. Compared
+    # only up to there.
+    valid_positions: Callable[[dict], Any] | None = None
 
     def exporting(self) -> AbstractContextManager:
         return self.export_context() if self.export_context else nullcontext()
@@ -93,6 +102,11 @@ class Family:
     # per graph: how its fp16/q8/q4/q4f16 variants are made (exporter/precision.py); a graph not
     # listed gets GraphPrecision(): MatMul weights quantized, everything else as exported
     precision: dict[str, GraphPrecision] = {}
+
+    @classmethod
+    def claims(cls, config: dict) -> bool:
+        """Whether this family exports the checkpoint whose config.json this is (default: its model_type)."""
+        return config.get("model_type") in cls.model_types
 
     @classmethod
     def build_preset(cls, preset, out: Path) -> None:

@@ -11,9 +11,6 @@ import torch
 from transformers import DynamicCache
 
 
-F32 = "float32"
-
-
 def cache_from(config, past: tuple[torch.Tensor, ...]) -> DynamicCache:
     """A DynamicCache seeded from flat (key0, value0, key1, value1, ...) tensors."""
     cache = DynamicCache(config=config)
@@ -46,12 +43,27 @@ def lm_step_inputs(s: dict, hidden: int, n_layers: int, kv_heads: int, head_dim:
     return [embeds, mask, pos, *rand_past(gen, n_layers, b, kv_heads, p, head_dim)]
 
 
+def static_step_inputs(s: dict, hidden: int, n_layers: int, kv_heads: int, head_dim: int) -> list[torch.Tensor]:
+    """A static-cache step's inputs at sizes s: "past" a list of each row's cached length (rows of
+    different lengths), "seq" new positions per row, "capacity" the buffers' length: embeddings
+    [rows, seq, hidden], lengths [rows], random buffers [rows, kv_heads, capacity, head_dim] (random
+    past the lengths too: a graph that reads there differs from the reference)."""
+    lengths, q, cap = list(s["past"]), s["seq"], s["capacity"]
+    gen = torch.Generator().manual_seed(sum(lengths) * 100 + q * 10 + len(lengths))
+    embeds = torch.randn(len(lengths), q, hidden, generator=gen) * 0.5
+    return [embeds, torch.tensor(lengths, dtype=torch.long), *rand_past(gen, n_layers, len(lengths), kv_heads, cap, head_dim)]
+
+
 def gumbel_choice(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor,
                   top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """logits [B, V], noise uniforms in [0, 1) [B, V], temperature [] (0 = greedy), top_k [] (1..V),
-    top_p [] ((0, 1], 1 = none) -> ids [B]. Same arithmetic as voxport/runtime/sampling.py's numpy version."""
+    """logits [B, V], noise uniforms in [0, 1) [B, V], per row (shape [B], or [] for every row):
+    temperature (0 = greedy), top_k (1..V), top_p ((0, 1], 1 = none) -> ids [B]. Same arithmetic as
+    voxport/runtime/sampling.py's numpy version."""
+    b, v = logits.shape
+    col = (lambda t: t.reshape(-1, 1).expand(b, 1))
+    temperature, top_k, top_p = col(temperature), col(top_k), col(top_p)
     ranked = torch.sort(logits, dim=-1, descending=True).values
-    kth = ranked.gather(-1, (top_k - 1).clamp(0, logits.shape[-1] - 1).reshape(1, 1).expand(logits.shape[0], 1))
+    kth = ranked.gather(-1, (top_k - 1).clamp(0, v - 1))
     kept = torch.where(logits >= kth, logits, torch.full_like(logits, float("-inf")))
     gumbel = -torch.log(-torch.log(noise.clamp(1e-20, 1.0 - 1e-7)))
     scaled = kept / temperature.clamp(min=1e-6)
@@ -63,6 +75,51 @@ def gumbel_choice(logits: torch.Tensor, noise: torch.Tensor, temperature: torch.
     sampled = torch.where(keep, scaled, torch.full_like(scaled, float("-inf"))) + gumbel
     scores = torch.where(temperature > 0, sampled, logits)
     return scores.argmax(-1)
+
+
+def static_stack(stack, x: torch.Tensor, lengths: torch.Tensor, past: tuple) -> tuple[torch.Tensor, list]:
+    """A Llama/Qwen3 decoder stack (its layers, norm, rotary_emb) over x [B, T, H] whose KV lives in
+    static buffers `past` (key0, value0, key1, ... each [B, kv_heads, capacity, head_dim]), row r
+    holding lengths[r] positions: the new positions lengths[r]..+T-1 are written into copies of the
+    buffers (the presents, returned flat), each row attends to its own first lengths[r] + t + 1
+    positions. The written frame graphs' PyTorch reference, and what is traced where the fused
+    kernels refuse a configuration; from the model's own submodules, as unrolled_stack."""
+    b, n = x.shape[0], x.shape[1]
+    cap = past[0].shape[2]
+    pos = lengths.reshape(-1, 1) + torch.arange(n, device=x.device)  # [B, T]
+    rotary = stack.rotary_emb
+    freqs = pos[..., None].to(torch.float32) * rotary.inv_freq.to(torch.float32)  # as rope_caches
+    emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [B, 1, T, D]
+    scale = float(getattr(rotary, "attention_scaling", 1.0))
+    cos, sin = (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
+    seen = torch.arange(cap, device=x.device)[None, None, :] <= pos[:, :, None]  # [B, T, capacity]
+    mask = torch.where(seen, 0.0, float("-inf"))[:, None].to(x.dtype)
+    presents = []
+    for j, layer in enumerate(stack.layers):
+        a = layer.self_attn
+        q, k, v = _rotated_qkv(a, layer.input_layernorm(x), cos, sin)
+        at = pos[:, None, :, None].expand(b, k.shape[1], n, a.head_dim)
+        k, v = past[2 * j].scatter(2, at, k), past[2 * j + 1].scatter(2, at, v)
+        presents += [k, v]
+        g = a.num_key_value_groups
+        kr, vr = (k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)) if g > 1 else (k, v)
+        w = torch.softmax(q @ kr.transpose(2, 3) * a.scaling + mask, dim=-1)
+        x = x + a.o_proj((w @ vr).transpose(1, 2).reshape(b, n, -1))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return stack.norm(x), presents
+
+
+def _rotated_qkv(a, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """One attention's q, k, v [B, heads, T, head_dim] from the normed input h [B, T, H]: per-head q/k
+    norms (Qwen3) where it has them, then RoPE on q and k. Shared by the static and unrolled stacks."""
+    b, n = h.shape[0], h.shape[1]
+    q = a.q_proj(h).view(b, n, -1, a.head_dim)
+    k = a.k_proj(h).view(b, n, -1, a.head_dim)
+    if hasattr(a, "q_norm"):
+        q, k = a.q_norm(q), a.k_norm(k)
+    q, k = q.transpose(1, 2), k.transpose(1, 2)
+    v = a.v_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin, v
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -92,14 +149,7 @@ def unrolled_stack(stack, x: torch.Tensor, kv: list, start: int) -> torch.Tensor
     mask = torch.full((n, n), float("-inf"), device=x.device).triu(1) if n > 1 else None
     for j, layer in enumerate(stack.layers):
         a = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = a.q_proj(h).view(b, n, -1, a.head_dim)
-        k = a.k_proj(h).view(b, n, -1, a.head_dim)
-        if hasattr(a, "q_norm"):
-            q, k = a.q_norm(q), a.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        v = a.v_proj(h).view(b, n, -1, a.head_dim).transpose(1, 2)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        q, k, v = _rotated_qkv(a, layer.input_layernorm(x), cos, sin)
         if kv[j] is not None:
             k, v = torch.cat([kv[j][0], k], 2), torch.cat([kv[j][1], v], 2)
         kv[j] = (k, v)

@@ -57,3 +57,15 @@ def _split_words(sentence: str, fits: Callable[[str], bool]) -> list[str]:
         else:
             out.append(word)
     return out
+
+
+def check_utf8(text: str, what: str = "text") -> str:
+    """InputError unless `text` is valid Unicode that UTF-8 can carry: a command-line argument that
+    was not UTF-8 arrives as lone surrogates (Python's surrogateescape), and so does a JSON "\\ud800"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        raise InputError(f"{what} is not valid UTF-8 text (character {e.start}: U+{ord(bad):04X}, a lone "
+                         "surrogate or a byte that is not UTF-8)") from None
+    return text

@@ -7,11 +7,12 @@ groups. The runtimes hold no model knowledge of their own: everything below come
     "generation": {
       "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                 "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                "attention_mask": "attention_mask", "position_ids": "position_ids",
                 "cache": {"layers": 2, "kv_heads": 2, "head_dim": 16, "kv": ["key", "value"],
-                          "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}"},
+                          "input": "past_key_values.{layer}.{kv}", "output": "present.{layer}.{kv}",
+                          "layout": "static", "capacity": 2048, "slots_axis": 0, "positions_axis": 2,
+                          "lengths": "cache_lengths", "shared": true},
                 "per_frame": [{"input": "text_embed", "source": "trailing_text"}],   # optional
-                "steps": 7,   # optional: LM steps inside one call; the cache grows by input + steps - 1
+                "steps": 7,   # optional: LM steps in one call; a call fills input + steps - 1 positions
                 "logits": {"codebook": 0, "repetition_penalty": "repetition_penalty", "seen": "c0_seen",
                            "bias": "c0_bias", "suppress": [2048, 3072], "allow": [2150],
                            "min_frames": 2, "min_frames_token": 2150}},                # optional
@@ -23,6 +24,11 @@ groups. The runtimes hold no model knowledge of their own: everything below come
                     "defaults": {"top_p": 1.0}}],                   # optional: the model's settings
       "stop": {"codebooks": [0, 31], "token": 2050}   # codes[a:b] all equal token: the utterance ends
     }
+
+Every frame input and output has a row per stream on axis 0 (the sampling settings too: [rows]), so
+streams batch by concatenating their rows. The cache is static (runtime/kv.py): buffers [slots,
+kv_heads, capacity, head_dim], each present output bound to its past input, `lengths` the positions
+each row holds; the prompt enters by the same graph run over it (seq > 1, lengths 0).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from dataclasses import replace
 import numpy as np
 
 from voxport.errors import InputError
+from voxport.runtime.kv import StaticCache, run_bound
 from voxport.runtime.sampling import draw_noise
 
 
@@ -41,41 +48,47 @@ class FrameContract:
         f = g["frame"]
         self.graph, self.codes, self.noise = f["graph"], f["codes"], f["noise"]
         self.embeds_in, self.embeds_out = f["embeds"]["input"], f["embeds"]["output"]
-        self.attention_mask, self.position_ids = f["attention_mask"], f["position_ids"]
-        c = f["cache"]
-        names = [(i, kv) for i in range(c["layers"]) for kv in c["kv"]]
-        self.cache_in = [c["input"].format(layer=i, kv=kv) for i, kv in names]
-        self.cache_out = [c["output"].format(layer=i, kv=kv) for i, kv in names]
-        self.cache_empty = (1, c["kv_heads"], 0, c["head_dim"])
+        self.cache = f["cache"]
+        self.capacity = self.cache.get("capacity")
         self.per_frame = f.get("per_frame", [])
         self.steps = f.get("steps", 1)
+        # text enters one token per frame: speech may start before the text ends (live_text.py)
+        self.text_per_frame = any(e["source"] == "trailing_text" for e in self.per_frame)
         self.logits = f.get("logits")
         self.codebooks, self.noise_vocab = g["codebooks"], g["noise_vocab"]
         self.sampling = g["sampling"]
         self.stop = g["stop"]
         self.defaults = {"max_frames": 125, **g.get("defaults", {})}  # 125: artifacts exported before it was written
-        self.outputs = [self.codes, self.embeds_out, *self.cache_out]
+        self.outputs = [self.codes, self.embeds_out]
 
-    def empty_cache(self) -> list[np.ndarray]:
-        return [np.zeros(self.cache_empty, np.float32) for _ in self.cache_in]
+    def new_cache(self, slots: int, capacity: int) -> StaticCache:
+        return StaticCache(self.cache, slots, capacity)
 
-    def feeds(self, embeds: np.ndarray, cache: list[np.ndarray], pos: int, sampling: dict,
-              noise: np.ndarray, extra: dict | None = None) -> dict[str, np.ndarray]:
-        seq = embeds.shape[1]
-        return {self.embeds_in: embeds, self.attention_mask: np.ones((1, pos + seq), np.int64),
-                self.position_ids: np.arange(pos, pos + seq, dtype=np.int64)[None], **sampling,
-                self.noise: noise, **dict(zip(self.cache_in, cache)), **(extra or {})}
+    def feeds(self, embeds: np.ndarray, lengths: np.ndarray, sampling: dict, noise: np.ndarray,
+              extra: dict | None = None) -> dict[str, np.ndarray]:
+        """One call's inputs but the cache buffers: rows of embeds [rows, seq, H], each row's cached
+        length, and per-row settings, noise and extras."""
+        return {self.embeds_in: embeds, self.cache["lengths"]: lengths, **sampling, self.noise: noise, **(extra or {})}
+
+    def run(self, session, feeds: dict[str, np.ndarray], cache: StaticCache, start: int = 0,
+            stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One frame call over the cache's slots start..stop-1 (the feeds' rows, in order), writing
+        their new positions in place: (codes [rows, K], next embeds [rows, 1, H])."""
+        stop = cache.slots if stop is None else stop
+        codes, embeds = run_bound(session, feeds, self.outputs, cache.bound(start, stop))
+        return codes, embeds
 
     def sampling_feeds(self, s) -> dict[str, np.ndarray]:
-        """One Sampling's settings on every group's inputs (checked against each group's vocabulary)."""
+        """One Sampling's settings on every group's inputs, one row (checked against each group's
+        vocabulary)."""
         feeds = {}
         for group in self.sampling:
             r = self.resolve(s, group)
             names = group["inputs"]
-            feeds[names["temperature"]] = np.array(r.temperature, np.float32)
-            feeds[names["top_k"]] = np.array(r.top_k, np.int64)
+            feeds[names["temperature"]] = np.array([r.temperature], np.float32)
+            feeds[names["top_k"]] = np.array([r.top_k], np.int64)
             if "top_p" in names:
-                feeds[names["top_p"]] = np.array(r.top_p, np.float32)
+                feeds[names["top_p"]] = np.array([r.top_p], np.float32)
             elif r.top_p < 1:
                 raise InputError("this artifact's frame graph samples without top-p (exported before voxport "
                                  "had it); re-export it to use top-p")
@@ -134,7 +147,7 @@ class LogitsState:
         self.spec, self.frames = spec, 0
         self.rows = range(*spec["codebooks"]) if "codebooks" in spec else None
         self.seen = np.zeros((1, vocab) if self.rows is None else (1, len(self.rows), vocab), np.float32)
-        self.penalty = np.array(penalty, np.float32)
+        self.penalty = np.array([penalty], np.float32)
         self.bias = None
         if "bias" in spec:
             self.bias = np.zeros((1, vocab), np.float32)

@@ -133,8 +133,17 @@ class DualTrackPrompt:
             raise InputError("this model takes no instruction (--instruct); voxport follows the reference, "
                              "which ignores it for this model type and size")
 
-    def _rows(self, turns: list[Utterance]) -> tuple[list, list[int], list]:
-        """(text id, codec ids) per position, the trailing text ids, and the speaker-vector rows."""
+    def stable(self, text: str) -> str:
+        """The longest start of `text` whose token ids no continuation can change. The pre-tokenizer
+        cuts text into pieces (words with their leading space, digits, punctuation runs) that BPE never
+        merges across, and more text can only change the last piece ("fo" -> "fox", "  " -> " " + " b")."""
+        pieces = self.tokenizer.pre_tokenizer.pre_tokenize_str(text) if self.tokenizer.pre_tokenizer else []
+        return text[:pieces[-1][1][0]] if pieces else ""
+
+    def _rows(self, turns: list[Utterance], final: bool = True) -> tuple[list, list[int], list] | None:
+        """(text id, codec ids) per position, the trailing text ids, and the speaker-vector rows. Not
+        `final` (the text so far of one still being written): the trailing ids known so far, no end;
+        None while the text is too short to fix the prompt."""
         s, none, g = self.spec, self.none, self.groups
         *context, u = turns
         self.check(u)
@@ -144,6 +153,9 @@ class DualTrackPrompt:
         t, c = s["text_ids"], s["codec_ids"]
         ids = self._ids(s["template"], u.text)
         head, tail = s["head"], s["tail"]
+        text_ids, end = ids[head:len(ids) - tail], [t["eos"]] if final else []
+        if not final and not text_ids:
+            return None
         rows = [(i, [none] * g) for i in (self._ids(s["instruct_template"], u.instruct) if u.instruct else [])]
         rows += [(i, [none] * g) for i in ids[:head]]
         speaker = None if u.speaker is None else str(u.speaker)
@@ -157,33 +169,38 @@ class DualTrackPrompt:
         vectors = [(len(rows) - 1, ref.vector)] if ref is not None and ref.vector is not None else []
         rows.append((t["bos"], [c["pad"]] + [none] * (g - 1)))
         if ref is None:
-            return rows + [(ids[head], [c["bos"]] + [none] * (g - 1))], [*ids[head + 1:-tail], t["eos"]], vectors
+            return rows + [(text_ids[0], [c["bos"]] + [none] * (g - 1))], [*text_ids[1:], *end], vectors
         ref_ids = self._ids(s["ref_template"], ref.text)
-        text = [*ref_ids[s["ref_head"]:-s["ref_tail"]], *ids[head:-tail], t["eos"]]
+        text = [*ref_ids[s["ref_head"]:-s["ref_tail"]], *text_ids, *end]
         codec = [[c["bos"]] + [none] * (g - 1), *np.asarray(ref.codes).tolist()]
-        if len(text) > len(codec):
+        if len(text) > len(codec):  # the text outruns the reference's codes: the rest trails
             return rows + list(zip(text, codec)), text[len(codec):], vectors
+        if not final:  # the whole text still sits beside the reference's codes: more may change the prompt
+            return None
         return rows + list(zip(text + [t["pad"]] * (len(codec) - len(text)), codec)), [], vectors
 
-    def build(self, turns: list[Utterance]) -> tuple[np.ndarray, np.ndarray]:
-        """text_ids [1, S] and codec_ids [1, S, G] for the prompt graph."""
-        rows = self._rows(turns)[0]
+    def build(self, turns: list[Utterance], final: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+        """text_ids [1, S] and codec_ids [1, S, G] for the prompt graph (None: see `_rows`)."""
+        parts = self._rows(turns, final)
+        if parts is None:
+            return None
+        rows = parts[0]
         return (np.array([[r[0] for r in rows]], np.int64), np.array([[r[1] for r in rows]], np.int64))
 
     def feeds(self, text: np.ndarray, codec: np.ndarray) -> dict[str, np.ndarray]:
         return {self.spec["text"]: text, self.spec["codes"]: codec}
 
-    def trailing(self, turns: list[Utterance]) -> np.ndarray:
+    def trailing(self, turns: list[Utterance], final: bool = True) -> np.ndarray:
         """Text ids fed one per frame: the rest of the text, its end, then the pad id (repeated by the
-        runtime once these run out)."""
-        return np.array([*self._rows(turns)[1], self.spec["text_ids"]["pad"]], np.int64)
+        runtime once these run out). Not `final`: the ids known so far, nothing after them."""
+        return np.array([*self._rows(turns, final)[1], *([self.spec["text_ids"]["pad"]] if final else [])], np.int64)
 
     def trailing_feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """The prompt graph's inputs that embed text ids alone (codec track empty)."""
         return self.feeds(ids[None], np.full((1, len(ids), self.groups), self.none, np.int64))
 
-    def vectors(self, turns: list[Utterance]) -> list:
-        return self._rows(turns)[2]
+    def vectors(self, turns: list[Utterance], final: bool = True) -> list:
+        return self._rows(turns, final)[2]
 
 
 class TokenIdsPrompt:

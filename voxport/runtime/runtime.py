@@ -121,22 +121,30 @@ class Runtime:
         return Utterance(text, speaker, self.encode_audio(wave), vector=vector)
 
     # -- generation ------------------------------------------------------------------------------
-    def prepare(self, turns: list[Utterance], max_frames: int, sampling: Sampling) -> Prepared:
-        """The checked prompt of these turns (context first, the new utterance last)."""
+    def prepare(self, turns: list[Utterance], max_frames: int, sampling: Sampling, final: bool = True) -> Prepared | None:
+        """The checked prompt of these turns (context first, the new utterance last). Not `final` (the
+        last turn's text is the final part of one still being written, see live_text.py): its trailing
+        ids known so far; None while that text does not fix the prompt yet."""
         self.contract.sampling_feeds(sampling)  # checks the settings against every sampling group
-        if not turns[-1].text.strip():
-            raise InputError("text is empty")
         if max_frames < 1:
             raise InputError(f"max frames must be >= 1, got {max_frames}")
+        if not turns[-1].text.strip():
+            if not final:
+                return None
+            raise InputError("text is empty")
         self.prompts.check(turns[-1])
-        a, b = self.prompts.build(turns)
+        built = self.prompts.build(turns) if final else self.prompts.build(turns, final=False)
+        if built is None:
+            return None
+        a, b = built
         n_prompt, limit = a.shape[1], self.rt["max_positions"]
         if n_prompt + 1 > limit:
             raise InputError(f"prompt is {n_prompt} tokens; this model's context is {limit} positions "
                              f"(text + context audio frames + generated frames); shorten the text or the reference")
+        extra = {} if final else {"final": False}
         fits = (limit - n_prompt) // self.contract.steps  # a frame call may take several positions
         return Prepared(self.prompts.feeds(a, b), n_prompt, min(max_frames, fits),
-                        self.prompts.trailing(turns), self.prompts.vectors(turns))
+                        self.prompts.trailing(turns, **extra), self.prompts.vectors(turns, **extra))
 
     def embed(self, prepared: Prepared) -> tuple[np.ndarray, list[dict]]:
         """The prompt's embeddings [1, S, H] (speaker vectors added) and, when the contract feeds text
@@ -144,12 +152,16 @@ class Runtime:
         embeds = self.graphs.run(self.prompts.graph, prepared.feeds)[0]
         for row, vector in prepared.vectors:
             embeds[0, row] += vector
-        per_frame = [{}]
-        if prepared.trailing is not None:
-            text = self.graphs.run(self.prompts.graph, self.prompts.trailing_feeds(prepared.trailing))[0][0]
-            (entry,) = self.contract.per_frame  # one source, "trailing_text"
-            per_frame = [{entry["input"]: text[i][None, None]} for i in range(text.shape[0])]
+        per_frame = [{}] if prepared.trailing is None else self.embed_trailing(prepared.trailing)
         return embeds, per_frame
+
+    def embed_trailing(self, ids: np.ndarray) -> list[dict]:
+        """Each trailing text id's per-frame input."""
+        if len(ids) == 0:
+            return []
+        text = self.graphs.run(self.prompts.graph, self.prompts.trailing_feeds(ids))[0][0]
+        (entry,) = self.contract.per_frame  # one source, "trailing_text"
+        return [{entry["input"]: text[i][None, None]} for i in range(text.shape[0])]
 
     def generate(self, text: str, speaker: int | str | None = None, context: list[Utterance] | None = None,
                  max_frames: int | None = None, sampling: Sampling = Sampling(), seed: int = 0,

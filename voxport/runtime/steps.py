@@ -10,11 +10,12 @@ import time
 import numpy as np
 
 from voxport.errors import ArtifactError
+from voxport.runtime.kv import cache_names
 from voxport.runtime.sampling import Sampling, choose, draw_noise
 
 
 def _cache(spec: dict) -> tuple[list[str], list[np.ndarray]]:
-    names = [spec["input"].format(layer=i, kv=kv) for i in range(spec["layers"]) for kv in spec["kv"]]
+    names = cache_names(spec)[0]
     return names, [np.zeros((1, spec["kv_heads"], 0, spec["head_dim"]), np.float32) for _ in names]
 
 

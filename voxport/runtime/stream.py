@@ -13,6 +13,7 @@ import numpy as np
 from voxport.runtime.chunking import plan_utterances
 from voxport.runtime.codec_stream import CodecStream, codec_rng
 from voxport.runtime.contract import FrameContract
+from voxport.runtime.live_text import LiveText
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.sampling import Sampling
@@ -25,7 +26,9 @@ class Speech:
     A consumer that stops early (closes the iterator, breaks out of the loop) ends generation; so does
     setting `cancel` (a threading.Event, for a consumer in another thread), checked before every frame.
     `sentences`, when given, replaces `text`: utterances as they come (the iterator may block, e.g. on
-    a live text stream), spoken in order with one codec stream and each as the next one's context."""
+    a live text stream), spoken in order with one codec stream and each as the next one's context. An
+    utterance may be a LiveText still being written: where the contract feeds text per frame it is
+    spoken as far as its text is final (pausing when the frames outrun it), elsewhere once complete."""
 
     rt: Runtime
     text: str
@@ -36,7 +39,10 @@ class Speech:
     max_frames: int | None = None  # per utterance; None: the model's (manifest generation.defaults)
     sampling: Sampling = Sampling()
     seed: int = 0
-    chunk_frames: int = 1
+    # frames per codec call: an int, or a schedule (the i-th chunk of an utterance has schedule[i] frames,
+    # the last repeating: a small first chunk for early audio, larger ones for throughput); None: the
+    # manifest's `codec_stream.chunk_schedule` (1 frame each where an artifact names none)
+    chunk_frames: int | tuple | list | None = None
     cancel: object | None = None  # anything with is_set(): threading.Event
     sentences: Iterable[str] | None = None
     codes: list[np.ndarray] = field(default_factory=list)  # every generated frame, eos frames included
@@ -46,14 +52,40 @@ class Speech:
     timings: dict = field(default_factory=lambda: {"frame_s": [], "codec_s": []})
 
     def __iter__(self):
-        if self.chunk_frames < 1:
+        if self.chunk_frames is None:
+            self.chunk_frames = tuple(self.rt.rt["codec_stream"].get("chunk_schedule", [1]))
+        self.schedule = (self.chunk_frames,) if isinstance(self.chunk_frames, int) else tuple(self.chunk_frames)
+        if not self.schedule or any(not isinstance(n, int) or n < 1 for n in self.schedule):
             raise InputError(f"chunk size must be >= 1 frame, got {self.chunk_frames}")
         self.contract = FrameContract(self.rt.rt)
         self.max_frames = self.contract.max_frames(self.max_frames)
         self.contract.sampling_feeds(self.sampling)  # checks the settings against every group
         if self.speaker is None:
             self.speaker = self.rt.default_speaker
+        self.check_fits()
         return self._run()
+
+    def check_fits(self) -> None:
+        """InputError, before any generation, when no text could be spoken: `max_frames` does not fit
+        in the context beside the shortest prompt (the caller's context, e.g. a reference voice, and one
+        word), or that prompt alone fills it. Says which, with the numbers."""
+        if self.speaker is None:
+            self.speaker = self.rt.default_speaker
+        contract = FrameContract(self.rt.rt)
+        self.max_frames = contract.max_frames(self.max_frames)
+        limit, steps = self.rt.rt["max_positions"], contract.steps  # a frame takes `steps` positions
+        shortest = self._tokens([*self.context, self._utterance("a")])
+        ref = f" ({self._tokens(self.context)} of them the reference: its transcript and audio)" if self.context else ""
+        if shortest + 1 > limit:
+            raise InputError(f"the prompt alone takes {shortest} of this model's {limit} context positions{ref}; "
+                             "shorten the reference clip or its transcript")
+        if shortest + self.max_frames * steps > limit:
+            raise InputError(f"max_frames {self.max_frames} does not fit: this model's context is {limit} positions "
+                             f"and the shortest prompt takes {shortest}{ref}; at most {(limit - shortest) // steps} "
+                             "frames fit")
+
+    def _tokens(self, turns: list[Utterance]) -> int:
+        return self.rt.prompts.build(turns)[0].shape[1]
 
     def _run(self):
         rt, t0 = self.rt, time.perf_counter()
@@ -78,24 +110,25 @@ class Speech:
         try:
             context = list(self.context)
             for text in self._plan():
-                context = self._fit_context(text, context)
-                start, pending = len(self.codes), []
+                context = self._fit_context(text, context) if isinstance(text, str) else context
+                start, pending, chunk = len(self.codes), [], 0
                 for frame in self._frames(text, context, rng, timer, calls):
                     self.codes.append(frame)
                     if self._is_eos(frame):
                         break
                     pending.append(frame)
-                    if len(pending) == self.chunk_frames:
+                    if len(pending) == self.schedule[min(chunk, len(self.schedule) - 1)]:
                         pcm = emit(pending)
                         if pcm.shape[0]:
                             yield pcm
-                        pending = []
+                        pending, chunk = [], chunk + 1
                 if pending and not self._cancelled():
                     pcm = emit(pending)
                     if pcm.shape[0]:
                         yield pcm
                 spoken = np.stack(self.codes[start:]) if len(self.codes) > start else np.zeros((0, 1), np.int64)
                 spoken = spoken[: len(spoken) - int(len(spoken) > 0 and self._is_eos(spoken[-1]))]
+                text = str(text)  # a LiveText: its text as far as it was written
                 self.utterances.append({"text": text, "first_frame": start, "frames": int(len(spoken))})
                 if self._cancelled():
                     return
@@ -115,8 +148,17 @@ class Speech:
 
     def _plan(self) -> Iterable[str]:
         if self.sentences is not None:  # lazily: the source may still be being written
-            return (part for s in self.sentences for part in self._split(s))
+            return (part for s in self.sentences for part in self._parts(s))
         return self._split(self.text)
+
+    def _parts(self, sentence: str | LiveText) -> list:
+        if isinstance(sentence, LiveText):
+            if self.contract.text_per_frame:
+                return [sentence]  # spoken as it is written, never split: its prompt does not grow with it
+            sentence = sentence.wait_closed(self._cancelled)
+            if sentence is None:
+                return []
+        return self._split(sentence)
 
     def _split(self, text: str) -> list[str]:
         carried = self.rt.prompts.carries_context
@@ -132,7 +174,13 @@ class Speech:
         if tokens(text) + frames <= limit:
             return [text]
         # leave room for the previous utterance (text and audio) as the next one's context
-        return plan_utterances(text, lambda t: tokens(t) + frames <= limit // 2)
+        half, word = limit // 2, text.split()[0]
+        if tokens(word) + frames > half:  # not the text's fault: no piece of it could fit
+            raise InputError(f"the text needs more than one utterance, and then each piece gets half of the "
+                             f"{limit} context positions left ({half}); max_frames {self.max_frames} and the "
+                             f"prompt of even one word ({tokens(word)}) do not fit in that: lower max_frames to at "
+                             f"most {max((half - tokens(word)) // self.contract.steps, 0)}, or shorten the text")
+        return plan_utterances(text, lambda t: tokens(t) + frames <= half)
 
     def _fit_context(self, text: str, context: list[Utterance]) -> list[Utterance]:
         """Carry the previous utterance as context while it fits beside the new one; else none."""
@@ -152,24 +200,59 @@ class Speech:
         """Frame codes from the fused graph: embed the prompt once, then one call per frame."""
         c, graphs = self.contract, self.rt.graphs
         t = time.perf_counter()
-        prepared = self.rt.prepare([*context, self._utterance(text)], self.max_frames, self.sampling)
+        live = text if isinstance(text, LiveText) else None
+        if live is None:
+            prepared, closed = self.rt.prepare([*context, self._utterance(text)], self.max_frames, self.sampling), True
+        else:
+            prepared, seen, closed = self._live_prompt(live, context)
+            if prepared is None:
+                return
+            t = time.perf_counter()  # the wait for text is not the prompt's time
         embeds, per_frame = self.rt.embed(prepared)
+        known = prepared.trailing
         calls["embed"] += 1
-        cache, pos, sampling = c.empty_cache(), 0, c.sampling_feeds(self.sampling)
+        sampling, session = c.sampling_feeds(self.sampling), graphs.session(c.graph)
+        # the prompt and each frame's steps enter the cache
+        cache = c.new_cache(1, prepared.tokens + prepared.max_frames * c.steps)
         logits = c.logits_state(self.sampling)
         for n in range(prepared.max_frames):
             if self._cancelled():
                 return
+            while not closed and n >= len(per_frame):  # the frames caught up with the text: pause for more
+                more, seen, closed = self._live_prompt(live, context, seen)
+                if more is None:
+                    return
+                if not np.array_equal(more.trailing[:len(known)], known):
+                    raise InputError("the text being written changed words already spoken; send only additions")
+                per_frame += self.rt.embed_trailing(more.trailing[len(known):])
+                known = more.trailing
+                t = time.perf_counter()
             extra = {**per_frame[min(n, len(per_frame) - 1)], **(logits.feeds() if logits else {})}
-            out = graphs.session(c.graph).run(c.outputs, c.feeds(embeds, cache, pos, sampling, c.draw_noise(rng), extra))
+            codes, next_embeds = c.run(session, c.feeds(embeds, cache.lengths, sampling, c.draw_noise(rng), extra),
+                                       cache)
             calls["frame"] += 1
-            codes, pos, embeds, cache = out[0][0], pos + c.advance(embeds.shape[1]), out[1], out[2:]
+            cache.lengths += c.advance(embeds.shape[1])
+            codes, embeds = codes[0], next_embeds
             if logits:
                 logits.update(codes)
             self.timings["frame_s"].append(time.perf_counter() - t)
             timer["prefill_s" if n == 0 else "frames_s"] += self.timings["frame_s"][-1]
             yield codes
             t = time.perf_counter()
+
+    def _live_prompt(self, live: LiveText, context, seen: str | None = None):
+        """(prepared, text seen, closed) once the text differs from `seen` and fixes the prompt, with the
+        trailing ids final so far; (None, ...) when cancelled."""
+        while True:
+            text, closed = live.read() if seen is None else live.wait(seen, self._cancelled)
+            if self._cancelled():
+                return None, text, closed
+            stable = text if closed else self.rt.prompts.stable(text)
+            prepared = self.rt.prepare([*context, self._utterance(stable)], self.max_frames, self.sampling,
+                                       final=closed)
+            if prepared is not None:
+                return prepared, text, closed
+            seen = text
 
     def _update(self, t0, timer, calls, codec_calls, samples, first_audio):
         wall = time.perf_counter() - t0
@@ -181,6 +264,6 @@ class Speech:
             "first_audio_s": None if first_audio is None else round(first_audio, 4),
             # generation calls only: the prompt's embed call and the codec calls are counted apart
             "runtime_calls_per_frame": round(calls["frame"] / frames, 4) if frames else None,
-            "embed_calls": calls["embed"], "codec_calls": codec_calls, "chunk_frames": self.chunk_frames,
+            "embed_calls": calls["embed"], "codec_calls": codec_calls, "chunk_frames": list(self.schedule),
             "stages": {k: round(v, 4) for k, v in timer.items()},
         })

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from voxport.exporter.precision import CODE_AGREEMENT_MIN, GraphPrecision, snr_threshold
-from voxport.validation.graphs import reference_cases
+from voxport.validation.graphs import reference_cases, run_graph
 from voxport import dtypes as dt
 from voxport import manifest as mf
 from voxport.errors import ArtifactError
@@ -48,7 +48,7 @@ def score_graph(spec, sessions: dict, policy: GraphPrecision, device: str = "cpu
     names = [s.name for s in spec.outputs]
     for case, feeds, ref in reference_cases(spec, device):
         for dtype, sess in sessions.items():
-            got = sess.run(names, feeds)
+            got = run_graph(spec, sess, feeds)
             for name, r, g in zip(names, ref, got):
                 row = {"graph": spec.name, "output": name, "dtype": dtype, "case": case, "shape": list(r.shape)}
                 if r.shape != g.shape:

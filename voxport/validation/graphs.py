@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voxport.exporter.spec import GraphSpec
+from voxport.runtime.kv import run_bound
 
 
 @dataclass
@@ -35,14 +36,43 @@ def reference_cases(spec: GraphSpec, device: str = "cpu"):
         with torch.no_grad():
             ref = spec.module(*[a.to(device) for a in args])
         ref = [r.detach().cpu().numpy() for r in ((ref,) if isinstance(ref, torch.Tensor) else ref)]
-        yield case, {s.name: a.numpy() for s, a in zip(spec.inputs, args)}, ref
+        feeds = {s.name: a.numpy() for s, a in zip(spec.inputs, args)}
+        yield case, feeds, settle(spec, feeds, ref)
+
+
+def run_graph(spec: GraphSpec, session, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """All the spec's outputs, in order; outputs the graph writes in place (spec.inplace) run bound to
+    a copy of their input's buffer, as a runtime binds them (the feeds stay as they were)."""
+    out_names = [s.name for s in spec.outputs]
+    if not spec.inplace:
+        return session.run(out_names, feeds)
+    shared = {o: (i, np.array(feeds[i], copy=True)) for o, i in spec.inplace.items()}
+    rest = [o for o in out_names if o not in shared]
+    got = dict(zip(rest, run_bound(session, {k: v for k, v in feeds.items() if k not in spec.inplace.values()},
+                                   rest, shared)))
+    return settle(spec, feeds, [got[o] if o in got else shared[o][1] for o in out_names])
+
+
+def settle(spec: GraphSpec, feeds: dict, outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """In-place outputs with the positions past each row's written ones zeroed (undefined there)."""
+    if spec.valid_positions is None:
+        return outputs
+    valid = np.asarray(spec.valid_positions(feeds))
+    out = []
+    for s, a in zip(spec.outputs, outputs):
+        if s.name in spec.inplace:
+            a = a.copy()
+            for row, n in enumerate(valid):
+                a[row, :, int(n):] = 0
+        out.append(a)
+    return out
 
 
 def check_graph(spec: GraphSpec, session, device: str = "cpu") -> list[OutputCheck]:
     results = []
     out_names = [s.name for s in spec.outputs]
     for case, feeds, ref in reference_cases(spec, device):
-        got = session.run(out_names, feeds)
+        got = run_graph(spec, session, feeds)
         for name, r, g in zip(out_names, ref, got):
             tol = spec.tolerance_for(name)
             if r.shape != g.shape:

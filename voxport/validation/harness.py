@@ -19,7 +19,7 @@ def source_checkpoint(manifest: dict, cache_root: Path | None = None) -> checkpo
     ref = {"preset": src.get("name"), "dir": src.get("path"), "hub": src.get("id")}.get(src.get("kind"))
     if not ref:
         raise ArtifactError(f"manifest source {src} names no model to compare against")
-    return checkpoint.resolve(ref, cache_root)
+    return checkpoint.resolve(ref, cache_root, src.get("parts"))
 
 
 def reference_family(manifest: dict, cache_root: Path | None, device: str):

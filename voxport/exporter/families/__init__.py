@@ -17,8 +17,6 @@ def families() -> list[type[Family]]:
     return registered()
 
 
-def family_for(model_type: str | None) -> type[Family] | None:
-    for cls in families():
-        if model_type in cls.model_types:
-            return cls
-    return None
+def family_for(config: dict) -> type[Family] | None:
+    """The family that claims a checkpoint's config.json (Family.claims)."""
+    return next((cls for cls in families() if cls.claims(config)), None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from voxport.exporter.families.csm import checkpoint, graphs, presets
+from voxport.exporter.families.csm import checkpoint, graphs, original, presets
 from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.precision import CSM_PRECISION
 from voxport.exporter.shared_graphs import kv_cache_contract
@@ -22,8 +22,13 @@ class CsmFamily(Family):
         presets.build_preset(preset, out)
 
     @classmethod
+    def claims(cls, config):
+        # transformers' layout by its model_type; the original one (config naming torchtune flavours) has none
+        return super().claims(config) or original.is_original(config)
+
+    @classmethod
     def check_dir(cls, path, config):
-        checkpoint.check_dir(path)
+        checkpoint.check_dir(path, config)
 
     @classmethod
     def load(cls, path, device="cpu"):
@@ -64,7 +69,7 @@ class CsmFamily(Family):
         return {
             "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                       "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                      "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": kv_cache_contract(cfg)},
+                      "cache": kv_cache_contract(cfg, cfg.max_position_embeddings)},
             "codebooks": k, "noise_vocab": v,
             # Sesame's generator samples at temperature 0.9, top-k 50; 125 frames = 10 s at 12.5 Hz
             "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from voxport.exporter.torch_steps import cache_from, flat_present, gumbel_choice, unrolled_stack
+from voxport.exporter.torch_steps import gumbel_choice, static_stack, unrolled_stack
 
 
 class FrameStep(nn.Module):
@@ -30,17 +30,19 @@ class FrameStep(nn.Module):
         self.backbone, self.lm_head = model.backbone_model, model.lm_head
         self.audio_embed = model.backbone_model.embed_tokens  # codes [B, 1, K] -> summed [B, 1, H]
         self.depth = model.depth_decoder.model
-        self.n_layers, self.k = cfg.num_hidden_layers, cfg.num_codebooks
+        self.k = cfg.num_codebooks
         self.vocab = model.depth_decoder.config.vocab_size
         heads = model.depth_decoder.codebooks_head.weight  # [K-1, Hd, V]
         for i in range(self.k - 1):  # views: no copy in torch, one initializer per head in ONNX
             self.register_buffer(f"head_{i}", heads[i], persistent=False)
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, temperature, top_k, top_p, noise, *past):
-        cache = cache_from(self.backbone.config, past)
-        out = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                            position_ids=position_ids, past_key_values=cache, use_cache=True)
-        hidden = out.last_hidden_state[:, -1:]  # [B, 1, H]
+    def forward(self, inputs_embeds, cache_lengths, temperature, top_k, top_p, noise, *past):
+        """Every row one stream: inputs_embeds [B, T, H] (a prompt, T > 1, or a frame's embedding),
+        cache_lengths [B] positions each row's static buffers (past: [B, kv_heads, capacity, D]) hold,
+        sampling settings [B], noise [B, K, V] -> codes [B, K], next_embeds [B, 1, H], the buffers with
+        the new positions written."""
+        hidden, presents = static_stack(self.backbone, inputs_embeds, cache_lengths, past)
+        hidden = hidden[:, -1:]  # [B, 1, H]
         logits = self.lm_head(hidden)[:, 0]
         code = gumbel_choice(logits, noise[:, 0], temperature, top_k, top_p)
         codes = [code]
@@ -56,7 +58,7 @@ class FrameStep(nn.Module):
             embeds = self.depth.embed_tokens(code[:, None] + (i + 1) * self.vocab)
         codes = torch.stack(codes, dim=1)  # [B, K]
         next_embeds = self.audio_embed(codes[:, None])  # [B, 1, H]
-        return (codes, next_embeds, *flat_present(cache, self.n_layers))
+        return (codes, next_embeds, *presents)
 
     def _depth_step(self, embeds: torch.Tensor, kv: list, start: int) -> torch.Tensor:
         return unrolled_stack(self.depth, self.depth.inputs_embeds_projector(embeds), kv, start)
@@ -64,16 +66,17 @@ class FrameStep(nn.Module):
 
 def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelProto":  # noqa: F821 (onnx is imported where the graph is built)
     """The frame graph written with fused ops from `model`'s weights; I/O as the frame GraphSpec
-    declares (graph_inputs/outputs: its TensorSpecs, in order). Batch 1.
+    declares (graph_inputs/outputs: its TensorSpecs, in order). Batch >= 1, each row a stream.
 
-    Backbone positions come from the attention mask (GroupQueryAttention takes seqlens = mask sum - 1,
-    positions past..total-1); `position_ids` is accepted for the contract and equals those positions
-    for the one unpadded stream this graph serves. A depth step gathers its code's embedding and
+    The backbone's KV lives in static buffers (frame.FrameStep's docstring), each row's positions
+    from `cache_lengths`; the depth decoder's per-frame cache is a fixed [B, kv_heads, K, D] inside
+    the graph. A depth step gathers its code's embedding and
     projects it (storing the tables already projected saved one small MatMul a step but added 260 MB
     to marvis-250m's fp32 frame, past what the page's 4 GB wasm heap held)."""
-    import numpy as np
 
-    from voxport.exporter.blocks import LlamaStack, Sampler, cached_stack, frame_model, linear_t, rope_caches
+    from voxport.exporter import kv_cache
+    from voxport.exporter.blocks import (LlamaStack, Sampler, cached_stack, frame_model, linear_t, rope_caches,
+                                         row_lengths)
     from voxport.exporter.onnx_builder import GraphBuilder
 
     cfg, dcfg = model.config, model.depth_decoder.config
@@ -83,12 +86,13 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
     for t in graph_inputs:
         names[t.name] = b.input(t.name, t.dtype, t.shape)
     n_layers = cfg.num_hidden_layers
-    past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"]) for i in range(n_layers)]
+    flat = [names[n] for n in kv_cache.names(kv_cache.INPUT, n_layers)]
+    past = list(zip(flat[::2], flat[1::2]))
     sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"])
 
     with b.scope("backbone"):
         last, presents = cached_stack(b, model.backbone_model, "backbone", cfg.max_position_embeddings,
-                                      names["inputs_embeds"], past, names["attention_mask"])  # [1, 1, H]
+                                      names["inputs_embeds"], past, names[kv_cache.LENGTHS])  # [B, 1, H]
         logits = b.op("MatMul", [last, b.weight("lm_head.weight", linear_t(model.lm_head))], label="lm_head")
         codes = [sampler(logits, 0)]
 
@@ -103,7 +107,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
                      depth.embed_tokens.weight.detach().numpy())
     projector = b.weight("depth.inputs_embeds_projector.weight", linear_t(depth.inputs_embeds_projector))
     heads = model.depth_decoder.codebooks_head.weight  # [K-1, Hd, V]
-    kv = None
+    kv = dstack.fixed_cache(last, k)
     for i in range(k - 1):
         with b.scope("depth", f"step{i}"):
             rows = codes[-1] if i == 0 else b.op("Add", [codes[-1], b.const(i * v)], label="offset")
@@ -112,17 +116,16 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
                 x = b.op("Concat", [last, x], axis=1)
             x = b.op("MatMul", [x, projector], label="projector")
             pos = 1 if i == 0 else i + 1  # the last position this step writes
-            h, kv = dstack(x, kv, b.const([pos], np.int32), b.const(pos + 1, np.int32), seq=2 if i == 0 else 1,
-                           last_only=i == 0)
+            h, kv = dstack(x, kv, *row_lengths(b, x, pos), seq=2 if i == 0 else 1, last_only=i == 0)
             logits = b.op("MatMul", [h, b.weight(f"depth.codebooks_head.{i}", heads[i].detach().numpy())],
                           label="head")
             codes.append(sampler(logits, i + 1))
 
     with b.scope("next_embeds"):
-        frame = b.op("Concat", codes, axis=1, label="codes")  # [1, K]
+        frame = b.op("Concat", codes, axis=1, label="codes")  # [B, K]
         rows = b.op("Add", [frame, b.weight("audio_tokens_offsets", audio.audio_tokens_offsets.numpy()[None])])
         embeds = b.op("Gather", [b.weight("embed_audio_tokens.weight",
                                           audio.embed_audio_tokens.weight.detach().numpy()), rows])
-        next_embeds = b.op("ReduceSum", [embeds, b.const([1])], keepdims=1)  # [1, 1, H]
+        next_embeds = b.op("ReduceSum", [embeds, b.const([1])], keepdims=1)  # [B, 1, H]
 
     return frame_model(b, graph_outputs, frame, next_embeds, presents)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import torch
 
-from voxport.exporter.blocks import unfusable
+from voxport.exporter import kv_cache
+from voxport.exporter.kernels import fusable
 from voxport.exporter.families.csm import wrappers
 from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.frame import FrameStep, build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 from voxport.exporter.streaming import stream_graph
-from voxport.exporter.shared_graphs import audio_encoder_graph, code_step_graph, kv_specs, lm_step_graph
-from voxport.exporter.torch_steps import static_codec_shapes
+from voxport.exporter.shared_graphs import audio_encoder_graph, code_step_graph, lm_step_graph
+from voxport.exporter.torch_steps import static_codec_shapes, static_step_inputs
 
 F32, I64 = "float32", "int64"
 
@@ -66,42 +67,49 @@ def depth(model) -> GraphSpec:
 
 
 def frame(model) -> GraphSpec:
-    """Batch 1 (one stream per session; batches go through the step graphs). Written from the
-    weights with fused ops (frame.build_frame); FrameStep is its PyTorch reference."""
+    """One call per frame for every stream in the batch (rows), the backbone KV in static buffers
+    (exporter/kv_cache.py). Written from the weights with fused ops (frame.build_frame) where the
+    kernels take the config (exporter/kernels.py); else FrameStep traced. FrameStep is its PyTorch
+    reference either way."""
     cfg = model.config
-    fused = not any(unfusable(c) for c in (cfg, model.depth_decoder.config))
+    fused = fusable(cfg, model.depth_decoder.config)
     n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
     k, v = cfg.num_codebooks, cfg.vocab_size
-    step = backbone(model)
-
-    def one(specs):
-        return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
 
     def make(s):
-        embeds, mask, pos, *past = step.make_inputs({**s, "batch": 1})
-        gen = torch.Generator().manual_seed(7 + s["past"])
-        noise = torch.rand(1, k, v, generator=gen)
-        return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
-                torch.tensor(s.get("top_p", 1.0)), noise, *past]
+        embeds, lengths, *past = static_step_inputs(s, h, n, kvh, hd)
+        rows = len(s["past"])
+        gen = torch.Generator().manual_seed(7 + sum(s["past"]))
+        noise = torch.rand(rows, k, v, generator=gen)
+
+        def per_row(x, dtype):
+            return torch.tensor(x if isinstance(x, list) else [x] * rows, dtype=dtype)
+        return [embeds, lengths, per_row(s["temperature"], torch.float32), per_row(s["top_k"], torch.long),
+                per_row(s.get("top_p", 1.0), torch.float32), noise, *past]
 
     return GraphSpec(
         "frame", FrameStep(model),
-        inputs=[*one(step.inputs[:3]), TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()),
-                TensorSpec("top_p", F32, ()), TensorSpec("noise", F32, (1, k, v)), *one(step.inputs[3:])],
-        outputs=[TensorSpec("codes", I64, (1, k)), TensorSpec("next_embeds", F32, (1, 1, h)),
-                 *one(kv_specs("present", n, kvh, hd, "past_seq"))],
-        make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
-        # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps
-        check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
-                     {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50},
-                     {"seq": 1, "past": 3, "temperature": 1.5, "top_k": 200, "top_p": 0.8},
-                     {"seq": 1, "past": 30, "temperature": 1.0, "top_k": v},
-                     {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50}],
+        inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)), TensorSpec(kv_cache.LENGTHS, I64, ("batch",)),
+                TensorSpec("temperature", F32, ("batch",)), TensorSpec("top_k", I64, ("batch",)),
+                TensorSpec("top_p", F32, ("batch",)), TensorSpec("noise", F32, ("batch", k, v)),
+                *kv_cache.kv_specs(kv_cache.INPUT, n, kvh, hd, "capacity")],
+        outputs=[TensorSpec("codes", I64, ("batch", k)), TensorSpec("next_embeds", F32, ("batch", 1, h)),
+                 *kv_cache.kv_specs(kv_cache.OUTPUT, n, kvh, hd, "capacity")],
+        make_inputs=make,
+        export_sizes={"seq": 3, "past": [5, 2], "capacity": 16, "temperature": 0.9, "top_k": 50},
+        # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps; rows
+        # of different lengths, each with its own settings
+        check_sizes=[{"seq": 7, "past": [0], "capacity": 12, "temperature": 0.0, "top_k": 1},
+                     {"seq": 1, "past": [11], "capacity": 40, "temperature": 0.9, "top_k": 50},
+                     {"seq": 1, "past": [3], "capacity": 8, "temperature": 1.5, "top_k": 200, "top_p": 0.8},
+                     {"seq": 1, "past": [30], "capacity": 31, "temperature": 1.0, "top_k": v},
+                     {"seq": 4, "past": [300], "capacity": 320, "temperature": 0.0, "top_k": 50},
+                     {"seq": 1, "past": [5, 17, 40], "capacity": 64, "temperature": [0.0, 0.9, 1.2],
+                      "top_k": [50, 1, 200], "top_p": [1.0, 1.0, 0.7]}],
         tolerance={"codes": Tolerance(exact=True)},
-        # written with fused ops where the blocks take the config (head size a multiple of 8, SiLU:
-        # every released checkpoint); else FrameStep traced, as before
         build=(lambda inputs, outputs: build_frame(model, inputs, outputs)) if fused else None,
         optimize=not fused,
+        inplace=kv_cache.inplace(n), valid_positions=kv_cache.valid_positions("inputs_embeds"),
     )
 
 

@@ -17,9 +17,9 @@ from voxport.exporter.spec import ParityRow
 
 def run(rt, family, ckpt, frames: int, device: str, progress) -> list[ParityRow]:
     model = family.model
-    from transformers import AutoProcessor
+    from voxport.exporter.families.csm.checkpoint import processor as checkpoint_processor
 
-    processor = AutoProcessor.from_pretrained(ckpt.path)
+    processor = checkpoint_processor(ckpt.path)
     progress(f"parity: greedy generation, {frames} frames, ONNX vs transformers.generate")
     greedy, codes = greedy_case(rt, model, processor, frames, device)
     progress("parity: waveform, ONNX Mimi decoder vs PyTorch on the generated codes")
@@ -93,10 +93,11 @@ class _FrameClock:
 def reference_generate(family, text: str, frames: int, device: str):
     """transformers' generate, greedy, speaker 0: (codes, wall time per frame, batch Mimi decode)."""
     import torch
-    from transformers import AutoProcessor
+
+    from voxport.exporter.families.csm.checkpoint import processor as checkpoint_processor
 
     model = family.model
-    processor = AutoProcessor.from_pretrained(family.source)
+    processor = checkpoint_processor(family.source)
     conv = [{"role": "0", "content": [{"type": "text", "text": text}]}]
     inputs = processor.apply_chat_template(conv, tokenize=True, return_dict=True).to(device)
     clock = _FrameClock()
@@ -187,16 +188,17 @@ def torch_frame_codes(model, family, rt: Runtime, frames: int, sampling: Samplin
     cfg = rt.rt["backbone"]
     with torch.no_grad():
         embeds = specs["embed"].module(*(torch.from_numpy(a) for a in prepared.feeds.values()))
-        past = [torch.zeros(1, cfg["kv_heads"], 0, cfg["head_dim"]) for _ in range(2 * cfg["layers"])]
+        capacity = prepared.tokens + frames  # static buffers, as the runtime's
+        past = [torch.zeros(1, cfg["kv_heads"], capacity, cfg["head_dim"]) for _ in range(2 * cfg["layers"])]
         pos, out = 0, []
         for _ in range(frames):
-            seq = embeds.shape[1]
             noise = torch.from_numpy(draw_noise(rng, rt.rt["num_codebooks"], rt.rt["codebook_vocab"]))
-            codes, embeds, *past = specs["frame"].module(
-                embeds, torch.ones(1, pos + seq, dtype=torch.long), torch.arange(pos, pos + seq)[None],
-                torch.tensor(sampling.temperature, dtype=torch.float32), torch.tensor(sampling.top_k),
-                torch.tensor(rt.contract.resolve(sampling, rt.contract.group(0)).top_p, dtype=torch.float32), noise, *past)
-            pos += seq
+            r = rt.contract.resolve(sampling, rt.contract.group(0))
+            codes, next_embeds, *past = specs["frame"].module(
+                embeds, torch.tensor([pos]), torch.tensor([r.temperature], dtype=torch.float32),
+                torch.tensor([r.top_k]), torch.tensor([r.top_p], dtype=torch.float32), noise, *past)
+            pos += embeds.shape[1]
+            embeds = next_embeds
             out.append(codes[0].numpy())
     return np.stack(out)
 

@@ -54,6 +54,26 @@ class Preset:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OriginalPreset:
+    """A preset written in the original CSM layout (original.py): flavour names, torchtune weight names,
+    the tokenizer in tokenizer/ and Mimi in codec/ (where --tokenizer and --codec put theirs), so
+    exporting it runs the original-layout loader."""
+
+    name: str
+    backbone_flavor: str
+    decoder_flavor: str
+    codec: dict
+    text_vocab_size: int | None = None  # None: the size of the stand-in tokenizer
+    tokenizer: str = "smollm2"  # whose turn markers the stand-in tokenizer carries
+    added_tokens: tuple = ()  # a fine-tune's markers, added to the tokenizer whole
+    added_special_tokens: tuple = ()  # the same, added as special tokens (some fine-tunes do)
+    tokenizer_vocab: int = 512
+    num_codebooks: int = 32
+    audio_vocab_size: int = 2051
+    seed: int = 0
+
+
 _TINY_CODEC = dict(
     hidden_size=64, num_filters=8, codebook_dim=16, vector_quantization_hidden_dimension=16,
     upsample_groups=64, num_hidden_layers=2, intermediate_size=128, num_attention_heads=4,
@@ -66,9 +86,19 @@ PRESETS: dict[str, Preset] = {
         name="tiny",
         backbone=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                       head_dim=16, intermediate_size=128, max_position_embeddings=512),
-        # head_dim a multiple of 8: onnxruntime's GroupQueryAttention (the frame graph) requires it
+        # head_dim a multiple of 16: onnxruntime's GroupQueryAttention (the written frame graph) takes it
         depth=dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                    head_dim=16, intermediate_size=96),
+        codec=_TINY_CODEC,
+    ),
+    # head size 24, a multiple of 8 but not of 16: GroupQueryAttention refuses it (exporter/kernels.py),
+    # so the frame graph is traced; tests prove such a checkpoint exports, runs and passes parity
+    "tiny-hd24": Preset(
+        name="tiny-hd24",
+        backbone=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=24, intermediate_size=128, max_position_embeddings=512),
+        depth=dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                   head_dim=24, intermediate_size=96),
         codec=_TINY_CODEC,
     ),
     "marvis-250m": Preset(
@@ -80,6 +110,15 @@ PRESETS: dict[str, Preset] = {
         codec=_FULL_CODEC,
         text_vocab_size=49152,
     ),
+    # Marvis 100M v0.2 (original layout only): llama-100M backbone. Its decoder flavour is not
+    # published; llama-100M is the likelier one (README: the Hub's ~0.4B parameters fit it, not llama-60M)
+    "marvis-100m": OriginalPreset(name="marvis-100m", backbone_flavor="llama-100M", decoder_flavor="llama-100M",
+                                  codec=_FULL_CODEC, text_vocab_size=49152),
+    # the original layout at test size, its tokenizer carrying prosody markers as a fine-tune's would
+    "marvis-tiny": OriginalPreset(name="marvis-tiny", backbone_flavor="voxport-tiny",
+                                  decoder_flavor="voxport-tiny-decoder", codec=_TINY_CODEC,
+                                  added_tokens=("[HAPPY]", "[PAUSE:500ms]"),
+                                  added_special_tokens=("[EMPHASIS]", "[/EMPHASIS]")),
     "csm-1b": Preset(
         name="csm-1b",
         backbone=dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
@@ -92,19 +131,20 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def build_tokenizer(vocab_size: int):
-    """A byte-level BPE trained on the embedded corpus, wrapped as a transformers fast tokenizer."""
+def build_tokenizer(vocab_size: int, specials: list[str] = SPECIAL_TOKENS, roles: dict | None = None):
+    """A byte-level BPE trained on the embedded corpus, wrapped as a transformers fast tokenizer.
+    `roles`: bos_token / eos_token / pad_token among `specials` (default: the first three, in order)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL_TOKENS[0],
-                                   eos_token=SPECIAL_TOKENS[1], pad_token=SPECIAL_TOKENS[2])
+    roles = roles or {"bos_token": specials[0], "eos_token": specials[1], "pad_token": specials[2]}
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **roles)
 
 
 def build_config(preset: Preset, tokenizer):
@@ -152,6 +192,10 @@ def save_checkpoint(model, tokenizer, out: Path) -> None:
     CsmProcessor(feature_extractor=fe, tokenizer=tokenizer, chat_template=CSM_CHAT_TEMPLATE).save_pretrained(out)
 
 
-def build_preset(preset: Preset, out: Path) -> None:
+def build_preset(preset: Preset | OriginalPreset, out: Path) -> None:
+    if isinstance(preset, OriginalPreset):
+        from voxport.exporter.families.csm.original_preset import build
+
+        return build(preset, out)
     tokenizer = build_tokenizer(preset.tokenizer_vocab)
     save_checkpoint(build_model(preset, tokenizer), tokenizer, out)

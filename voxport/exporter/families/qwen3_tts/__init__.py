@@ -110,11 +110,15 @@ class Qwen3TtsFamily(Family):
             "sample_rate": sample_rate,
             "frame_size": frame_size,
             "frame_rate": sample_rate / frame_size,
-            "codec_stream": stream,
+            # frames per codec call, the i-th chunk of an utterance schedule[i] (the last repeats): the first
+            # audio after one frame, then the codec's cost per frame falls (8 frames per call cost 29% less
+            # per frame than 1 at 0.6B q4 on 2 cores; qwen3-tts-tiny q4, two runs on a busy 2-core machine:
+            # 0.9-2.4 vs 4.5-4.9 ms per frame, first audio no later than 1-frame chunks; voxport/bench/chunk_schedule.py)
+            "codec_stream": {**stream, "chunk_schedule": [1, 2, 4, 8]},
             "generation": {
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                          "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache,
+                          "cache": kv_cache_contract(tc, tc.max_position_embeddings),
                           # the next text token's embedding joins each frame's input (streaming text)
                           "per_frame": [{"input": "text_embed", "source": "trailing_text"}],
                           # the reference's talker logits processors (applied when greedy too): repetition
@@ -168,7 +172,6 @@ class Qwen3TtsFamily(Family):
                     "backbone": {"graph": "talker", "embeds": "inputs_embeds", "attention_mask": "attention_mask",
                                  "position_ids": "position_ids", "cache": cache},
                     "depth": {"graph": "code_predictor", "ids": "input_ids", "hidden": "talker_hidden_state",
-                              "cache": {**cache, "layers": pc.num_hidden_layers, "kv_heads": pc.num_key_value_heads,
-                                        "head_dim": pc.head_dim}}},
+                              "cache": kv_cache_contract(pc)}},
             },
         }

@@ -5,16 +5,18 @@ suppressed ids) -> code predictor over groups 1..15 (unrolled; its KV never leav
 next talker input = sum of the 16 group embeddings + `text_embed` (the frame's trailing text
 embedding or the tts-pad embedding, which the runtime picks per frame as the reference does).
 
-Sampling is voxport's Gumbel-max with the uniforms as the `noise` input [1, 16, V] (V: the talker's
-codec vocabulary); group g >= 1 reads the first Vp (predictor vocabulary) uniforms of row g.
+Every input and output has a row per stream (batch); the talker's KV lives in static buffers
+(exporter/kv_cache.py) written in place. Sampling is voxport's Gumbel-max with the uniforms as the
+`noise` input [B, 16, V] (V: the talker's codec vocabulary); group g >= 1 reads the first Vp
+(predictor vocabulary) uniforms of row g.
 Top-p masks after top-k, as transformers' warpers (voxport/runtime/sampling.py).
 
 FrameStep is the frame in PyTorch on the reference's own modules: the graph written with fused ops
 (fused.build_frame) is checked against it, and it is what is traced where that cannot take the config.
 
 Logit processing the reference's talker generate applies to group 0, supplied per frame:
-`c0_seen` [1, V] 1.0 for ids generated before in this utterance (repetition penalty: a seen logit l
-becomes l / penalty if l > 0 else l * penalty); `c0_bias` [1, V] added after it (0 or -inf: the
+`c0_seen` [B, V] 1.0 for ids generated before in this utterance (repetition penalty: a seen logit l
+becomes l / penalty if l > 0 else l * penalty); `c0_bias` [B, V] added after it (0 or -inf: the
 suppressed ids [V-1024, V) except eos, and eos itself during the first min_new_tokens frames).
 """
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from voxport.exporter.torch_steps import cache_from, flat_present, gumbel_choice, unrolled_stack
+from voxport.exporter.torch_steps import gumbel_choice, static_stack, unrolled_stack
 
 
 class FrameStep(nn.Module):
@@ -36,18 +38,20 @@ class FrameStep(nn.Module):
         self.tables = cp.model.codec_embedding
         self.heads = cp.lm_head
         self.predictor, self.project = cp.model, cp.small_to_mtp_projection
-        self.n_layers, self.groups = talker.config.num_hidden_layers, talker.config.num_code_groups
+        self.groups = talker.config.num_code_groups
         self.vp = cp.config.vocab_size
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, text_embed, temperature, top_k, top_p,
+    def forward(self, inputs_embeds, cache_lengths, text_embed, temperature, top_k, top_p,
                 predictor_temperature, predictor_top_k, predictor_top_p, repetition_penalty, c0_seen, c0_bias,
                 noise, *past):
-        cache = cache_from(self.talker.config, past)
-        out = self.talker(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                          past_key_values=cache, use_cache=True)
-        hidden = out.last_hidden_state[:, -1:]  # [1, 1, H]
+        """Every row one stream, the talker's KV in static buffers past [B, kv_heads, capacity, D]
+        holding cache_lengths [B] positions; settings [B] per row -> codes [B, G], next_embeds [B, 1, H],
+        the buffers with the new positions written."""
+        hidden, presents = static_stack(self.talker, inputs_embeds, cache_lengths, past)
+        hidden = hidden[:, -1:]  # [B, 1, H]
         logits = self.codec_head(hidden)[:, 0]
-        penalised = torch.where(logits > 0, logits / repetition_penalty, logits * repetition_penalty)
+        penalty = repetition_penalty.reshape(-1, 1)
+        penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
         logits = torch.where(c0_seen > 0, penalised, logits) + c0_bias
         code = gumbel_choice(logits, noise[:, 0], temperature, top_k, top_p)
         codes = [code]
@@ -62,4 +66,4 @@ class FrameStep(nn.Module):
             x = self.tables[g - 1](code[:, None])
             embeds.append(x)
         next_embeds = torch.cat(embeds, dim=1).sum(1, keepdim=True) + text_embed
-        return (torch.stack(codes, dim=1), next_embeds, *flat_present(cache, self.n_layers))
+        return (torch.stack(codes, dim=1), next_embeds, *presents)

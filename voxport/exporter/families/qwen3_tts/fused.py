@@ -9,8 +9,8 @@ next_embeds = the 16 group embeddings summed + text_embed.
 
 The talker's multimodal RoPE gets the same position on all three axes for the text-only positions
 TTS generation uses, where it is plain RoPE over the rotary module's inv_freq: GroupQueryAttention's
-cos/sin caches. Positions come from the attention mask (seqlens = mask sum - 1), as in CSM's frame
-graph; `position_ids` is accepted for the contract and equals them for the one unpadded stream.
+cos/sin caches. Positions come from `cache_lengths` (static buffers, as in CSM's frame graph); the code
+predictor's per-frame cache is a fixed [B, kv_heads, G, D] inside the graph.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from torch import nn
 
 
 def build_frame(model, graph_inputs: list, graph_outputs: list):
-    """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch 1."""
+    """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch >= 1."""
+    from voxport.exporter import kv_cache
     from voxport.exporter.blocks import (LlamaStack, Sampler, _np, cached_stack, frame_model, linear_bias, linear_t,
-                                         rope_caches)
+                                         rope_caches, row_lengths)
     from voxport.exporter.onnx_builder import GraphBuilder
 
     talker = model.talker
@@ -30,8 +31,8 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
     groups = tc.num_code_groups
     b = GraphBuilder("frame")
     names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
-    past = [(names[f"past_key_values.{i}.key"], names[f"past_key_values.{i}.value"])
-            for i in range(tc.num_hidden_layers)]
+    flat = [names[n] for n in kv_cache.names(kv_cache.INPUT, tc.num_hidden_layers)]
+    past = list(zip(flat[::2], flat[1::2]))
     sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"], vocab=tc.vocab_size)
     predictor_sampler = Sampler(b, names["predictor_temperature"], names["predictor_top_k"], names["predictor_top_p"],
                                 gumbel=sampler.gumbel, name="predictor_sampling", vocab=cp.config.vocab_size)
@@ -43,15 +44,16 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
 
     with b.scope("talker"):
         last, presents = cached_stack(b, talker.model, "talker", tc.max_position_embeddings,
-                                      names["inputs_embeds"], past, names["attention_mask"])  # [1, 1, H]
-        logits = linear(last, talker.codec_head, "talker.codec_head", "codec_head")  # [1, 1, V]
+                                      names["inputs_embeds"], past, names[kv_cache.LENGTHS])  # [B, 1, H]
+        logits = linear(last, talker.codec_head, "talker.codec_head", "codec_head")  # [B, 1, V]
         with b.scope("repetition_penalty"):
-            p = names["repetition_penalty"]
+            p = b.op("Reshape", [names["repetition_penalty"], b.const([-1, 1, 1])], label="penalty")
             penalised = b.op("Where", [b.op("Greater", [logits, b.const(0.0, np.float32)]),
                                        b.op("Div", [logits, p]), b.op("Mul", [logits, p])])
-            seen = b.op("Greater", [names["c0_seen"], b.const(0.0, np.float32)], label="seen")
+            rows = b.const([0, 1, -1])  # [B, V] -> [B, 1, V], as the logits
+            seen = b.op("Greater", [b.op("Reshape", [names["c0_seen"], rows]), b.const(0.0, np.float32)], label="seen")
             logits = b.op("Where", [seen, penalised, logits])
-        logits = b.op("Add", [logits, names["c0_bias"]], label="c0_bias")
+        logits = b.op("Add", [logits, b.op("Reshape", [names["c0_bias"], rows])], label="c0_bias")
         codes = [sampler(logits, 0)]
         embeds = [b.op("Gather", [b.weight("talker.codec_embedding.weight",
                                            _np(talker.model.codec_embedding.weight)), codes[0]], label="embed")]
@@ -60,23 +62,22 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
     # positions 0..groups-1 are all the predictor ever sees in a frame
     pstack = LlamaStack(b, d, "predictor", rope_caches(b, "predictor", d.rotary_emb, groups))
     project = cp.small_to_mtp_projection
-    kv = None
+    kv = pstack.fixed_cache(last, groups)
     for i in range(groups - 1):  # step i samples group i + 1
         with b.scope("predictor", f"step{i}"):
-            x = b.op("Concat", [last, embeds[0]], axis=1) if i == 0 else embeds[-1]  # [1, 2 | 1, H]
+            x = b.op("Concat", [last, embeds[0]], axis=1) if i == 0 else embeds[-1]  # [B, 2 | 1, H]
             if isinstance(project, nn.Linear):
                 x = linear(x, project, "predictor.small_to_mtp_projection", "projection")
             pos = i + 1  # the last position this step writes
-            h, kv = pstack(x, kv, b.const([pos], np.int32), b.const(pos + 1, np.int32), seq=2 if i == 0 else 1,
-                           last_only=i == 0)
-            logits = linear(h, cp.lm_head[i], f"predictor.lm_head.{i}", "head")  # [1, 1, Vp]
+            h, kv = pstack(x, kv, *row_lengths(b, x, pos), seq=2 if i == 0 else 1, last_only=i == 0)
+            logits = linear(h, cp.lm_head[i], f"predictor.lm_head.{i}", "head")  # [B, 1, Vp]
             codes.append(predictor_sampler(logits, i + 1))
             embeds.append(b.op("Gather", [b.weight(f"predictor.codec_embedding.{i}.weight",
                                                    _np(d.codec_embedding[i].weight)), codes[-1]], label="embed"))
 
     with b.scope("next_embeds"):
-        frame = b.op("Concat", codes, axis=1, label="codes")  # [1, G]
-        summed = b.op("ReduceSum", [b.op("Concat", embeds, axis=1), b.const([1])], keepdims=1)  # [1, 1, H]
+        frame = b.op("Concat", codes, axis=1, label="codes")  # [B, G]
+        summed = b.op("ReduceSum", [b.op("Concat", embeds, axis=1), b.const([1])], keepdims=1)  # [B, 1, H]
         next_embeds = b.op("Add", [summed, names["text_embed"]], label="text")
 
     return frame_model(b, graph_outputs, frame, next_embeds, presents)

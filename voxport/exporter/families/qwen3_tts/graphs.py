@@ -7,18 +7,16 @@ import math
 
 import torch
 
-from voxport.exporter.blocks import unfusable
+from voxport.exporter import kv_cache
+from voxport.exporter.kernels import fusable
 from voxport.exporter.families.qwen3_tts import speaker, wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
 from voxport.exporter.families.qwen3_tts.fused import build_frame
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
 from voxport.exporter.shared_graphs import code_step_graph, kv_specs, lm_step_graph
+from voxport.exporter.torch_steps import static_step_inputs
 
 F32, I64 = "float32", "int64"
-
-
-def _one(specs):
-    return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
 
 
 def prompt_embed(model) -> GraphSpec:
@@ -61,49 +59,61 @@ def code_predictor(model) -> GraphSpec:
 
 
 def frame(model) -> GraphSpec:
-    """Batch 1 (one stream per session; batches go through the step graphs). Written from the weights
-    with fused ops (fused.build_frame) where the blocks take both stacks' configs (head size a multiple
-    of 8, SiLU, no sliding window); else FrameStep traced. FrameStep is the parity reference either way."""
+    """One call per frame for every stream in the batch (rows), the talker's KV in static buffers
+    (exporter/kv_cache.py). Written from the weights with fused ops (fused.build_frame) where the
+    kernels take both stacks' configs (exporter/kernels.py); else FrameStep traced. FrameStep is the
+    parity reference either way."""
     tc = model.talker.config
-    fused = not any(unfusable(c) for c in (tc, tc.code_predictor_config))
+    fused = fusable(tc, tc.code_predictor_config)
     n, kvh, hd, h = tc.num_hidden_layers, tc.num_key_value_heads, tc.head_dim, tc.hidden_size
     g, v = tc.num_code_groups, tc.vocab_size
-    step = talker(model)
 
     def make(s):
-        embeds, mask, pos, *past = step.make_inputs({**s, "batch": 1})
-        gen = torch.Generator().manual_seed(7 + s["past"])
-        seen = (torch.rand(1, v, generator=gen) < 0.05).float()
-        bias = torch.zeros(1, v)
-        bias[0, v - 1024:] = float("-inf")
-        bias[0, tc.codec_eos_token_id] = 0.0
-        top_p = torch.tensor(s.get("top_p", 1.0))
-        return [embeds, mask, pos, torch.randn(1, 1, h, generator=gen) * 0.5, torch.tensor(s["temperature"]),
-                torch.tensor(s["top_k"]), top_p, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]), top_p,
-                torch.tensor(s["penalty"]), seen, bias, torch.rand(1, g, v, generator=gen), *past]
+        embeds, lengths, *past = static_step_inputs(s, h, n, kvh, hd)
+        rows = len(s["past"])
+        gen = torch.Generator().manual_seed(7 + sum(s["past"]))
+        seen = (torch.rand(rows, v, generator=gen) < 0.05).float()
+        bias = torch.zeros(rows, v)
+        bias[:, v - 1024:] = float("-inf")
+        bias[:, tc.codec_eos_token_id] = 0.0
 
+        def per_row(x, dtype=torch.float32):
+            return torch.tensor(x if isinstance(x, list) else [x] * rows, dtype=dtype)
+        t, k, p = per_row(s["temperature"]), per_row(s["top_k"], torch.long), per_row(s.get("top_p", 1.0))
+        return [embeds, lengths, torch.randn(rows, 1, h, generator=gen) * 0.5, t, k, p, t, k, p,
+                per_row(s["penalty"]), seen, bias, torch.rand(rows, g, v, generator=gen), *past]
+
+    per_row = ("batch",)
     return GraphSpec(
         "frame", FrameStep(model),
-        inputs=[*_one(step.inputs[:3]), TensorSpec("text_embed", F32, (1, 1, h)),
-                TensorSpec("temperature", F32, ()), TensorSpec("top_k", I64, ()), TensorSpec("top_p", F32, ()),
-                TensorSpec("predictor_temperature", F32, ()), TensorSpec("predictor_top_k", I64, ()),
-                TensorSpec("predictor_top_p", F32, ()),
-                TensorSpec("repetition_penalty", F32, ()), TensorSpec("c0_seen", F32, (1, v)),
-                TensorSpec("c0_bias", F32, (1, v)), TensorSpec("noise", F32, (1, g, v)), *_one(step.inputs[3:])],
-        outputs=[TensorSpec("codes", I64, (1, g)), TensorSpec("next_embeds", F32, (1, 1, h)),
-                 *_one(kv_specs("present", n, kvh, hd, "past_seq"))],
-        make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
-        # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps
-        check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1, "penalty": 1.05},
-                     {"seq": 1, "past": 11, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
-                     {"seq": 1, "past": 30, "temperature": 1.0, "top_k": 64, "penalty": 1.0},
-                     {"seq": 1, "past": 9, "temperature": 1.5, "top_k": 64, "penalty": 1.05, "top_p": 0.7},
+        inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)), TensorSpec(kv_cache.LENGTHS, I64, per_row),
+                TensorSpec("text_embed", F32, ("batch", 1, h)),
+                TensorSpec("temperature", F32, per_row), TensorSpec("top_k", I64, per_row),
+                TensorSpec("top_p", F32, per_row), TensorSpec("predictor_temperature", F32, per_row),
+                TensorSpec("predictor_top_k", I64, per_row), TensorSpec("predictor_top_p", F32, per_row),
+                TensorSpec("repetition_penalty", F32, per_row), TensorSpec("c0_seen", F32, ("batch", v)),
+                TensorSpec("c0_bias", F32, ("batch", v)), TensorSpec("noise", F32, ("batch", g, v)),
+                *kv_specs(kv_cache.INPUT, n, kvh, hd, "capacity")],
+        outputs=[TensorSpec("codes", I64, ("batch", g)), TensorSpec("next_embeds", F32, ("batch", 1, h)),
+                 *kv_specs(kv_cache.OUTPUT, n, kvh, hd, "capacity")],
+        make_inputs=make,
+        export_sizes={"seq": 3, "past": [5, 2], "capacity": 16, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
+        # greedy, sampling with top-k, with top-p, and the whole vocabulary; prefill and steps; rows of
+        # different lengths, each with its own settings
+        check_sizes=[{"seq": 7, "past": [0], "capacity": 12, "temperature": 0.0, "top_k": 1, "penalty": 1.05},
+                     {"seq": 1, "past": [11], "capacity": 40, "temperature": 0.9, "top_k": 50, "penalty": 1.05},
+                     {"seq": 1, "past": [30], "capacity": 31, "temperature": 1.0, "top_k": 64, "penalty": 1.0},
+                     {"seq": 1, "past": [9], "capacity": 10, "temperature": 1.5, "top_k": 64, "penalty": 1.05,
+                      "top_p": 0.7},
                      # top_k past tiny's predictor vocabulary (64): clipped to it, as gumbel_choice does
-                     {"seq": 1, "past": 2, "temperature": 0.8, "top_k": 100, "penalty": 1.05},
-                     {"seq": 4, "past": 300, "temperature": 0.0, "top_k": 50, "penalty": 1.3}],
+                     {"seq": 1, "past": [2], "capacity": 8, "temperature": 0.8, "top_k": 100, "penalty": 1.05},
+                     {"seq": 4, "past": [300], "capacity": 320, "temperature": 0.0, "top_k": 50, "penalty": 1.3},
+                     {"seq": 1, "past": [5, 17, 40], "capacity": 64, "temperature": [0.0, 0.9, 1.2],
+                      "top_k": [50, 1, 30], "top_p": [1.0, 1.0, 0.7], "penalty": [1.05, 1.0, 1.3]}],
         tolerance={"codes": Tolerance(exact=True)},
         build=(lambda inputs, outputs: build_frame(model, inputs, outputs)) if fused else None,
         optimize=False,
+        inplace=kv_cache.inplace(n), valid_positions=kv_cache.valid_positions("inputs_embeds"),
     )
 
 

@@ -60,6 +60,8 @@ class QwenPreset:
     speaker_encoder: dict = field(default_factory=dict)
     model_size: str = "0b6"
     seed: int = 0
+    # the files' version, in the cache key: 2 writes the released `architectures` (cached 1s are rebuilt)
+    layout: int = 2
 
 
 def _talker_full(hidden: int, ffn: int) -> dict:
@@ -70,12 +72,17 @@ def _talker_full(hidden: int, ffn: int) -> dict:
 
 _PREDICTOR_FULL = dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=5, num_attention_heads=16,
                        num_key_value_heads=8, head_dim=128, max_position_embeddings=65536, rope_theta=1000000)
-# head_dim a multiple of 8 (onnxruntime's GroupQueryAttention); mrope sections sum to head_dim / 2
+# head_dim a multiple of 16 (onnxruntime's GroupQueryAttention, exporter/kernels.py); mrope sections sum to
+# head_dim / 2
 _TINY_TALKER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, rope_theta=10000,
                     rope_scaling=dict(rope_type="default", mrope_section=[4, 2, 2], interleaved=True))
 _TINY_PREDICTOR = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                        num_key_value_heads=2, head_dim=16, max_position_embeddings=64)
+# head size 24, a multiple of 8 but not of 16: the kernels refuse it, the frame graph is traced
+_TINY_TALKER_HD24 = {**_TINY_TALKER, "head_dim": 24,
+                     "rope_scaling": dict(rope_type="default", mrope_section=[6, 3, 3], interleaved=True)}
+_TINY_PREDICTOR_HD24 = {**_TINY_PREDICTOR, "head_dim": 24}
 _TINY_SPEAKER_ENCODER = dict(enc_dim=64, enc_channels=[32, 32, 32, 32, 96], enc_attention_channels=16,
                              enc_res2net_scale=4, enc_se_channels=16)
 
@@ -85,6 +92,8 @@ PRESETS: dict[str, QwenPreset] = {
     "qwen3-tts-tiny-base": QwenPreset("qwen3-tts-tiny-base", "base", _TINY_TALKER, _TINY_PREDICTOR, TINY_CODEC,
                                       codebook_size=64, text_hidden_size=32, text_vocab_size=None,
                                       speaker_encoder=_TINY_SPEAKER_ENCODER),
+    "qwen3-tts-tiny-hd24": QwenPreset("qwen3-tts-tiny-hd24", "custom_voice", _TINY_TALKER_HD24, _TINY_PREDICTOR_HD24,
+                                      TINY_CODEC, codebook_size=64, text_hidden_size=32, text_vocab_size=None),
     "qwen3-tts-0.6b": QwenPreset("qwen3-tts-0.6b", "custom_voice", _talker_full(1024, 3072), _PREDICTOR_FULL,
                                  FULL_CODEC),
     "qwen3-tts-1.7b": QwenPreset("qwen3-tts-1.7b", "custom_voice", _talker_full(2048, 6144), _PREDICTOR_FULL,
@@ -159,6 +168,8 @@ def save_checkpoint(model, codec, tokenizer, out: Path) -> None:
     for sub in (config["talker_config"], config["talker_config"]["code_predictor_config"]):
         rope = {k: v for k, v in sub.pop("rope_parameters", {}).items() if k != "rope_theta"}
         sub["rope_scaling"] = rope if set(rope) - {"rope_type"} else None
+    # as the released config.json: llama.cpp's converter (convert_hf_to_gguf.py) picks its model class by it
+    config["architectures"] = [type(model).__name__]
     (out / "config.json").write_text(json.dumps(config, indent=2))
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
               metadata={"format": "pt"})

@@ -1,12 +1,32 @@
-// The frame graph's sampling inputs: temperature, top-k and the per-frame `noise` uniforms.
+// Sampling settings and the noise the frame graph samples with (voxport/runtime/sampling.py).
 //
-// The graph samples by Gumbel-max from the uniforms it is given (voxport/runtime/sampling.py), so the codes
-// depend only on the uniforms. The Python runtime draws them with numpy's default_rng(seed)
-// (PCG64 seeded through SeedSequence) as `rng.random((1, K, vocab), dtype=float32)`; this module
-// reproduces that generator bit for bit, so a seed gives the same noise, and hence the same sampled
-// codes, in the page and in `voxport speak --seed`. 128-bit arithmetic is done on eight 16-bit
-// limbs in plain numbers (every partial sum stays below 2^53), not BigInt, which allocates per
-// operation: a frame draws K * vocab (65k) uniforms.
+// The graph samples by Gumbel-max from the uniforms it is given, so the codes depend only on the
+// uniforms. The Python runtime draws them with numpy's default_rng(seed) (PCG64 seeded through
+// SeedSequence) as `rng.random((1, K, vocab), dtype=float32)`; NumpyRng reproduces that generator bit
+// for bit, so a seed gives the same codes here and in `voxport speak --seed`. 128-bit arithmetic is
+// done on eight 16-bit limbs in plain numbers (every partial sum stays below 2^53), not BigInt, which
+// allocates per operation: a frame draws K * vocab (65k for CSM) uniforms.
+import { InputError } from './errors.js';
+
+/** One request's settings; a null field takes each sampling group's default from the manifest
+ * (FrameContract.samplingFeeds). temperature 0 is greedy. */
+export class Sampling {
+  constructor({ temperature = null, topK = null, topP = null, repetitionPenalty = null } = {}) {
+    Object.assign(this, { temperature, topK, topP, repetitionPenalty });
+  }
+
+  /** Python's Sampling.validate with its messages, for the values in force on a group of `vocab` ids. */
+  static validate({ temperature, topK, topP, repetitionPenalty }, vocab) {
+    if (!Number.isFinite(temperature) || temperature < 0) throw new InputError(`temperature must be >= 0 (0 = greedy), got ${temperature}`);
+    if (!Number.isInteger(topK) || topK < 1 || topK > vocab) {
+      throw new InputError(`top-k must be between 1 and the codebook vocabulary ${vocab}, got ${topK}`);
+    }
+    if (repetitionPenalty != null && !(Number.isFinite(repetitionPenalty) && repetitionPenalty > 0)) {
+      throw new InputError(`repetition penalty must be > 0 (1 = none), got ${repetitionPenalty}`);
+    }
+    if (topP != null && !(topP > 0 && topP <= 1)) throw new InputError(`top-p must be in (0, 1] (1 = none), got ${topP}`);
+  }
+}
 
 // numpy/random/bit_generator.pyx: SeedSequence constants
 const INIT_A = 0x43b0d7e5, MULT_A = 0x931e8875, INIT_B = 0x8b51f9dd, MULT_B = 0x58f38ded;
@@ -56,7 +76,7 @@ const MULT = limbs([0x1fc65da4, 0x2360ed05], [0x9fccf645, 0x4385df64]);
 /** numpy.random.default_rng(seed) restricted to what the page needs: float32 uniforms. */
 export class NumpyRng {
   constructor(seed = 0) {
-    if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`seed must be a non-negative integer, got ${seed}`);
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new InputError(`seed must be a non-negative integer, got ${seed}`);
     const w = seedSequenceState(seed, 8);  // generate_state(4, uint64), viewed as uint32 pairs
     const initstate = limbs([w[0], w[1]], [w[2], w[3]]);  // PCG_128BIT_CONSTANT(val[0], val[1])
     const initseq = limbs([w[4], w[5]], [w[6], w[7]]);
@@ -117,35 +137,9 @@ export class NumpyRng {
   }
 }
 
-/**
- * The frame graph's sampling feeds for a request's {temperature, topK, topP}: temperature 0 is greedy
- * (the graph ignores the noise), topK 0 means the whole vocabulary, topP null the model's default
- * (FrameContract.top_p). Returns {feeds, noise()} where noise() gives the next frame's [1, K, vocab]
- * uniforms (the same draws as Python's draw_noise).
- */
-export function samplingFeeds(ort, { temperature = 0, topK = 0, topP = null } = {}, seed, generation) {
-  if (!Number.isFinite(temperature) || temperature < 0) throw new Error(`temperature must be >= 0 (0 = greedy), got ${temperature}`);
-  if (topP != null && !(topP > 0 && topP <= 1)) throw new Error(`top-p must be in (0, 1] (1 = none), got ${topP}`);
-  // the same settings on every sampling group's inputs (the manifest's generation.sampling)
-  const feeds = {};
-  for (const group of generation.sampling) {
-    const top = topK === 0 ? group.vocab : topK;
-    if (!Number.isInteger(top) || top < 1 || top > group.vocab) throw new Error(`top-k must be between 1 and ${group.vocab} (0 = all), got ${topK}`);
-    feeds[group.inputs.temperature] = new ort.Tensor('float32', new Float32Array([temperature]), []);
-    feeds[group.inputs.top_k] = new ort.Tensor('int64', new BigInt64Array([BigInt(top)]), []);
-    const p = topP ?? group.defaults?.top_p ?? 1;
-    if (group.inputs.top_p) feeds[group.inputs.top_p] = new ort.Tensor('float32', new Float32Array([p]), []);
-    else if (p < 1) throw new Error("this artifact's frame graph samples without top-p (exported before voxport had it); re-export it to use top-p");
-  }
-  const k = generation.codebooks, vocab = generation.noise_vocab;
-  const rng = new NumpyRng(seed);
-  const greedy = temperature === 0;
-  const buf = new Float32Array(k * vocab);
-  return {
-    feeds,
-    // greedy: Python still draws (its generator advances), but the codes cannot depend on it
-    noise: () => new ort.Tensor('float32', greedy ? buf : rng.fillFloat32(new Float32Array(k * vocab)), [1, k, vocab]),
-  };
+/** draw_noise: the next frame's [1, K, vocab] uniforms from the request's generator. */
+export function drawNoise(rng, codebooks, vocab) {
+  return rng.fillFloat32(new Float32Array(codebooks * vocab));
 }
 
 /**

@@ -1,0 +1,55 @@
+"""Codec chunk schedules: a small first chunk, then larger ones, with the same audio as one frame per
+call; the Qwen3-TTS manifest names its schedule, and the bench compares schedules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from voxport.errors import InputError
+from voxport.runtime.runtime import Runtime
+from voxport.runtime.sampling import Sampling
+from voxport.runtime.stream import Speech
+
+TEXT = "The old lighthouse keeper watched the storm roll in tonight."
+
+
+@pytest.fixture(scope="module")
+def rt(qwen_dir):
+    return Runtime(qwen_dir, dtype="q4")
+
+
+def test_a_schedule_changes_the_calls_not_the_audio(rt):
+    kw = dict(max_frames=24, sampling=Sampling(0.9, 50), seed=7)
+    one = Speech(rt, TEXT, chunk_frames=1, **kw)
+    ref = list(one)
+    grown = Speech(rt, TEXT, chunk_frames=(1, 2, 4), **kw)
+    chunks = list(grown)
+    frames = len(ref)
+    assert frames == 24  # no stop frame in these 24: the schedule is seen whole
+    assert [c.shape[0] // rt.rt["frame_size"] for c in chunks] == [1, 2, 4, 4, 4, 4, 4, 1]
+    assert grown.stats["codec_calls"] == 8 and one.stats["codec_calls"] == 24
+    # the streaming codec carries its state across calls: chunking moves float rounding only
+    np.testing.assert_allclose(np.concatenate(chunks), np.concatenate(ref), atol=2e-5)
+    with pytest.raises(InputError, match="chunk size must be >= 1 frame"):
+        iter(Speech(rt, TEXT, chunk_frames=(1, 0)))
+
+
+def test_the_manifest_names_the_default_schedule(qwen_dir, rt):
+    schedule = json.loads((qwen_dir / "manifest.json").read_text())["runtime"]["codec_stream"]["chunk_schedule"]
+    assert schedule[0] == 1 and schedule == sorted(schedule)
+    speech = Speech(rt, TEXT, max_frames=4)
+    list(speech)
+    assert speech.stats["chunk_frames"] == schedule
+
+
+def test_the_bench_compares_schedules_on_the_same_codes(qwen_dir):
+    from voxport.bench.chunk_schedule import measure, table
+
+    result = measure(qwen_dir, dtype="q4", frames=8, repeats=1, threads=1, schedules={"1": (1,), "1,4": (1, 4)})
+    rows = {r["schedule"]: r for r in result["rows"]}
+    assert rows["1"]["frames"] == rows["1,4"]["frames"] == 8
+    assert all(r["first_audio_ms"] > 0 and r["rtf"] > 0 and r["stall_ms"] >= 0 for r in rows.values())
+    assert table(result).count("\n") == 3

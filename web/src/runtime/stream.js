@@ -1,0 +1,171 @@
+// Streaming speech from the fused `frame` graph (a port of voxport/runtime/stream.py): one runtime call
+// per frame, PCM as soon as a chunk of frames exists, text longer than one utterance split at sentences
+// with the codec state carried across the joins and each utterance the next one's context where the
+// prompt format carries context.
+import { planUtterances } from './chunking.js';
+import { CodecStream, dispose } from './codec_stream.js';
+import { InputError } from './errors.js';
+import { NumpyRng, drawNoise } from './sampling.js';
+
+const now = () => performance.now() / 1000;
+const round = (x) => Math.round(x * 1e4) / 1e4;
+
+/**
+ * One request. Iterate it (for await) for Float32Array PCM chunks; `codes`, `utterances` and `stats`
+ * fill in as it goes. A consumer that stops early (break, return) ends generation; so does `signal`
+ * (an AbortSignal), checked before every frame: the iteration then ends quietly and `stopped` is true.
+ * `sentences`, when given, replaces `text`: utterances as they come (an async iterable: the text may
+ * still be arriving), spoken in order with one codec stream and each as the next one's context.
+ */
+export class Speech {
+  constructor(rt, { text = null, sentences = null, speaker = null, context = [], language = null, instruct = null,
+    maxFrames = null, sampling = {}, seed = 0, chunkFrames = 1, signal = null } = {}) {
+    Object.assign(this, { rt, text, sentences, speaker, context, language, instruct, maxFrames, sampling, seed,
+      chunkFrames, signal });
+    this.codes = [];  // every generated frame, eos frames included
+    this.utterances = [];  // per utterance: text, first frame, frames
+    this.stats = {};
+    this.timings = { frame_s: [], codec_s: [] };  // every frame call (an utterance's first includes its prompt) and codec call
+    this.stopped = false;
+  }
+
+  [Symbol.asyncIterator]() {
+    if (!(this.chunkFrames >= 1)) throw new InputError(`chunk size must be >= 1 frame, got ${this.chunkFrames}`);
+    this.contract = this.rt.contract;
+    this.maxFrames = this.contract.maxFrames(this.maxFrames);  // null: the model's (generation.defaults)
+    this.contract.samplingFeeds(this.rt.ort, this.sampling);  // checks the settings against every group
+    if (this.speaker == null) this.speaker = this.rt.defaultSpeaker;
+    return this._run();
+  }
+
+  async *_run() {
+    const rt = this.rt, t0 = now();
+    const timer = { prefill_s: 0, frames_s: 0, codec_s: 0 };
+    const calls = { embed: 0, frame: 0 };
+    const codec = new CodecStream(rt.graphs), rng = new NumpyRng(this.seed);
+    let samples = 0, firstAudio = null;
+    this.stats = { stages: timer };
+    const emit = async (pending) => {
+      const t = now();
+      const pcm = await codec.decode(pending);
+      this.timings.codec_s.push(now() - t);
+      timer.codec_s += now() - t;
+      samples += pcm.length;
+      firstAudio ??= now() - t0;
+      this._update(t0, timer, calls, codec.calls, samples, firstAudio);
+      return pcm;
+    };
+    try {
+      let context = [...this.context];
+      for await (const text of this._plan()) {
+        context = this._fitContext(text, context);
+        const start = this.codes.length;
+        let pending = [];
+        for await (const frame of this._frames(text, context, rng, timer, calls)) {
+          this.codes.push(frame);
+          if (this.contract.isStop(frame)) break;  // kept in `codes`, not audio
+          pending.push(frame);
+          if (pending.length === this.chunkFrames) {
+            yield await emit(pending);
+            pending = [];
+          }
+        }
+        if (pending.length && !this._cancelled()) yield await emit(pending);
+        let spoken = this.codes.slice(start);
+        if (spoken.length && this.contract.isStop(spoken[spoken.length - 1])) spoken = spoken.slice(0, -1);
+        this.utterances.push({ text, first_frame: start, frames: spoken.length });
+        if (this._cancelled()) { this.stopped = true; return; }
+        if (rt.prompts.constructor.carriesContext) context = spoken.length ? [this._utterance(text, spoken)] : [];
+      }
+    } finally {
+      codec.close();
+      this._update(t0, timer, calls, codec.calls, samples, firstAudio);
+    }
+  }
+
+  _cancelled() { return Boolean(this.signal?.aborted); }
+
+  async *_plan() {
+    if (this.sentences == null) { yield* this._split(this.text); return; }
+    for await (const s of this.sentences) yield* this._split(s);  // lazily: the source may still be being written
+  }
+
+  _split(text) {
+    const p = this.rt.prompts, carried = p.constructor.carriesContext;
+    const ctxTokens = this.context.length && carried ? p.build(this.context).ids.length : 0;
+    const limit = this.rt.rt.max_positions - ctxTokens;
+    const tokens = (t) => p.build([...this._fixedContext(), this._utterance(t)]).ids.length;
+    if (!text.trim()) throw new InputError('text is empty');
+    if (tokens(text) + this.maxFrames <= limit) return [text];
+    // leave room for the previous utterance (text and audio) as the next one's context
+    return planUtterances(text, (t) => tokens(t) + this.maxFrames <= Math.floor(limit / 2));
+  }
+
+  /** Carry the previous utterance as context while it fits beside the new one; else none. */
+  _fitContext(text, context) {
+    const p = this.rt.prompts;
+    if (!context.length || !p.constructor.carriesContext) return context;
+    const n = p.build([...context, this._utterance(text)]).ids.length;
+    return n + this.maxFrames <= this.rt.rt.max_positions ? context : [];
+  }
+
+  _utterance(text, codes = null) {
+    return { text, speaker: this.speaker, codes, language: this.language, instruct: this.instruct };
+  }
+
+  /** A format that does not carry context still keeps the caller's (a cloned voice) each time. */
+  _fixedContext() { return this.rt.prompts.constructor.carriesContext ? [] : [...this.context]; }
+
+  /** Frame codes from the fused graph: embed the prompt once, then one call per frame. */
+  async *_frames(text, context, rng, timer, calls) {
+    const c = this.contract, rt = this.rt, ort = rt.ort;
+    let t = now();
+    const prepared = rt.prepare([...context, this._utterance(text)], this.maxFrames, this.sampling);
+    let { embeds, perFrame } = await rt.embed(prepared);
+    calls.embed += 1;
+    // the prompt and every frame but the last enter the cache (the Python runtime sizes it the same way)
+    let cache = c.staticCache(ort, prepared.tokens + prepared.maxFrames);
+    let pos = 0;
+    const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling);
+    const greedy = c.greedy(this.sampling);
+    const zeros = greedy ? new Float32Array(c.codebooks * c.noiseVocab) : null;
+    try {
+      for (let n = 0; n < prepared.maxFrames; n++) {
+        if (this._cancelled()) return;
+        // greedy: the graph ignores the noise, so none is drawn (Python draws and discards it)
+        const noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), [1, c.codebooks, c.noiseVocab]);
+        const extra = { ...perFrame[Math.min(n, perFrame.length - 1)], ...logits?.feeds() };
+        // each present output has its past input's fixed shape and comes back as the next call's past
+        // (on WebGPU it stays a GPU buffer); not bound as a preallocated output: on onnxruntime-web 1.30
+        // wasm, presents written into preallocated tensors gave other codes than Python's (main's page)
+        const out = await rt.graphs.run(c.graph, c.feeds(ort, embeds, pos, cache, sampling, noise, extra));
+        calls.frame += 1;
+        dispose([...cache, embeds]);
+        const codes = Array.from(out[c.codes].data, Number);  // [1, K]
+        pos += embeds.dims[1];
+        embeds = out[c.embedsOut];
+        cache = c.cacheOut.map((name) => out[name]);
+        logits?.update(codes);
+        this.timings.frame_s.push(now() - t);
+        timer[n === 0 ? 'prefill_s' : 'frames_s'] += now() - t;
+        yield codes;
+        t = now();
+      }
+    } finally {
+      dispose([...cache, embeds]);
+    }
+  }
+
+  _update(t0, timer, calls, codecCalls, samples, firstAudio) {
+    const wall = now() - t0, frames = this.codes.length, audio = samples / this.rt.rt.sample_rate;
+    Object.assign(this.stats, {
+      frames, utterances: this.utterances.length || 1, audio_s: round(audio), wall_s: round(wall),
+      rtf: audio ? round(wall / audio) : null, first_audio_s: firstAudio == null ? null : round(firstAudio),
+      // generation calls only: the prompt's embed call and the codec calls are counted apart
+      runtime_calls_per_frame: frames ? round(calls.frame / frames) : null,
+      embed_calls: calls.embed, codec_calls: codecCalls, chunk_frames: this.chunkFrames,
+      stages: Object.fromEntries(Object.entries(timer).map(([k, v]) => [k, round(v)])),
+      stopped: this.stopped,
+    });
+  }
+}
