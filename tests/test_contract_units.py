@@ -14,10 +14,11 @@ from voxport.runtime.prompt import TokenIdsPrompt, Utterance
 
 def _generation(**frame) -> dict:
     cache = {"layers": 1, "kv_heads": 1, "head_dim": 8, "kv": ["key", "value"],
-             "input": "past.{layer}.{kv}", "output": "present.{layer}.{kv}"}
+             "input": "past.{layer}.{kv}", "output": "present.{layer}.{kv}", "layout": "static", "capacity": 64,
+             "slots_axis": 0, "positions_axis": 2, "lengths": "cache_lengths", "shared": True}
     return {"generation": {
         "frame": {"graph": "frame", "codes": "codes", "noise": "noise", "embeds": {"input": "e", "output": "n"},
-                  "attention_mask": "m", "position_ids": "p", "cache": cache, **frame},
+                  "cache": cache, **frame},
         "codebooks": 3, "noise_vocab": 5, "stop": {"codebooks": [0, 1], "token": 4},
         "sampling": [{"name": "all", "codebooks": [0, 3], "vocab": 5,
                       "inputs": {"temperature": "t", "top_k": "k", "top_p": "tp"}}]}}
@@ -37,7 +38,7 @@ def test_a_penalty_row_per_codebook_of_a_range():
     assert set(f) == {"rp", "seen"} and f["seen"].shape == (1, 3, 5)  # no bias without one declared
     want = np.zeros((1, 3, 5), np.float32)
     want[0, 0, [1, 2]] = want[0, 1, 4] = want[0, 2, [0, 3]] = 1
-    assert np.array_equal(f["seen"], want) and float(f["rp"]) == pytest.approx(1.3)
+    assert np.array_equal(f["seen"], want) and f["rp"].shape == (1,) and f["rp"][0] == pytest.approx(1.3)
 
 
 def test_codec_noise_is_the_same_drawn_whole_or_frame_by_frame():

@@ -142,20 +142,3 @@ export function drawNoise(rng, codebooks, vocab) {
   return rng.fillFloat32(new Float32Array(codebooks * vocab));
 }
 
-/**
- * The codec's noise (voxport/runtime/codec_stream.py codec_noise): per frame 2 x perFrame float64
- * uniforms u, v, then sqrt(-2 ln(1 - u)) cos(2 pi v) cast to float32, [1, frames, perFrame]. The
- * generator is default_rng([seed, 1]), whose entropy words equal those of seed + 2^32.
- */
-export function codecRng(seed) { return new NumpyRng(seed + 2 ** 32); }
-
-export function codecNoise(rng, frames, perFrame) {
-  const out = new Float32Array(frames * perFrame), u = new Float64Array(perFrame);
-  for (let f = 0; f < frames; f++) {
-    for (let i = 0; i < perFrame; i++) u[i] = rng.random();
-    for (let i = 0; i < perFrame; i++) {
-      out[f * perFrame + i] = Math.sqrt(-2.0 * Math.log1p(-u[i])) * Math.cos(2.0 * Math.PI * rng.random());
-    }
-  }
-  return out;
-}
