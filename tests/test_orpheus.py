@@ -22,10 +22,14 @@ def test_every_graph_matches_pytorch_at_other_shapes(parity):
     graphs = {c["graph"] for c in parity["graphs"]}
     assert graphs == {"embed", "frame", "lm_step", "snac_decoder", "snac_window", "snac_stream"}
     assert all(c["max_abs"] <= c["allowed"] for c in parity["graphs"])
-    # codes exact in every frame case (greedy, penalised, top-k, top-p, the stop), long and empty pasts
+    # codes exact in every frame case (greedy, penalised, top-k, top-p, the stop), long and empty pasts,
+    # three rows of different lengths and settings; the static buffers compared up to each row's
+    # length + seq + 6 (the LM pass and the six unrolled steps, written in place)
     frame = [c for c in parity["graphs"] if c["graph"] == "frame" and c["output"] == "codes"]
-    assert len(frame) == 6 and all(c["max_abs"] == 0 for c in frame)
-    assert {c["case"]["past"] for c in frame} >= {0, 300}
+    assert len(frame) == 7 and all(c["max_abs"] == 0 for c in frame)
+    assert {p for c in frame for p in c["case"]["past"]} >= {0, 300} and max(c["shape"][0] for c in frame) == 3
+    kv = [c for c in parity["graphs"] if c["graph"] == "frame" and c["output"].startswith("present.")]
+    assert len(kv) == 7 * 4 and all(c["ok"] for c in kv)
     assert max(c["case"]["frames"] for c in parity["graphs"] if c["graph"] == "snac_decoder") == 40
 
 
@@ -107,3 +111,25 @@ def test_a_plain_llama_checkpoint_is_refused_with_one_line(cache_root, tmp_path)
     (bad / "config.json").write_text(json.dumps({**cfg, "vocab_size": 500}))
     with pytest.raises(CheckpointError, match=r"vocab_size 500 is smaller than the audio ids"):
         validate_dir(bad)
+
+
+def test_a_head_size_the_kernels_refuse_gets_the_frame_traced(cache_root, tmp_path):
+    """kernels.fusable decides for Orpheus too: at head size 24 (GroupQueryAttention refuses it) the frame
+    is FrameStep traced; it passes the export's smoke run and equals FrameStep at every check case, rows
+    of different lengths and the static buffers included."""
+    import onnxruntime as ort
+
+    from voxport.exporter import checkpoint
+    from voxport.exporter.export import export_graph, smallest_feeds, smoke_run
+    from voxport.manifest import file_entry
+    from voxport.validation.graphs import check_graph
+
+    ref, fam = checkpoint.load(checkpoint.resolve("orpheus-tiny-hd24", cache_root), "cpu")
+    spec = next(s for s in fam(ref).graphs() if s.name == "frame")
+    assert spec.build is None and ref.lm.config.head_dim == 24
+    (tmp_path / "onnx").mkdir()
+    files = export_graph(spec, tmp_path)
+    smoke_run(tmp_path, {"frame": {"variants": {"fp32": {"files": [file_entry(tmp_path, f) for f in files]}}}},
+              {"frame": smallest_feeds(spec)}, lambda m: None)
+    rows = check_graph(spec, ort.InferenceSession(str(tmp_path / files[0]), providers=["CPUExecutionProvider"]))
+    assert len(rows) == 7 * 6 and all(r.ok for r in rows), [r.describe() for r in rows if not r.ok]

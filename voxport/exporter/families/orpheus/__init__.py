@@ -102,7 +102,7 @@ class OrpheusFamily(Family):
         cfg, c = m.lm.config, lay.codebook_size
         fs = codec.samples_per_frame(m.snac)
         prefix, suffix = lay.prompt_ids()
-        cache = kv_cache_contract(cfg)
+        cache = kv_cache_contract(cfg, cfg.max_position_embeddings)
         return {
             "family": self.name,
             "num_codebooks": POSITIONS,
@@ -118,7 +118,7 @@ class OrpheusFamily(Family):
                 # one call: the input, then six more LM steps inside the graph (7 cache positions a frame)
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise", "steps": POSITIONS,
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                          "attention_mask": "attention_mask", "position_ids": "position_ids", "cache": cache,
+                          "cache": cache,
                           # canopy's repetition penalty (applied when greedy too), per position's own ids
                           "logits": {"codebooks": [0, POSITIONS], "repetition_penalty": "repetition_penalty",
                                      "seen": "seen"}},

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from voxport.exporter.blocks import unfusable
+from voxport.exporter import kv_cache
 from voxport.exporter.families.orpheus import codec
 from voxport.exporter.families.orpheus.frame import FrameStep, LmStep, build_frame, build_lm_step
 from voxport.exporter.families.orpheus.layout import POSITIONS, Layout
 from voxport.exporter.families.orpheus.wrappers import Embed, SnacDecode, SnacStream, SnacWindow
-from voxport.exporter.shared_graphs import KV_PAST, KV_PRESENT, kv_specs
+from voxport.exporter.kernels import fusable
 from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
-from voxport.exporter.torch_steps import lm_step_inputs
+from voxport.exporter.torch_steps import static_step_inputs
 
 F32, I64 = "float32", "int64"
 # the stream graph's window: frames before and after each emitted frame (measured: docs/design.md)
@@ -39,71 +39,81 @@ def embed(lm) -> GraphSpec:
 
 
 def frame(lm, layout: Layout) -> GraphSpec:
-    """Batch 1 (one stream per session). Written from the weights with fused ops."""
+    """One call per frame for every stream (rows), the LM's KV in static buffers (exporter/kv_cache.py).
+    Written from the weights with fused ops (frame.build_frame) where the kernels take the config
+    (exporter/kernels.py); else FrameStep traced. FrameStep is its PyTorch reference either way."""
     cfg = lm.config
-    why = unfusable(cfg)
-    if why:
-        raise ValueError(f"the Orpheus frame graph is written with fused ops: {why}")
+    fused = fusable(cfg)
     n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
-    width = layout.codebook_size + 1
+    c = layout.codebook_size
+    width = c + 1
 
     def make(s):
-        embeds, mask, pos, *past = lm_step_inputs({**s, "batch": 1}, h, n, kvh, hd)
-        gen = torch.Generator().manual_seed(11 + s["past"])
-        noise = torch.rand(1, POSITIONS, width, generator=gen)
+        embeds, lengths, *past = static_step_inputs(s, h, n, kvh, hd)
+        rows = len(s["past"])
+        gen = torch.Generator().manual_seed(11 + sum(s["past"]))
+        noise = torch.rand(rows, POSITIONS, width, generator=gen)
         if s.get("stop"):  # position 0's stop id holds the largest uniform: at a high temperature it is drawn
-            noise[0, 0] = noise[0, 0] * 0.5
-            noise[0, 0, -1] = 1.0 - 1e-7
-        seen = (torch.rand(1, POSITIONS, width, generator=gen) < s.get("seen", 0.0)).float()
-        return [embeds, mask, pos, torch.tensor(s["temperature"]), torch.tensor(s["top_k"]),
-                torch.tensor(s.get("top_p", 1.0)), torch.tensor(s.get("penalty", 1.0)), seen, noise, *past]
+            noise[:, 0] = noise[:, 0] * 0.5
+            noise[:, 0, -1] = 1.0 - 1e-7
+        seen = (torch.rand(rows, POSITIONS, width, generator=gen) < s.get("seen", 0.0)).float()
 
-    def one(specs):
-        return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
+        def per_row(x, dtype):
+            return torch.tensor(x if isinstance(x, list) else [x] * rows, dtype=dtype)
+        return [embeds, lengths, per_row(s["temperature"], torch.float32), per_row(s["top_k"], torch.long),
+                per_row(s.get("top_p", 1.0), torch.float32), per_row(s.get("penalty", 1.0), torch.float32), seen,
+                noise, *past]
 
-    c = layout.codebook_size
     return GraphSpec(
         "frame", FrameStep(lm, layout),
-        inputs=[TensorSpec("inputs_embeds", F32, (1, "seq", h)), TensorSpec("attention_mask", I64, (1, "past_seq")),
-                TensorSpec("position_ids", I64, (1, "seq")), TensorSpec("temperature", F32, ()),
-                TensorSpec("top_k", I64, ()), TensorSpec("top_p", F32, ()), TensorSpec("repetition_penalty", F32, ()),
-                TensorSpec("seen", F32, (1, POSITIONS, width)), TensorSpec("noise", F32, (1, POSITIONS, width)),
-                *one(kv_specs(KV_PAST, n, kvh, hd, "past"))],
-        outputs=[TensorSpec("codes", I64, (1, POSITIONS)), TensorSpec("next_embeds", F32, (1, 1, h)),
-                 *one(kv_specs(KV_PRESENT, n, kvh, hd, "present"))],
-        make_inputs=make, export_sizes={"seq": 3, "past": 5, "temperature": 0.9, "top_k": 50},
-        # greedy (with the penalty), sampling with top-k, top-p, the model's settings; prefill and steps
-        check_sizes=[{"seq": 7, "past": 0, "temperature": 0.0, "top_k": 1},
-                     {"seq": 1, "past": 11, "temperature": 0.0, "top_k": 1, "penalty": 1.3, "seen": 0.5},
-                     {"seq": 1, "past": 3, "temperature": 0.9, "top_k": 20},
-                     {"seq": 1, "past": 30, "temperature": 0.6, "top_k": c, "top_p": 0.8, "penalty": 1.3,
-                      "seen": 0.1},
-                     {"seq": 4, "past": 300, "temperature": 1.5, "top_k": c // 2, "top_p": 0.9},
-                     {"seq": 1, "past": 9, "temperature": 1000.0, "top_k": c + 1, "stop": True}],
+        inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)), TensorSpec(kv_cache.LENGTHS, I64, ("batch",)),
+                TensorSpec("temperature", F32, ("batch",)), TensorSpec("top_k", I64, ("batch",)),
+                TensorSpec("top_p", F32, ("batch",)), TensorSpec("repetition_penalty", F32, ("batch",)),
+                TensorSpec("seen", F32, ("batch", POSITIONS, width)), TensorSpec("noise", F32, ("batch", POSITIONS, width)),
+                *kv_cache.kv_specs(kv_cache.INPUT, n, kvh, hd, "capacity")],
+        outputs=[TensorSpec("codes", I64, ("batch", POSITIONS)), TensorSpec("next_embeds", F32, ("batch", 1, h)),
+                 *kv_cache.kv_specs(kv_cache.OUTPUT, n, kvh, hd, "capacity")],
+        make_inputs=make,
+        export_sizes={"seq": 3, "past": [5, 2], "capacity": 20, "temperature": 0.9, "top_k": 50},
+        # greedy (with the penalty), sampling with top-k, top-p, the model's settings; prefill and steps;
+        # a forced stop; rows of different lengths, each with its own settings
+        check_sizes=[{"seq": 7, "past": [0], "capacity": 14, "temperature": 0.0, "top_k": 1},
+                     {"seq": 1, "past": [11], "capacity": 40, "temperature": 0.0, "top_k": 1, "penalty": 1.3,
+                      "seen": 0.5},
+                     {"seq": 1, "past": [3], "capacity": 10, "temperature": 0.9, "top_k": 20},
+                     {"seq": 1, "past": [30], "capacity": 37, "temperature": 0.6, "top_k": c, "top_p": 0.8,
+                      "penalty": 1.3, "seen": 0.1},
+                     {"seq": 4, "past": [300], "capacity": 320, "temperature": 1.5, "top_k": c // 2, "top_p": 0.9},
+                     {"seq": 1, "past": [9], "capacity": 16, "temperature": 1000.0, "top_k": c + 1, "stop": True},
+                     {"seq": 1, "past": [5, 17, 40], "capacity": 64, "temperature": [0.0, 0.6, 1.2],
+                      "top_k": [1, c, c // 2], "top_p": [1.0, 0.8, 0.7], "penalty": [1.3, 1.3, 1.0], "seen": 0.2}],
         tolerance={"codes": Tolerance(exact=True)},
-        build=lambda inputs, outputs: build_frame(lm, layout, inputs, outputs),
-        optimize=False,
+        build=(lambda inputs, outputs: build_frame(lm, layout, inputs, outputs)) if fused else None,
+        optimize=not fused,
+        inplace=kv_cache.inplace(n),
+        # each row's written positions: lengths + seq from the LM pass, then one per unrolled step
+        valid_positions=lambda feeds: feeds[kv_cache.LENGTHS] + feeds["inputs_embeds"].shape[1] + POSITIONS - 1,
     )
 
 
 def lm_step(lm) -> GraphSpec:
-    """The LM alone (batch 1, fused as the frame): the graph the precision gates read the LM by, since
-    the frame's own KV holds the tokens it drew."""
+    """The LM alone over the static cache (fused as the frame where the kernels take it): the graph the
+    precision gates read the LM by, since the frame's own KV holds the tokens it drew."""
     cfg = lm.config
+    fused = fusable(cfg)
     n, kvh, hd, h = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim, cfg.hidden_size
-
-    def one(specs):
-        return [TensorSpec(t.name, t.dtype, tuple(1 if d == "batch" else d for d in t.shape)) for t in specs]
-
     return GraphSpec(
         "lm_step", LmStep(lm),
-        inputs=[TensorSpec("inputs_embeds", F32, (1, "seq", h)), TensorSpec("attention_mask", I64, (1, "past_seq")),
-                TensorSpec("position_ids", I64, (1, "seq")), *one(kv_specs(KV_PAST, n, kvh, hd, "past"))],
-        outputs=[TensorSpec("hidden", F32, (1, 1, h)), *one(kv_specs(KV_PRESENT, n, kvh, hd, "past_seq"))],
-        make_inputs=lambda s: lm_step_inputs({**s, "batch": 1}, h, n, kvh, hd),
-        export_sizes={"seq": 3, "past": 5},
-        check_sizes=[{"seq": 7, "past": 0}, {"seq": 1, "past": 11}, {"seq": 4, "past": 300}],
-        build=lambda inputs, outputs: build_lm_step(lm, inputs, outputs), optimize=False,
+        inputs=[TensorSpec("inputs_embeds", F32, ("batch", "seq", h)), TensorSpec(kv_cache.LENGTHS, I64, ("batch",)),
+                *kv_cache.kv_specs(kv_cache.INPUT, n, kvh, hd, "capacity")],
+        outputs=[TensorSpec("hidden", F32, ("batch", 1, h)), *kv_cache.kv_specs(kv_cache.OUTPUT, n, kvh, hd, "capacity")],
+        make_inputs=lambda s: static_step_inputs(s, h, n, kvh, hd),
+        export_sizes={"seq": 3, "past": [5, 2], "capacity": 12},
+        check_sizes=[{"seq": 7, "past": [0], "capacity": 8}, {"seq": 1, "past": [11], "capacity": 16},
+                     {"seq": 4, "past": [300], "capacity": 310}, {"seq": 1, "past": [4, 20], "capacity": 24}],
+        build=(lambda inputs, outputs: build_lm_step(lm, inputs, outputs)) if fused else None,
+        optimize=not fused,
+        inplace=kv_cache.inplace(n), valid_positions=kv_cache.valid_positions("inputs_embeds"),
     )
 
 

@@ -3,6 +3,7 @@ GraphPrecision(): every MatMul with a constant weight quantized, Gathers left fp
 
 from dataclasses import replace
 
+from voxport.exporter import kv_cache
 from voxport.exporter.precision import GraphPrecision
 
 # SNAC's decoder is convolutions (depthwise, weight-normed) and Snake activations: it has no MatMul for
@@ -27,6 +28,6 @@ ORPHEUS_PRECISION = {
 
 
 def frame_policy(layers: int) -> GraphPrecision:
-    kv = tuple(f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value"))
+    kv = tuple(kv_cache.names(kv_cache.OUTPUT, layers))
     base = ORPHEUS_PRECISION["frame"]
     return replace(base, sampled_outputs=base.sampled_outputs + kv)

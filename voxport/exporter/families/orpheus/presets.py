@@ -42,7 +42,7 @@ class OrpheusPreset:
 _FULL = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
              num_key_value_heads=8, head_dim=128, max_position_embeddings=131072, rope_theta=500000.0,
              rope_scaling=_LLAMA3_ROPE, rms_norm_eps=1e-5, tie_word_embeddings=True)
-# head_dim a multiple of 8 (GroupQueryAttention); llama3 scaling kept, with a shorter original length
+# head_dim a multiple of 16 (GroupQueryAttention, exporter/kernels.py); llama3 scaling kept, with a shorter original length
 _TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, head_dim=16, max_position_embeddings=4096, rope_theta=500000.0,
              rope_scaling={**_LLAMA3_ROPE, "original_max_position_embeddings": 256}, rms_norm_eps=1e-5,
@@ -50,6 +50,9 @@ _TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_att
 
 PRESETS: dict[str, OrpheusPreset] = {
     "orpheus-tiny": OrpheusPreset("orpheus-tiny", _TINY, codec.TINY_SNAC, text_base=384, specials=16, vocab_size=None),
+    # head size 24, which GroupQueryAttention refuses: the LM graphs are traced instead of written
+    "orpheus-tiny-hd24": OrpheusPreset("orpheus-tiny-hd24", {**_TINY, "head_dim": 24}, codec.TINY_SNAC, text_base=384,
+                                       specials=16, vocab_size=None),
     "orpheus-3b": OrpheusPreset("orpheus-3b", _FULL, codec.FULL_SNAC, text_base=128000, specials=256,
                                 vocab_size=156940),
 }
