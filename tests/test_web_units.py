@@ -104,7 +104,7 @@ def test_steps_penalty_rows_token_ids_and_codec_noise_equal_python(tmp_path):
               {"spec": {"codebook": 0, "repetition_penalty": "rp", "seen": "seen", "bias": "b", "suppress": [3, 5],
                         "allow": [4], "min_frames": 2, "min_frames_token": 4}, "vocab": 5, "penalty": 1.2,
                "frames": frames[:1]}]
-    noise = [{"seed": s, "frames": f, "per": p} for s, f, p in ((0, 3, 100), (7, 1, 3360), (2 ** 31 + 5, 2, 50))]
+    noise = [{"seed": s, "frames": f, "per": p} for s, f, p in ((0, 3, 100), (7, 1, 3360), (2 ** 31 + 5, 2, 50), (2 ** 32 + 7, 1, 200))]
     vocab = {w: i for i, w in enumerate(["<unk>", "amy:", "hi", "there", "<laugh>", "$&"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

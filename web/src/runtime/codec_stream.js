@@ -11,8 +11,8 @@ import { NumpyRng } from './sampling.js';
 
 const ARRAYS = { float32: Float32Array, int64: BigInt64Array };
 
-/** codec_rng: default_rng([seed, 1]), whose entropy words equal those of seed + 2^32 (seed < 2^32). */
-export function codecRng(seed) { return new NumpyRng(seed + 2 ** 32); }
+/** codec_rng: the codec's noise generator for a request's seed, default_rng([seed, 1]). */
+export function codecRng(seed) { return new NumpyRng([seed, 1]); }
 
 /** codec_noise's values for `frames` frames: per frame 2 x perFrame float64 uniforms u, v, then
  * sqrt(-2 ln(1 - u)) cos(2 pi v) cast to float32, [frames * perFrame]. */
