@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voxport.errors import InputError
-from voxport.runtime.codec_stream import CodecStream
+from voxport.runtime.codec_stream import CodecStream, codec_rng
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
@@ -58,7 +58,7 @@ class _Lane:
         self.embeds, self.per_frame = rt.embed(self.prepared)
         self.stream, self.rng = s, np.random.default_rng(s.seed)
         self.sampling, self.logits = c.sampling_feeds(s.sampling), c.logits_state(s.sampling)
-        self.codec = CodecStream(rt.graphs) if s.decode else None
+        self.codec = CodecStream(rt.graphs, rng=codec_rng(s.seed)) if s.decode else None
         self.pending: list = []
 
     def feeds(self, contract) -> dict[str, np.ndarray]:
@@ -89,15 +89,16 @@ class Scheduler:
         if not self.free:
             raise InputError("no free slot")
         lane = _Lane(self.rt, s)
-        if lane.prepared.tokens + lane.prepared.max_frames > self.cache.capacity:
-            raise InputError(f"prompt ({lane.prepared.tokens} positions) and {lane.prepared.max_frames} frames do "
-                             f"not fit a slot of {self.cache.capacity} positions")
+        need = lane.prepared.tokens + lane.prepared.max_frames * self.c.steps  # a frame takes `steps` positions
+        if need > self.cache.capacity:
+            raise InputError(f"prompt ({lane.prepared.tokens} positions) and {lane.prepared.max_frames} frames of "
+                             f"{self.c.steps} positions do not fit a slot of {self.cache.capacity} positions")
         slot = len(self.lanes)
         self.cache.lengths[slot] = 0
         feeds = lane.feeds(self.c)
         codes, embeds = self.c.run(self.session, {**feeds, self.c.cache["lengths"]: self.cache.lengths[slot:slot + 1]},
                                    self.cache, slot, slot + 1)
-        self.cache.lengths[slot] += lane.embeds.shape[1]
+        self.cache.lengths[slot] += self.c.advance(lane.embeds.shape[1])
         self.lanes.append(lane)
         self._advance(lane, codes[0], embeds[0:1])
 
@@ -116,7 +117,7 @@ class Scheduler:
         t = time.perf_counter()
         codes, embeds = self.c.run(self.session, feeds, self.cache, 0, n)
         self.timings.append((n, time.perf_counter() - t))
-        self.cache.lengths[:n] += 1
+        self.cache.lengths[:n] += self.c.advance(1)
         for i, lane in enumerate(list(self.lanes)):
             self._advance(lane, codes[i], embeds[i:i + 1])
         for lane in [lane for lane in self.lanes if lane.stream.done]:
@@ -142,10 +143,14 @@ class Scheduler:
         stop = self.c.is_stop(frame)
         if lane.codec and not stop:
             lane.pending.append(frame)
-        if lane.codec and lane.pending and (len(lane.pending) == s.chunk_frames or stop
-                                            or len(s.codes) >= lane.prepared.max_frames):
-            s.pcm.append(lane.codec.decode(np.stack(lane.pending)))
+        end = stop or len(s.codes) >= lane.prepared.max_frames
+        chunks = []
+        if lane.codec and lane.pending and (len(lane.pending) == s.chunk_frames or end):
+            chunks.append(lane.codec.decode(np.stack(lane.pending)))
             lane.pending = []
+        if lane.codec and end:  # the audio a look-ahead codec still holds
+            chunks.append(lane.codec.flush())
+        s.pcm += [pcm for pcm in chunks if pcm.shape[0]]  # a look-ahead codec's first calls give none
         if stop:
             s.done = "stop"
         elif len(s.codes) >= lane.prepared.max_frames:
