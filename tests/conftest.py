@@ -46,6 +46,12 @@ def qwen_base_dir(tmp_path_factory, cache_root) -> Path:
     return _export(tmp_path_factory, cache_root, "qwen3-tts-tiny-base", "VOXPORT_TEST_QWEN_BASE_DIR", "fp32")
 
 
+@pytest.fixture(scope="session")
+def orpheus_dir(tmp_path_factory, cache_root) -> Path:
+    """orpheus-tiny in all five precisions (the fidelity gates read every variant; ~35 s on 2 cores)."""
+    return _export(tmp_path_factory, cache_root, "orpheus-tiny", "VOXPORT_TEST_ORPHEUS_DIR")
+
+
 @pytest.fixture(scope="module")
 def browser():
     from tests.web_helpers import CHROMIUM, FLAGS, require_browser

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from voxport.errors import InputError
-from voxport.runtime.codec_stream import CodecStream
+from voxport.runtime.codec_stream import CodecStream, codec_rng
 from voxport.runtime.prompt import Utterance
 from voxport.runtime.runtime import Prepared, Runtime
 from voxport.runtime.sampling import Sampling
@@ -51,10 +51,10 @@ class Lane:
     def prefill(self, session) -> np.ndarray:
         """Run the prompt through the frame graph into a cache of its own (the caller's thread, beside
         the engine's calls); `Scheduler.join` copies that cache into the lane's slot. The first frame."""
-        self.prefilled = self.c.new_cache(1, self.tokens)
+        self.prefilled = self.c.new_cache(1, self.c.advance(self.tokens))
         codes, embeds = self.c.run(session, {**self.feeds(), self.c.cache["lengths"]: self.prefilled.lengths},
                                    self.prefilled)
-        self.prefilled.lengths += self.embeds.shape[1]
+        self.prefilled.lengths += self.c.advance(self.embeds.shape[1])
         self.advance(codes[0], embeds)
         return codes[0]
 
@@ -101,9 +101,10 @@ class Scheduler:
         return self.cache.slots - len(self.lanes)
 
     def fits(self, lane: Lane) -> None:
-        if lane.tokens + lane.max_frames > self.cache.capacity:
-            raise InputError(f"prompt ({lane.tokens} positions) and {lane.max_frames} frames do not fit a slot of "
-                             f"{self.cache.capacity} positions")
+        need = lane.tokens + lane.max_frames * self.c.steps  # a frame takes `steps` positions
+        if need > self.cache.capacity:
+            raise InputError(f"prompt ({lane.tokens} positions) and {lane.max_frames} frames of {self.c.steps} "
+                             f"positions do not fit a slot of {self.cache.capacity} positions")
 
     def join(self, lane: Lane) -> None:
         """Prefill `lane` (ready) into the next free slot, its first frame generated here; or, when it
@@ -120,7 +121,7 @@ class Scheduler:
             return
         codes, embeds = self.c.run(self.session, {**lane.feeds(), self.c.cache["lengths"]: self.cache.lengths[slot:slot + 1]},
                                    self.cache, slot, slot + 1)
-        self.cache.lengths[slot] += lane.embeds.shape[1]
+        self.cache.lengths[slot] += self.c.advance(lane.embeds.shape[1])
         lane.advance(codes[0], embeds[0:1])
 
     def evict(self) -> list[Lane]:
@@ -143,7 +144,7 @@ class Scheduler:
         t = time.perf_counter()
         codes, embeds = self.c.run(self.session, feeds, self.cache, 0, n)
         self.timings.append((n, time.perf_counter() - t))
-        self.cache.lengths[:n] += 1
+        self.cache.lengths[:n] += self.c.advance(1)
         for i, lane in enumerate(self.lanes[:n]):
             lane.advance(codes[i], embeds[i:i + 1])
         return left + self.evict()
@@ -212,16 +213,20 @@ class BatchStream:
     def lane(self, rt: Runtime) -> Lane:
         speaker = rt.default_speaker if self.speaker is None else self.speaker
         prepared = rt.prepare([Utterance(self.text, speaker)], rt.contract.max_frames(self.max_frames), self.sampling)
-        codec, pending = (CodecStream(rt.graphs) if self.decode else None), []
+        codec, pending = (CodecStream(rt.graphs, rng=codec_rng(self.seed)) if self.decode else None), []
 
         def deliver(frame):
             self.codes.append(frame)
             stop = rt.contract.is_stop(frame)
             if codec and not stop:
                 pending.append(frame)
-            if codec and pending and (len(pending) == self.chunk_frames or stop or len(self.codes) >= prepared.max_frames):
-                self.pcm.append(codec.decode(np.stack(pending)))
+            end, chunks = stop or len(self.codes) >= prepared.max_frames, []
+            if codec and pending and (len(pending) == self.chunk_frames or end):
+                chunks.append(codec.decode(np.stack(pending)))
                 pending.clear()
+            if codec and end:  # the audio a look-ahead codec still holds
+                chunks.append(codec.flush())
+            self.pcm.extend(pcm for pcm in chunks if pcm.shape[0])  # a look-ahead codec's first calls give none
 
         def leave(why):
             self.done = why if isinstance(why, str) else "error"

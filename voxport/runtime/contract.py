@@ -12,9 +12,12 @@ groups. The runtimes hold no model knowledge of their own: everything below come
                           "layout": "static", "capacity": 2048, "slots_axis": 0, "positions_axis": 2,
                           "lengths": "cache_lengths", "shared": true},
                 "per_frame": [{"input": "text_embed", "source": "trailing_text"}],   # optional
+                "steps": 7,   # optional: LM steps in one call; a call fills input + steps - 1 positions
                 "logits": {"codebook": 0, "repetition_penalty": "repetition_penalty", "seen": "c0_seen",
                            "bias": "c0_bias", "suppress": [2048, 3072], "allow": [2150],
                            "min_frames": 2, "min_frames_token": 2150}},                # optional
+                # or, per codebook of a range: {"codebooks": [0, 7], "repetition_penalty": ..., "seen": ...}
+                # (seen [1, 7, noise_vocab]; no bias)
       "codebooks": 32, "noise_vocab": 2051,
       "sampling": [{"name": "all", "codebooks": [0, 32], "vocab": 2051,
                     "inputs": {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p"},
@@ -48,6 +51,7 @@ class FrameContract:
         self.cache = f["cache"]
         self.capacity = self.cache.get("capacity")
         self.per_frame = f.get("per_frame", [])
+        self.steps = f.get("steps", 1)
         # text enters one token per frame: speech may start before the text ends (live_text.py)
         self.text_per_frame = any(e["source"] == "trailing_text" for e in self.per_frame)
         self.logits = f.get("logits")
@@ -123,6 +127,10 @@ class FrameContract:
     def draw_noise(self, rng: np.random.Generator) -> np.ndarray:
         return draw_noise(rng, self.codebooks, self.noise_vocab)
 
+    def advance(self, seq: int) -> int:
+        """Cache positions one frame call adds for an input of `seq` positions."""
+        return seq + self.steps - 1
+
     def is_stop(self, frame: np.ndarray) -> bool:
         a, b = self.stop["codebooks"]
         return bool(np.all(frame[a:b] == self.stop["token"]))
@@ -132,23 +140,30 @@ class LogitsState:
     """The manifest's logits processors for one utterance, as frame-graph inputs (the reference's
     generate applies them when greedy too): a repetition penalty over the ids one codebook has
     generated so far (`seen`), and an additive bias that removes suppressed ids and, before
-    `min_frames` frames, the stop token."""
+    `min_frames` frames, the stop token. With `codebooks` [a, b] instead of `codebook`, each codebook
+    of the range has its own row of `seen` [1, b - a, vocab] and there is no bias."""
 
     def __init__(self, spec: dict, vocab: int, penalty: float):
         self.spec, self.frames = spec, 0
-        self.seen = np.zeros((1, vocab), np.float32)
+        self.rows = range(*spec["codebooks"]) if "codebooks" in spec else None
+        self.seen = np.zeros((1, vocab) if self.rows is None else (1, len(self.rows), vocab), np.float32)
         self.penalty = np.array([penalty], np.float32)
-        self.bias = np.zeros((1, vocab), np.float32)
-        lo, hi = spec["suppress"]
-        self.bias[0, lo:hi] = -np.inf
-        self.bias[0, spec["allow"]] = 0.0
+        self.bias = None
+        if "bias" in spec:
+            self.bias = np.zeros((1, vocab), np.float32)
+            lo, hi = spec["suppress"]
+            self.bias[0, lo:hi] = -np.inf
+            self.bias[0, spec["allow"]] = 0.0
 
     def feeds(self) -> dict[str, np.ndarray]:
         s, bias = self.spec, self.bias
+        out = {s["repetition_penalty"]: self.penalty, s["seen"]: self.seen}
+        if bias is None:
+            return out
         if self.frames < s["min_frames"]:
             bias = bias.copy()
             bias[0, s["min_frames_token"]] = -np.inf
-        return {s["repetition_penalty"]: self.penalty, s["seen"]: self.seen, s["bias"]: bias}
+        return {**out, s["bias"]: bias}
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
         """The processors on the codebook's logits [1, V] in numpy (the step loop), as the frame graph
@@ -159,5 +174,8 @@ class LogitsState:
         return np.where(f[s["seen"]] > 0, penalised, logits) + f[s["bias"]]
 
     def update(self, frame: np.ndarray) -> None:
-        self.seen[0, frame[self.spec["codebook"]]] = 1.0
+        if self.rows is None:
+            self.seen[0, frame[self.spec["codebook"]]] = 1.0
+        else:
+            self.seen[0, np.arange(len(self.rows)), frame[self.rows.start:self.rows.stop]] = 1.0
         self.frames += 1

@@ -9,6 +9,10 @@ prompt graph; control ids (think, language, speaker) ride the codec track; the t
 token is fed one token per frame (`trailing`), then the pad token; a cloned voice adds its speaker
 vector at the speaker position and its reference text and codes in context.
 
+"token_ids": fixed ids around the tokenized template ("{speaker}: {text}", the tokenizer's own
+special tokens added): prefix + tokens + suffix, one prompt graph input (ids); named speakers only,
+no context audio.
+
 Every builder gives: build(turns) -> the prompt graph's two inputs, feeds(a, b), trailing(turns) ->
 text ids fed per frame (None: none), vectors(turns) -> (row, vector) pairs added to the embeddings."""
 
@@ -199,4 +203,42 @@ class DualTrackPrompt:
         return self._rows(turns, final)[2]
 
 
-FORMATS = {"chat_template": ChatTemplatePrompt, "dual_track": DualTrackPrompt}
+class TokenIdsPrompt:
+    carries_context = False  # each utterance stands alone
+
+    def __init__(self, root: Path, rt: dict):
+        self.spec = rt["generation"]["prompt"]
+        self.speakers = rt["generation"]["speakers"]["names"]
+        self.graph = self.spec["graph"]
+        self.tokenizer = Tokenizer.from_file(str(root / rt["tokenizer_file"]))
+
+    def check(self, u: Utterance) -> None:
+        if u.language not in (None, "auto"):
+            raise InputError("this model takes no language option; it speaks the language of the text")
+        if u.instruct:
+            raise InputError("this model takes no instruction (--instruct)")
+        if u.speaker is not None and str(u.speaker) not in self.speakers:
+            raise InputError(f"speaker {u.speaker!r} is not one of this model's speakers: {', '.join(self.speakers)}")
+
+    def build(self, turns: list[Utterance]) -> tuple[np.ndarray, None]:
+        """input_ids [1, S] of the last turn (the format takes no context)."""
+        *context, u = turns
+        if context:
+            raise InputError("this model does not clone voices (it takes no reference clip)")
+        self.check(u)
+        s = self.spec
+        text = s["template"].format(speaker=u.speaker, text=u.text) if u.speaker is not None else u.text
+        ids = self.tokenizer.encode(text, add_special_tokens=s["add_special_tokens"]).ids
+        return np.array([[*s["prefix"], *ids, *s["suffix"]]], np.int64), None
+
+    def feeds(self, ids: np.ndarray, _: None) -> dict[str, np.ndarray]:
+        return {self.spec["ids"]: ids}
+
+    def trailing(self, turns: list[Utterance]) -> None:
+        return None
+
+    def vectors(self, turns: list[Utterance]) -> list:
+        return []
+
+
+FORMATS = {"chat_template": ChatTemplatePrompt, "dual_track": DualTrackPrompt, "token_ids": TokenIdsPrompt}

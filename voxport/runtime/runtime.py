@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from voxport.runtime.audio import read_reference
+from voxport.runtime.codec_stream import codec_noise, codec_rng
 from voxport.runtime.graphs import Graphs
 from voxport.runtime.prompt import PromptBuilder, Utterance
 from voxport.runtime.contract import FrameContract
@@ -141,7 +142,8 @@ class Runtime:
             raise InputError(f"prompt is {n_prompt} tokens; this model's context is {limit} positions "
                              f"(text + context audio frames + generated frames); shorten the text or the reference")
         extra = {} if final else {"final": False}
-        return Prepared(self.prompts.feeds(a, b), n_prompt, min(max_frames, limit - n_prompt),
+        fits = (limit - n_prompt) // self.contract.steps  # a frame call may take several positions
+        return Prepared(self.prompts.feeds(a, b), n_prompt, min(max_frames, fits),
                         self.prompts.trailing(turns, **extra), self.prompts.vectors(turns, **extra))
 
     def embed(self, prepared: Prepared) -> tuple[np.ndarray, list[dict]]:
@@ -174,17 +176,19 @@ class Runtime:
                                 self.contract.max_frames(max_frames), sampling)
         codes, stats = generate_steps(self, prepared, sampling, seed)
         t_gen = time.perf_counter()
-        audio = self.decode(codes) if decode else None
+        audio = self.decode(codes, seed) if decode else None
         return Result(codes, audio, prepared.tokens, {
             **stats, "prompt_tokens": prepared.tokens, "generate_s": t_gen - t0,
             "decode_s": time.perf_counter() - t_gen,
             "audio_s": 0.0 if audio is None else audio.shape[0] / self.rt["sample_rate"]})
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
+    def decode(self, codes: np.ndarray, seed: int = 0) -> np.ndarray:
         """codes [frames, K] -> waveform, cut at the first frame the contract's stop rule ends on (the
-        same rule the frame loop stops on: CSM all codebooks but the last, Qwen3-TTS codebook 0)."""
+        same rule the frame loop stops on: CSM all codebooks but the last, Qwen3-TTS codebook 0). A codec
+        with noise (generation.codec.noise) draws it from `seed`, frame by frame as the stream does."""
         eos = [i for i, frame in enumerate(codes) if self.contract.is_stop(frame)]
         codes = codes[: eos[0]] if eos else codes
         if codes.shape[0] == 0:
             return np.zeros(0, np.float32)
-        return self.graphs.run(self.codec["decoder"], {"audio_codes": codes.T[None].astype(np.int64)})[0][0, 0]
+        noise = codec_noise(self.codec.get("noise"), codec_rng(seed), codes.shape[0])
+        return self.graphs.run(self.codec["decoder"], {"audio_codes": codes.T[None].astype(np.int64), **noise})[0][0, 0]

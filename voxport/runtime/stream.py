@@ -12,7 +12,7 @@ import numpy as np
 
 from voxport.runtime.batch import Lane
 from voxport.runtime.chunking import plan_utterances
-from voxport.runtime.codec_stream import CodecStream
+from voxport.runtime.codec_stream import CodecStream, codec_rng
 from voxport.runtime.contract import FrameContract
 from voxport.runtime.engine import END
 from voxport.runtime.live_text import LiveText
@@ -78,16 +78,18 @@ class Speech:
         word), or that prompt alone fills it. Says which, with the numbers."""
         if self.speaker is None:
             self.speaker = self.rt.default_speaker
-        self.max_frames = FrameContract(self.rt.rt).max_frames(self.max_frames)
-        limit = self.rt.rt["max_positions"]
+        contract = FrameContract(self.rt.rt)
+        self.max_frames = contract.max_frames(self.max_frames)
+        limit, steps = self.rt.rt["max_positions"], contract.steps  # a frame takes `steps` positions
         shortest = self._tokens([*self.context, self._utterance("a")])
         ref = f" ({self._tokens(self.context)} of them the reference: its transcript and audio)" if self.context else ""
         if shortest + 1 > limit:
             raise InputError(f"the prompt alone takes {shortest} of this model's {limit} context positions{ref}; "
                              "shorten the reference clip or its transcript")
-        if shortest + self.max_frames > limit:
+        if shortest + self.max_frames * steps > limit:
             raise InputError(f"max_frames {self.max_frames} does not fit: this model's context is {limit} positions "
-                             f"and the shortest prompt takes {shortest}{ref}; at most {limit - shortest} frames fit")
+                             f"and the shortest prompt takes {shortest}{ref}; at most {(limit - shortest) // steps} "
+                             "frames fit")
 
     def _tokens(self, turns: list[Utterance]) -> int:
         return self.rt.prompts.build(turns)[0].shape[1]
@@ -96,18 +98,19 @@ class Speech:
         rt, t0 = self.rt, time.perf_counter()
         timer = {"prefill_s": 0.0, "frames_s": 0.0, "codec_s": 0.0}
         calls = {"embed": 0, "frame": 0}
-        codec, rng = CodecStream(rt.graphs), np.random.default_rng(self.seed)
+        codec, rng = CodecStream(rt.graphs, rng=codec_rng(self.seed)), np.random.default_rng(self.seed)
         samples, first_audio = 0, None
         self.stats = {"stages": timer}
 
         def emit(pending):
             nonlocal samples, first_audio
             t = time.perf_counter()
-            pcm = codec.decode(np.stack(pending))
+            pcm = codec.decode(np.stack(pending)) if pending else codec.flush()
             self.timings["codec_s"].append(time.perf_counter() - t)
             timer["codec_s"] += self.timings["codec_s"][-1]
             samples += pcm.shape[0]
-            first_audio = first_audio or time.perf_counter() - t0
+            if pcm.shape[0]:  # a codec that looks ahead returns nothing for its first frames
+                first_audio = first_audio or time.perf_counter() - t0
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
             return pcm
 
@@ -122,10 +125,14 @@ class Speech:
                         break
                     pending.append(frame)
                     if len(pending) == self.schedule[min(chunk, len(self.schedule) - 1)]:
-                        yield emit(pending)
+                        pcm = emit(pending)
+                        if pcm.shape[0]:
+                            yield pcm
                         pending, chunk = [], chunk + 1
                 if pending and not self._cancelled():
-                    yield emit(pending)
+                    pcm = emit(pending)
+                    if pcm.shape[0]:
+                        yield pcm
                 spoken = np.stack(self.codes[start:]) if len(self.codes) > start else np.zeros((0, 1), np.int64)
                 spoken = spoken[: len(spoken) - int(len(spoken) > 0 and self._is_eos(spoken[-1]))]
                 text = str(text)  # a LiveText: its text as far as it was written
@@ -134,6 +141,8 @@ class Speech:
                     return
                 if self.rt.prompts.carries_context:
                     context = [self._utterance(text, spoken)] if len(spoken) else []
+            if codec.delay and not self._cancelled():  # the audio a look-ahead codec still holds
+                yield emit([])
         finally:
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
 
@@ -168,23 +177,24 @@ class Speech:
 
         if not text.strip():
             raise InputError("text is empty")
-        if tokens(text) + self.max_frames <= limit:
+        frames = self.max_frames * self.contract.steps  # cache positions the frames take
+        if tokens(text) + frames <= limit:
             return [text]
         # leave room for the previous utterance (text and audio) as the next one's context
         half, word = limit // 2, text.split()[0]
-        if tokens(word) + self.max_frames > half:  # not the text's fault: no piece of it could fit
+        if tokens(word) + frames > half:  # not the text's fault: no piece of it could fit
             raise InputError(f"the text needs more than one utterance, and then each piece gets half of the "
                              f"{limit} context positions left ({half}); max_frames {self.max_frames} and the "
                              f"prompt of even one word ({tokens(word)}) do not fit in that: lower max_frames to at "
-                             f"most {max(half - tokens(word), 0)}, or shorten the text")
-        return plan_utterances(text, lambda t: tokens(t) + self.max_frames <= half)
+                             f"most {max((half - tokens(word)) // self.contract.steps, 0)}, or shorten the text")
+        return plan_utterances(text, lambda t: tokens(t) + frames <= half)
 
     def _fit_context(self, text: str, context: list[Utterance]) -> list[Utterance]:
         """Carry the previous utterance as context while it fits beside the new one; else none."""
         if not context or not self.rt.prompts.carries_context:
             return context
         n = self.rt.prompts.build([*context, self._utterance(text)])[0].shape[1]
-        return context if n + self.max_frames <= self.rt.rt["max_positions"] else []
+        return context if n + self.max_frames * self.contract.steps <= self.rt.rt["max_positions"] else []
 
     def _utterance(self, text: str, codes: np.ndarray | None = None) -> Utterance:
         return Utterance(text, self.speaker, codes, self.language, self.instruct)
@@ -213,8 +223,9 @@ class Speech:
         if self.engine is not None:
             yield from self._engine_frames(lane, text_state, timer, calls, t)
             return
-        # the prompt and every frame but the last enter the cache
-        cache, session = c.new_cache(1, prepared.tokens + prepared.max_frames), self.rt.graphs.session(c.graph)
+        # the prompt and each frame's steps enter the cache
+        cache = c.new_cache(1, prepared.tokens + prepared.max_frames * c.steps)
+        session = self.rt.graphs.session(c.graph)
         while not lane.done:
             if self._cancelled():
                 return
@@ -224,7 +235,7 @@ class Speech:
                 t = time.perf_counter()
             codes, next_embeds = c.run(session, {**lane.feeds(), c.cache["lengths"]: cache.lengths}, cache)
             calls["frame"] += 1
-            cache.lengths += lane.embeds.shape[1]
+            cache.lengths += c.advance(lane.embeds.shape[1])
             lane.advance(codes[0], next_embeds)
             self._timed(timer, t, lane.frames)
             yield codes[0]

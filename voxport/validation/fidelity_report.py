@@ -67,8 +67,9 @@ def plot(path: Path, r: dict) -> None:
         for g in graphs:
             rows = [s for s in r["summary"] if s["graph"] == g and s["dtype"] == d and s["metric"] == "snr_db"
                     and s["threshold"] is not None]  # gated outputs only (sampled ones are in the table)
-            vals.append(min(s["value"] for s in rows))
-            gates.append(rows[0]["threshold"])
+            # a graph whose float outputs are all sampled in this variant has no bar
+            vals.append(min(s["value"] for s in rows) if rows else np.nan)
+            gates.append(rows[0]["threshold"] if rows else np.nan)
         x = np.arange(len(graphs)) + (i - (len(dtypes) - 1) / 2) * width
         ax.bar(x, np.minimum(vals, 160), width, label=d)
         ax.scatter(x, gates, color="k", marker="_", s=120, zorder=3)

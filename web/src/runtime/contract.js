@@ -27,6 +27,7 @@ export class FrameContract {
     this.cacheIn = names.map(([i, kv]) => fill(c.input, i, kv));
     this.cacheOut = names.map(([i, kv]) => fill(c.output, i, kv));
     this.perFrame = f.per_frame ?? [];
+    this.steps = f.steps ?? 1;  // LM steps inside one call
     this.logits = f.logits ?? null;
     this.codebooks = g.codebooks; this.noiseVocab = g.noise_vocab;
     this.sampling = g.sampling; this.stop = g.stop;
@@ -99,6 +100,9 @@ export class FrameContract {
     return new LogitsState(ort, this.logits, this.noiseVocab, penalty);
   }
 
+  /** Cache positions one frame call adds for an input of `seq` positions. */
+  advance(seq) { return seq + this.steps - 1; }
+
   isStop(frame) {
     const [a, b] = this.stop.codebooks;
     return frame.slice(a, b).every((c) => c === this.stop.token);
@@ -108,30 +112,39 @@ export class FrameContract {
 /** The manifest's logits processors for one utterance, as frame-graph inputs (the reference's generate
  * applies them when greedy too): a repetition penalty over the ids one codebook has generated so far
  * (`seen`), and an additive bias that removes suppressed ids and, before `min_frames` frames, the stop
- * token. */
+ * token. With `codebooks` [a, b] instead of `codebook`, each codebook of the range has its own row of
+ * `seen` [1, b - a, vocab] and there is no bias. */
 export class LogitsState {
   constructor(ort, spec, vocab, penalty) {
     this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0;
-    this.seen = new Float32Array(vocab);
+    this.rows = spec.codebooks ? spec.codebooks[1] - spec.codebooks[0] : null;
+    this.seen = new Float32Array((this.rows ?? 1) * vocab);
     this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), [1]);  // one row
-    this.bias = new Float32Array(vocab);
-    this.bias.fill(-Infinity, spec.suppress[0], spec.suppress[1]);
-    for (const id of spec.allow) this.bias[id] = 0;
+    this.bias = null;
+    if (spec.bias) {
+      this.bias = new Float32Array(vocab);
+      this.bias.fill(-Infinity, spec.suppress[0], spec.suppress[1]);
+      for (const id of spec.allow) this.bias[id] = 0;
+    }
   }
 
   feeds() {
     const { spec, ort, vocab } = this;
+    const dims = this.rows === null ? [1, vocab] : [1, this.rows, vocab];
+    const out = { [spec.repetition_penalty]: this.penalty, [spec.seen]: new ort.Tensor('float32', this.seen.slice(), dims) };
+    if (!this.bias) return out;
     let bias = this.bias;
     if (this.frames < spec.min_frames) {
       bias = bias.slice();
       bias[spec.min_frames_token] = -Infinity;
     }
-    return { [spec.repetition_penalty]: this.penalty, [spec.seen]: new ort.Tensor('float32', this.seen.slice(), [1, vocab]),
-      [spec.bias]: new ort.Tensor('float32', bias, [1, vocab]) };
+    return { ...out, [spec.bias]: new ort.Tensor('float32', bias, [1, vocab]) };
   }
 
+  /** After each frame: its codes in the penalised codebook(s) count as seen. */
   update(frame) {
-    this.seen[frame[this.spec.codebook]] = 1;
+    if (this.rows === null) this.seen[frame[this.spec.codebook]] = 1;
+    else for (let r = 0; r < this.rows; r++) this.seen[r * this.vocab + frame[this.spec.codebooks[0] + r]] = 1;
     this.frames += 1;
   }
 }

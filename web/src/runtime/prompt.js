@@ -8,7 +8,10 @@
 // fed one token per frame (`trailing`), then the pad token; a cloned voice adds its speaker vector at
 // the speaker position and its reference text and codes in context.
 //
-// Every builder gives: build(turns) -> {ids, codes} (the prompt graph's two inputs, named by inputs()),
+// "token_ids": fixed ids around the tokenized template, one input (ids); named speakers, no context audio.
+//
+// Every builder gives: build(turns) -> {ids, codes} (the prompt graph's inputs, named by inputs(); codes
+// null where the format has one input),
 // trailing(turns) -> text ids fed per frame (null: none), vectors(turns) -> [row, vector] pairs added to
 // the embeddings. @huggingface/tokenizers and @huggingface/jinja are transformers.js's engines.
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -190,7 +193,48 @@ export class DualTrackPrompt {
   }
 }
 
-const FORMATS = { chat_template: ChatTemplatePrompt, dual_track: DualTrackPrompt };
+/** "token_ids" (prompt.py's TokenIdsPrompt): fixed ids around the tokenized template ("{speaker}: {text}",
+ * the tokenizer's own special tokens added), one prompt graph input; named speakers only, no context audio. */
+export class TokenIdsPrompt {
+  static carriesContext = false;  // each utterance stands alone
+
+  /** files: {tokenizer: object}; rt: manifest.runtime */
+  constructor(files, rt) {
+    this.spec = rt.generation.prompt;
+    this.speakers = rt.generation.speakers.names;
+    this.graph = this.spec.graph;
+    this.tokenizer = new Tokenizer(files.tokenizer, {});
+  }
+
+  check(u) {
+    if (u.language != null && u.language !== 'auto') throw new InputError('this model takes no language option; it speaks the language of the text');
+    if (u.instruct) throw new InputError('this model takes no instruction (--instruct)');
+    if (u.speaker != null && !this.speakers.includes(String(u.speaker))) {
+      throw new InputError(`speaker ${repr(u.speaker)} is not one of this model's speakers: ${this.speakers.join(', ')}`);
+    }
+  }
+
+  /** -> {ids: prefix + tokens + suffix, codes: null} of the last turn (the format takes no context) */
+  build(turns) {
+    const u = turns[turns.length - 1];
+    if (turns.length > 1) throw new InputError('this model does not clone voices (it takes no reference clip)');
+    this.check(u);
+    const s = this.spec;
+    // replacer functions: a replacement string would expand $& and $' in the user's text
+    const text = u.speaker != null ? s.template.replace('{speaker}', () => String(u.speaker)).replace('{text}', () => u.text) : u.text;
+    const ids = this.tokenizer.encode(text, { add_special_tokens: s.add_special_tokens }).ids;
+    return { ids: [...s.prefix, ...ids, ...s.suffix], codes: null };
+  }
+
+  /** One input: the ids. */
+  inputs() { return [this.spec.ids]; }
+
+  trailing() { return null; }
+
+  vectors() { return []; }
+}
+
+const FORMATS = { chat_template: ChatTemplatePrompt, dual_track: DualTrackPrompt, token_ids: TokenIdsPrompt };
 export const PROMPT_FORMATS = Object.keys(FORMATS);
 
 /** The builder of the manifest's prompt format. files: {tokenizer: object, template?: string, special?: object} */

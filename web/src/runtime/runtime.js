@@ -103,13 +103,16 @@ export class Runtime {
       throw new InputError(`prompt is ${n} tokens; this model's context is ${limit} positions `
         + '(text + context audio frames + generated frames); shorten the text or the reference');
     }
-    return { inputs, tokens: n, maxFrames: Math.min(maxFrames, limit - n), trailing: this.prompts.trailing(turns),
+    const fits = Math.floor((limit - n) / this.contract.steps);  // a frame call may take several positions
+    return { inputs, tokens: n, maxFrames: Math.min(maxFrames, fits), trailing: this.prompts.trailing(turns),
       vectors: this.prompts.vectors(turns) };
   }
 
   async embedIds(ids, codes) {
     const [a, b] = this.prompts.inputs(), n = ids.length;
-    const out = await this.graphs.run(this.prompts.graph, { [a]: i64(this.ort, ids, [1, n]), [b]: i64(this.ort, codes.flat(), [1, n, codes[0].length]) });
+    const feeds = { [a]: i64(this.ort, ids, [1, n]) };
+    if (b) feeds[b] = i64(this.ort, codes.flat(), [1, n, codes[0].length]);  // a format with a codes track
+    const out = await this.graphs.run(this.prompts.graph, feeds);
     return Object.values(out)[0];
   }
 

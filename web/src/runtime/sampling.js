@@ -32,10 +32,14 @@ export class Sampling {
 const INIT_A = 0x43b0d7e5, MULT_A = 0x931e8875, INIT_B = 0x8b51f9dd, MULT_B = 0x58f38ded;
 const MIX_MULT_L = 0xca01f9dd, MIX_MULT_R = 0x4973f715, XSHIFT = 16, POOL = 4;
 
-/** SeedSequence(seed).generate_state(words) for a non-negative integer seed (below 2^53). */
+/** SeedSequence(seed).generate_state(words) for a non-negative integer seed (below 2^53), or a list of
+ * them (numpy concatenates each one's 32-bit words: [seed, 1] is codec_rng's entropy). */
 export function seedSequenceState(seed, words) {
   const entropy = [];
-  for (let n = seed; entropy.length === 0 || n > 0; n = Math.floor(n / 2 ** 32)) entropy.push(n % 2 ** 32 >>> 0);
+  for (const part of Array.isArray(seed) ? seed : [seed]) {
+    const start = entropy.length;
+    for (let n = part; entropy.length === start || n > 0; n = Math.floor(n / 2 ** 32)) entropy.push(n % 2 ** 32 >>> 0);
+  }
   let hashConst = INIT_A;
   const hashmix = (value) => {
     value = (value ^ hashConst) >>> 0;
@@ -73,10 +77,13 @@ const limbs = (hi64Words, lo64Words) => {  // [lo32, hi32] of each 64-bit half
 // PCG_DEFAULT_MULTIPLIER_128 = 0x2360ED051FC65DA4_4385DF649FCCF645
 const MULT = limbs([0x1fc65da4, 0x2360ed05], [0x9fccf645, 0x4385df64]);
 
-/** numpy.random.default_rng(seed) restricted to what the page needs: float32 uniforms. */
+/** numpy.random.default_rng(seed) restricted to what the page needs: float32 uniforms (and float64 ones). */
 export class NumpyRng {
   constructor(seed = 0) {
-    if (!Number.isSafeInteger(seed) || seed < 0) throw new InputError(`seed must be a non-negative integer, got ${seed}`);
+    const parts = Array.isArray(seed) ? seed : [seed];
+    if (!parts.length || parts.some((n) => !Number.isSafeInteger(n) || n < 0)) {
+      throw new InputError(`seed must be a non-negative integer, got ${seed}`);
+    }
     const w = seedSequenceState(seed, 8);  // generate_state(4, uint64), viewed as uint32 pairs
     const initstate = limbs([w[0], w[1]], [w[2], w[3]]);  // PCG_128BIT_CONSTANT(val[0], val[1])
     const initseq = limbs([w[4], w[5]], [w[6], w[7]]);
@@ -124,6 +131,12 @@ export class NumpyRng {
     return lo;
   }
 
+  /** rng.random() (float64): (uint64 >> 11) * 2^-53, the 64-bit output's halves low first. */
+  random() {
+    const lo = this.nextUint32(), hi = this.nextUint32();
+    return (hi * 2097152 + (lo >>> 11)) * 1.1102230246251565e-16;
+  }
+
   /** rng.random(n, dtype=float32) into `out`: (uint32 >> 8) * 2^-24, exact in float32. */
   fillFloat32(out) {
     for (let i = 0; i < out.length; i++) out[i] = (this.nextUint32() >>> 8) * 5.9604644775390625e-8;
@@ -135,3 +148,4 @@ export class NumpyRng {
 export function drawNoise(rng, codebooks, vocab) {
   return rng.fillFloat32(new Float32Array(codebooks * vocab));
 }
+

@@ -42,16 +42,16 @@ export class Speech {
     const rt = this.rt, t0 = now();
     const timer = { prefill_s: 0, frames_s: 0, codec_s: 0 };
     const calls = { embed: 0, frame: 0 };
-    const codec = new CodecStream(rt.graphs), rng = new NumpyRng(this.seed);
+    const codec = new CodecStream(rt.graphs, this.seed), rng = new NumpyRng(this.seed);
     let samples = 0, firstAudio = null;
     this.stats = { stages: timer };
     const emit = async (pending) => {
       const t = now();
-      const pcm = await codec.decode(pending);
+      const pcm = pending ? await codec.decode(pending) : await codec.flush();
       this.timings.codec_s.push(now() - t);
       timer.codec_s += now() - t;
       samples += pcm.length;
-      firstAudio ??= now() - t0;
+      if (pcm.length) firstAudio ??= now() - t0;  // a codec that looks ahead returns nothing for its first frames
       this._update(t0, timer, calls, codec.calls, samples, firstAudio);
       return pcm;
     };
@@ -66,16 +66,24 @@ export class Speech {
           if (this.contract.isStop(frame)) break;  // kept in `codes`, not audio
           pending.push(frame);
           if (pending.length === this.chunkFrames) {
-            yield await emit(pending);
+            const pcm = await emit(pending);
+            if (pcm.length) yield pcm;
             pending = [];
           }
         }
-        if (pending.length && !this._cancelled()) yield await emit(pending);
+        if (pending.length && !this._cancelled()) {
+          const pcm = await emit(pending);
+          if (pcm.length) yield pcm;
+        }
         let spoken = this.codes.slice(start);
         if (spoken.length && this.contract.isStop(spoken[spoken.length - 1])) spoken = spoken.slice(0, -1);
         this.utterances.push({ text, first_frame: start, frames: spoken.length });
         if (this._cancelled()) { this.stopped = true; return; }
         if (rt.prompts.constructor.carriesContext) context = spoken.length ? [this._utterance(text, spoken)] : [];
+      }
+      if (codec.delay && !this._cancelled()) {  // the audio a look-ahead codec still holds
+        const pcm = await emit(null);
+        if (pcm.length) yield pcm;
       }
     } finally {
       codec.close();
@@ -95,10 +103,11 @@ export class Speech {
     const ctxTokens = this.context.length && carried ? p.build(this.context).ids.length : 0;
     const limit = this.rt.rt.max_positions - ctxTokens;
     const tokens = (t) => p.build([...this._fixedContext(), this._utterance(t)]).ids.length;
+    const frames = this.maxFrames * this.contract.steps;  // cache positions the frames take
     if (!text.trim()) throw new InputError('text is empty');
-    if (tokens(text) + this.maxFrames <= limit) return [text];
+    if (tokens(text) + frames <= limit) return [text];
     // leave room for the previous utterance (text and audio) as the next one's context
-    return planUtterances(text, (t) => tokens(t) + this.maxFrames <= Math.floor(limit / 2));
+    return planUtterances(text, (t) => tokens(t) + frames <= Math.floor(limit / 2));
   }
 
   /** Carry the previous utterance as context while it fits beside the new one; else none. */
@@ -106,7 +115,7 @@ export class Speech {
     const p = this.rt.prompts;
     if (!context.length || !p.constructor.carriesContext) return context;
     const n = p.build([...context, this._utterance(text)]).ids.length;
-    return n + this.maxFrames <= this.rt.rt.max_positions ? context : [];
+    return n + this.maxFrames * this.contract.steps <= this.rt.rt.max_positions ? context : [];
   }
 
   _utterance(text, codes = null) {
@@ -123,8 +132,8 @@ export class Speech {
     const prepared = rt.prepare([...context, this._utterance(text)], this.maxFrames, this.sampling);
     let { embeds, perFrame } = await rt.embed(prepared);
     calls.embed += 1;
-    // the prompt and every frame but the last enter the cache (the Python runtime sizes it the same way)
-    let cache = c.staticCache(ort, prepared.tokens + prepared.maxFrames);
+    // the prompt and each frame's steps enter the cache (the Python runtime sizes it the same way)
+    let cache = c.staticCache(ort, prepared.tokens + prepared.maxFrames * c.steps);
     let pos = 0;
     const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling);
     const greedy = c.greedy(this.sampling);
@@ -142,7 +151,7 @@ export class Speech {
         calls.frame += 1;
         dispose([...cache, embeds]);
         const codes = Array.from(out[c.codes].data, Number);  // [1, K]
-        pos += embeds.dims[1];
+        pos += c.advance(embeds.dims[1]);
         embeds = out[c.embedsOut];
         cache = c.cacheOut.map((name) => out[name]);
         logits?.update(codes);
