@@ -106,11 +106,13 @@ class Scheduler:
             raise InputError(f"prompt ({lane.tokens} positions) and {lane.max_frames} frames of {self.c.steps} "
                              f"positions do not fit a slot of {self.cache.capacity} positions")
 
-    def join(self, lane: Lane) -> None:
-        """Prefill `lane` (ready) into the next free slot, its first frame generated here; or, when it
-        was prefilled apart (`Lane.prefill`), copy that cache into the slot (no call)."""
+    def join(self, lane: Lane | BatchStream) -> None:
+        """Prefill `lane` (ready; a BatchStream's own) into the next free slot, its first frame generated
+        here; or, when it was prefilled apart (`Lane.prefill`), copy that cache into the slot (no call)."""
         if not self.free:
             raise InputError("no free slot")
+        if isinstance(lane, BatchStream):
+            lane = lane.lane(self.rt)
         self.fits(lane)
         slot = len(self.lanes)
         self.cache.lengths[slot] = 0
