@@ -2,14 +2,14 @@
 
 Callers (`Speech` with `engine=`, one per request, each in its own thread) run a lane's prompt
 through the frame graph themselves (`Lane.prefill`, into a cache of its own: the longest call of a
-stream, kept out of the steps of the others, and the new stream's first frame is not queued behind
-them), then `submit` it and read its next frames from `lane.inbox`: frame codes as each step makes them, `NEED_TEXT` when the lane
-waits for live text (the caller `extend`s it), and `END` (or the exception that ended it) when it has
-left. A submitted lane joins by a copy of its prompt's cache into a free slot. The engine thread
-only runs the batched frame calls: prompts are embedded and prefilled and audio is decoded in the
-callers' threads, so a stream's codec never holds up the frame loop of the others. Lanes join at the
-next frame boundary when a slot is free (they wait in order otherwise) and leave at one; a cancelled
-lane's slot is free before the next call.
+stream stays out of the others' steps, and a newcomer's first frame does not queue behind them),
+then `submit` it and read its next frames from `lane.inbox`: frame codes as each step makes them,
+`NEED_TEXT` when the lane waits for live text (the caller `extend`s it), and `END` (or the
+exception that ended it) when it has left. A submitted lane joins at the next frame boundary by a
+copy of its prompt's cache into a free slot (in order, when none is free) and leaves at one; a
+cancelled lane's slot is free before the next call. The engine thread only runs the batched frame
+calls: prompts are embedded and prefilled and audio is decoded in the callers' threads, so a
+stream's codec never holds up the frame loop of the others.
 """
 
 from __future__ import annotations
