@@ -130,3 +130,35 @@ def test_a_queued_websocket_that_closes_leaves_and_one_that_writes_keeps_its_tex
     assert left < 1.0 and (stats["refused"], stats["timed_out"]) == (0, 0)
     assert events[0]["type"] == "ready" and {"type": "audio"} in events
     assert events[-1]["text"] == "Said while waiting." and len(events[-1]["codes"]) == 3
+
+
+def test_dual_track_requests_in_a_batch_each_get_their_solo_audio(qwen_dir, tmp_path):
+    """Qwen3-TTS feeds one text token per frame and decodes in a growing chunk schedule (1, 2, 4, 8):
+    both stay per stream in a batch."""
+    rt = Runtime(qwen_dir)
+    reqs = [{"input": "Hello there, this is the first voice.", "voice": "vivian", "seed": 2, "max_frames": 40,
+             "temperature": 0.9, "top_k": 50},
+            {"input": "A second request, sampled differently.", "voice": "ryan", "seed": 5, "max_frames": 24,
+             "temperature": 1.1, "top_k": 20, "top_p": 0.8},
+            {"input": "And a third.", "voice": "eric", "seed": 8, "max_frames": 33, "temperature": 0.7, "top_k": 10}]
+    alone = []
+    for r in reqs:
+        s = Speech(rt, r["input"], speaker=r["voice"], max_frames=r["max_frames"], seed=r["seed"],
+                   sampling=Sampling(r["temperature"], r["top_k"], top_p=r.get("top_p")))
+        alone.append(pcm16(np.concatenate(list(s))))
+    with api_server([qwen_dir], max_streams=3, voices_dir=tmp_path) as port:
+        start, out = threading.Barrier(3), [None] * 3
+
+        def client(i):
+            start.wait()
+            out[i] = speech(port, model=qwen_dir.name, response_format="pcm", **reqs[i])
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        batches = health(port)["batches"][f"{qwen_dir.name}:fp32"]
+    assert len(set(alone)) == 3
+    assert [o[0] for o in out] == [200] * 3 and [o[2] for o in out] == alone
+    assert batches["max_rows"] >= 2, batches
