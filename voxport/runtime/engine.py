@@ -3,7 +3,7 @@
 Callers (`Speech` with `engine=`, one per request, each in its own thread) run a lane's prompt
 through the frame graph themselves (`Lane.prefill`, into a cache of its own: the longest call of a
 stream stays out of the others' steps, and a newcomer's first frame does not queue behind them),
-then `submit` it and read its next frames from `lane.inbox`: frame codes as each step makes them,
+then (once its first frame has been taken) `submit` it and read its next frames from `lane.inbox`: frame codes as each step makes them,
 `NEED_TEXT` when the lane waits for live text (the caller `extend`s it), and `END` (or the
 exception that ended it) when it has left. A submitted lane joins at the next frame boundary by a
 copy of its prompt's cache into a free slot (in order, when none is free) and leaves at one; a

@@ -255,10 +255,12 @@ class Speech:
         if lane.done is not None:  # its first frame was its last
             yield first
             return
-        engine.submit(lane)
         made = 1  # frames taken (the engine may be ahead: `lane.frames`)
         try:
+            # the first frame's audio goes out before the lane joins (as alone): its decode does not
+            # compete with the lane's next frame call for the first byte
             yield first
+            engine.submit(lane)
             t = time.perf_counter()
             while True:
                 item = lane.inbox.get()
