@@ -4,6 +4,7 @@
 // to exactly the samples one call would give for the same frames.
 import { i64 } from './contract.js';
 import { ArtifactError } from './errors.js';
+import { dispose } from './kv.js';
 
 const ARRAYS = { float32: Float32Array, int64: BigInt64Array };
 
@@ -31,9 +32,4 @@ export class CodecStream {
   }
 
   close() { dispose(Object.values(this.state)); }
-}
-
-/** Tensors kept on the GPU are released when replaced, or the allocator fragments. */
-export function dispose(tensors) {
-  for (const t of tensors) if (t?.location === 'gpu-buffer') t.dispose();
 }

@@ -65,11 +65,18 @@ export class Graphs {
     return this.sessions[name];
   }
 
-  /** outputs by name */
-  async run(name, feeds) {
+  /** The environment's allocator of buffers a call binds as both an input and an output (the static KV
+   * cache written in place), or null where it has none (onnxruntime-web's wasm build). */
+  async inPlaceAllocator() {
+    if (this._inPlace === undefined) this._inPlace = (await this.env.inPlaceAllocator?.(this.device)) ?? null;
+    return this._inPlace;
+  }
+
+  /** outputs by name; fetches (optional): output name -> a preallocated tensor to write, or null */
+  async run(name, feeds, fetches = undefined) {
     const s = await this.session(name);
     const t = performance.now();
-    const out = await s.run(feeds);
+    const out = await (fetches ? s.run(feeds, fetches) : s.run(feeds));
     const ms = performance.now() - t;
     const rec = (this.timings[name] ??= { calls: 0, ms: 0, each: [] });
     rec.calls += 1; rec.ms += ms; rec.each.push(ms);

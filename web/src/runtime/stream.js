@@ -3,7 +3,8 @@
 // with the codec state carried across the joins and each utterance the next one's context where the
 // prompt format carries context.
 import { planUtterances } from './chunking.js';
-import { CodecStream, dispose } from './codec_stream.js';
+import { CodecStream } from './codec_stream.js';
+import { dispose } from './kv.js';
 import { InputError } from './errors.js';
 import { NumpyRng, drawNoise } from './sampling.js';
 
@@ -123,9 +124,9 @@ export class Speech {
     const prepared = rt.prepare([...context, this._utterance(text)], this.maxFrames, this.sampling);
     let { embeds, perFrame } = await rt.embed(prepared);
     calls.embed += 1;
-    // the prompt and every frame but the last enter the cache (the Python runtime sizes it the same way)
-    let cache = c.staticCache(ort, prepared.tokens + prepared.maxFrames);
-    let pos = 0;
+    // the prompt and every frame but the last enter the cache (the Python runtime sizes it the same way);
+    // bound in place where the environment can (WebGPU, Node), else each present is the next past
+    const cache = c.newCache(ort, 1, prepared.tokens + prepared.maxFrames, await rt.graphs.inPlaceAllocator());
     const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling);
     const greedy = c.greedy(this.sampling);
     const zeros = greedy ? new Float32Array(c.codebooks * c.noiseVocab) : null;
@@ -135,16 +136,12 @@ export class Speech {
         // greedy: the graph ignores the noise, so none is drawn (Python draws and discards it)
         const noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), [1, c.codebooks, c.noiseVocab]);
         const extra = { ...perFrame[Math.min(n, perFrame.length - 1)], ...logits?.feeds() };
-        // each present output has its past input's fixed shape and comes back as the next call's past
-        // (on WebGPU it stays a GPU buffer); not bound as a preallocated output: on onnxruntime-web 1.30
-        // wasm, presents written into preallocated tensors gave other codes than Python's (main's page)
-        const out = await rt.graphs.run(c.graph, c.feeds(ort, embeds, pos, cache, sampling, noise, extra));
+        const out = await c.run(rt.graphs, c.feeds(ort, embeds, cache.lengths, sampling, noise, extra), cache);
         calls.frame += 1;
-        dispose([...cache, embeds]);
-        const codes = Array.from(out[c.codes].data, Number);  // [1, K]
-        pos += embeds.dims[1];
-        embeds = out[c.embedsOut];
-        cache = c.cacheOut.map((name) => out[name]);
+        dispose([embeds]);
+        const codes = Array.from(out.codes.data, Number);  // [1, K]
+        cache.lengths[0] += embeds.dims[1];
+        embeds = out.embeds;
         logits?.update(codes);
         this.timings.frame_s.push(now() - t);
         timer[n === 0 ? 'prefill_s' : 'frames_s'] += now() - t;
@@ -152,7 +149,8 @@ export class Speech {
         t = now();
       }
     } finally {
-      dispose([...cache, embeds]);
+      cache.dispose();
+      dispose([embeds]);
     }
   }
 
