@@ -9,6 +9,8 @@ import { InputError } from './errors.js';
 import { NumpyRng, drawNoise } from './sampling.js';
 
 const now = () => performance.now() / 1000;
+// a chunk size as Python's message shows it (an int, or a list / tuple of them)
+const chunkRepr = (v) => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
 const round = (x) => Math.round(x * 1e4) / 1e4;
 
 /**
@@ -20,7 +22,7 @@ const round = (x) => Math.round(x * 1e4) / 1e4;
  */
 export class Speech {
   constructor(rt, { text = null, sentences = null, speaker = null, context = [], language = null, instruct = null,
-    maxFrames = null, sampling = {}, seed = 0, chunkFrames = 1, signal = null } = {}) {
+    maxFrames = null, sampling = {}, seed = 0, chunkFrames = null, signal = null } = {}) {
     Object.assign(this, { rt, text, sentences, speaker, context, language, instruct, maxFrames, sampling, seed,
       chunkFrames, signal });
     this.codes = [];  // every generated frame, eos frames included
@@ -31,7 +33,14 @@ export class Speech {
   }
 
   [Symbol.asyncIterator]() {
-    if (!(this.chunkFrames >= 1)) throw new InputError(`chunk size must be >= 1 frame, got ${this.chunkFrames}`);
+    // frames per codec call: a number, or a schedule (the i-th chunk of an utterance has schedule[i] frames,
+    // the last repeating: a small first chunk for early audio, larger ones for throughput); null: the
+    // manifest's `codec_stream.chunk_schedule` (1 frame each where an artifact names none)
+    this.chunkFrames ??= [...(this.rt.rt.codec_stream.chunk_schedule ?? [1])];
+    this.schedule = Array.isArray(this.chunkFrames) ? [...this.chunkFrames] : [this.chunkFrames];
+    if (!this.schedule.length || this.schedule.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new InputError(`chunk size must be >= 1 frame, got ${chunkRepr(this.chunkFrames)}`);
+    }
     this.contract = this.rt.contract;
     this.maxFrames = this.contract.maxFrames(this.maxFrames);  // null: the model's (generation.defaults)
     this.contract.samplingFeeds(this.rt.ort, this.sampling);  // checks the settings against every group
@@ -61,14 +70,15 @@ export class Speech {
       for await (const text of this._plan()) {
         context = this._fitContext(text, context);
         const start = this.codes.length;
-        let pending = [];
+        let pending = [], chunk = 0;
         for await (const frame of this._frames(text, context, rng, timer, calls)) {
           this.codes.push(frame);
           if (this.contract.isStop(frame)) break;  // kept in `codes`, not audio
           pending.push(frame);
-          if (pending.length === this.chunkFrames) {
+          if (pending.length === this.schedule[Math.min(chunk, this.schedule.length - 1)]) {
             yield await emit(pending);
             pending = [];
+            chunk += 1;
           }
         }
         if (pending.length && !this._cancelled()) yield await emit(pending);
@@ -161,7 +171,7 @@ export class Speech {
       rtf: audio ? round(wall / audio) : null, first_audio_s: firstAudio == null ? null : round(firstAudio),
       // generation calls only: the prompt's embed call and the codec calls are counted apart
       runtime_calls_per_frame: frames ? round(calls.frame / frames) : null,
-      embed_calls: calls.embed, codec_calls: codecCalls, chunk_frames: this.chunkFrames,
+      embed_calls: calls.embed, codec_calls: codecCalls, chunk_frames: this.schedule,
       stages: Object.fromEntries(Object.entries(timer).map(([k, v]) => [k, round(v)])),
       stopped: this.stopped,
     });
