@@ -8,7 +8,7 @@
 import { Sampling } from './sampling.js';
 import { InputError } from './errors.js';
 import { pyRepr } from './chunking.js';
-import { StaticCache, cacheNames } from './kv.js';
+import { StaticCache, cacheNames, dispose } from './kv.js';
 
 export function i64(ort, values, dims) {
   return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
@@ -33,9 +33,9 @@ export class FrameContract {
   /** The outputs that go straight back in as the next call's inputs (kept on the GPU on WebGPU). */
   get fedBack() { return [this.embedsOut, ...this.cacheOut]; }
 
-  /** Buffers for `slots` streams of `capacity` positions (kv.py's StaticCache); allocate: the
-   * environment's in-place buffers, or null. */
-  newCache(ort, slots, capacity, allocate = null) { return new StaticCache(ort, this.cache, slots, capacity, allocate); }
+  /** Buffers for `slots` streams of `capacity` positions (kv.py's StaticCache); device: the
+   * environment's buffers bound in place (graphs.deviceBuffers), or null. */
+  newCache(ort, slots, capacity, device = null) { return new StaticCache(ort, this.cache, slots, capacity, device); }
 
   /** One call's inputs but the cache buffers: embeds [rows, seq, H], each row's cached length, the
    * settings, noise and extras. */
@@ -92,11 +92,12 @@ export class FrameContract {
     return feeds;
   }
 
-  logitsState(ort, s) {
+  /** device: the environment's buffers (graphs.deviceBuffers) the feeds are written into, or null */
+  logitsState(ort, s, device = null) {
     if (!this.logits) return null;
     const group = this.sampling.find((g) => g.defaults?.repetition_penalty != null);
     const penalty = s.repetitionPenalty ?? group?.defaults.repetition_penalty ?? 1.0;
-    return new LogitsState(ort, this.logits, this.noiseVocab, penalty);
+    return new LogitsState(ort, this.logits, this.noiseVocab, penalty, device);
   }
 
   isStop(frame) {
@@ -110,8 +111,10 @@ export class FrameContract {
  * (`seen`), and an additive bias that removes suppressed ids and, before `min_frames` frames, the stop
  * token. */
 export class LogitsState {
-  constructor(ort, spec, vocab, penalty) {
-    this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0;
+  constructor(ort, spec, vocab, penalty, device = null) {
+    this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0; this.device = device;
+    // written every frame into the same two buffers where the environment has them
+    this.tensors = device ? { seen: device.zeros([1, vocab]), bias: device.zeros([1, vocab]) } : null;
     this.seen = new Float32Array(vocab);
     this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), [1]);  // one row
     this.bias = new Float32Array(vocab);
@@ -126,9 +129,16 @@ export class LogitsState {
       bias = bias.slice();
       bias[spec.min_frames_token] = -Infinity;
     }
+    if (this.tensors) {
+      this.device.write(this.tensors.seen, this.seen);
+      this.device.write(this.tensors.bias, bias);
+      return { [spec.repetition_penalty]: this.penalty, [spec.seen]: this.tensors.seen, [spec.bias]: this.tensors.bias };
+    }
     return { [spec.repetition_penalty]: this.penalty, [spec.seen]: new ort.Tensor('float32', this.seen.slice(), [1, vocab]),
       [spec.bias]: new ort.Tensor('float32', bias, [1, vocab]) };
   }
+
+  dispose() { if (this.tensors) dispose(Object.values(this.tensors)); }
 
   update(frame) {
     this.seen[frame[this.spec.codebook]] = 1;

@@ -65,11 +65,12 @@ export class Graphs {
     return this.sessions[name];
   }
 
-  /** The environment's allocator of buffers a call binds as both an input and an output (the static KV
-   * cache written in place), or null where it has none (onnxruntime-web's wasm build). */
-  async inPlaceAllocator() {
-    if (this._inPlace === undefined) this._inPlace = (await this.env.inPlaceAllocator?.(this.device)) ?? null;
-    return this._inPlace;
+  /** The environment's buffers made once and reused across calls ({zeros(dims), write(tensor, data)}: the
+   * static KV cache bound in place, the inputs written every frame), or null where it has none
+   * (onnxruntime-web's wasm build). */
+  async deviceBuffers() {
+    if (this._device === undefined) this._device = (await this.env.deviceBuffers?.(this.device)) ?? null;
+    return this._device;
   }
 
   /** outputs by name; fetches (optional): output name -> a preallocated tensor to write, or null */

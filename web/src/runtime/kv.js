@@ -19,9 +19,9 @@ export function cacheNames(spec) {
 
 export class StaticCache {
   /** Buffers for `slots` streams of at most `capacity` positions each, and each row's length.
-   * allocate(dims): a zeroed float32 tensor the environment binds in place, or null (then CPU arrays,
-   * replaced by each call's presents). */
-  constructor(ort, spec, slots, capacity, allocate = null) {
+   * device: the environment's buffers (graphs.deviceBuffers), bound in place; null: CPU arrays, replaced
+   * by each call's presents. */
+  constructor(ort, spec, slots, capacity, device = null) {
     if (spec.layout !== 'static') {
       throw new ArtifactError("this artifact's frame graph grows its KV cache (exported before voxport kept it "
         + 'in static buffers); re-export it');
@@ -31,9 +31,9 @@ export class StaticCache {
     this.lengthsInput = spec.lengths;
     this.capacity = capacity;
     this.slots = slots;
-    this.inPlace = Boolean(allocate);
+    this.inPlace = Boolean(device);
     const dims = [slots, spec.kv_heads, capacity, spec.head_dim], size = dims.reduce((a, b) => a * b, 1);
-    this.buffers = this.inputs.map(() => (allocate ? allocate(dims) : new ort.Tensor('float32', new Float32Array(size), dims)));
+    this.buffers = this.inputs.map(() => (device ? device.zeros(dims) : new ort.Tensor('float32', new Float32Array(size), dims)));
     this.lengths = new Array(slots).fill(0);
   }
 

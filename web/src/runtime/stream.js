@@ -134,17 +134,23 @@ export class Speech {
     const prepared = rt.prepare([...context, this._utterance(text)], this.maxFrames, this.sampling);
     let { embeds, perFrame } = await rt.embed(prepared);
     calls.embed += 1;
+    // the environment's buffers made once (WebGPU, Node; null on wasm): the cache bound in place, the
+    // noise and logits feeds written into the same buffers every frame
+    const device = await rt.graphs.deviceBuffers();
     // the prompt and every frame but the last enter the cache (the Python runtime sizes it the same way);
-    // bound in place where the environment can (WebGPU, Node), else each present is the next past
-    const cache = c.newCache(ort, 1, prepared.tokens + prepared.maxFrames, await rt.graphs.inPlaceAllocator());
-    const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling);
-    const greedy = c.greedy(this.sampling);
-    const zeros = greedy ? new Float32Array(c.codebooks * c.noiseVocab) : null;
+    // where nothing is bound in place each present is the next call's past
+    const cache = c.newCache(ort, 1, prepared.tokens + prepared.maxFrames, device);
+    const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling, device);
+    const greedy = c.greedy(this.sampling), noiseDims = [1, c.codebooks, c.noiseVocab];
+    const zeros = greedy && !device ? new Float32Array(c.codebooks * c.noiseVocab) : null;
+    const noiseBuffer = device?.zeros(noiseDims) ?? null;  // zeros: all a greedy frame reads
     try {
       for (let n = 0; n < prepared.maxFrames; n++) {
         if (this._cancelled()) return;
         // greedy: the graph ignores the noise, so none is drawn (Python draws and discards it)
-        const noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), [1, c.codebooks, c.noiseVocab]);
+        let noise = noiseBuffer;
+        if (!greedy && device) device.write(noiseBuffer, drawNoise(rng, c.codebooks, c.noiseVocab));
+        else if (!device) noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), noiseDims);
         const extra = { ...perFrame[Math.min(n, perFrame.length - 1)], ...logits?.feeds() };
         const out = await c.run(rt.graphs, c.feeds(ort, embeds, cache.lengths, sampling, noise, extra), cache);
         calls.frame += 1;
@@ -160,7 +166,8 @@ export class Speech {
       }
     } finally {
       cache.dispose();
-      dispose([embeds]);
+      logits?.dispose();
+      dispose([embeds, noiseBuffer]);
     }
   }
 

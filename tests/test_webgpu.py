@@ -1,0 +1,23 @@
+"""voxport-web on WebGPU (Chromium's adapter; here SwiftShader, a CPU-backed one, so 2 frames: ~7 s a
+frame): the static KV cache bound in place as both past and present gives Python's greedy codes (the
+second frame reads positions the first call wrote into the bound buffers; unwritten, it attends to
+zeros, as onnxruntime-web's wasm build does when bound), and the noise is written into a buffer made
+once instead of being uploaded through a new staging buffer every frame."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.web_helpers import require_browser
+from voxport.bench.webgpu_frames import count
+
+
+def test_webgpu_frame_binds_the_cache_in_place(tiny_dir):
+    require_browser()
+    r = count(tiny_dir, frames=2, modes=("in_place",))
+    if "error" in r:
+        pytest.skip(f"WebGPU: {r['error']} (Chromium needs --enable-unsafe-webgpu and an adapter)")
+    m = r["modes"]["in_place"]
+    assert m["codes_equal_python"], m
+    noise_bytes = 32 * 2051 * 4  # tiny's noise input [1, 32, 2051] float32
+    assert m["steady"]["bytes"] < noise_bytes, m["steady"]  # 5,160 here; fed back: 267,688
