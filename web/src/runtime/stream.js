@@ -154,9 +154,9 @@ export class Speech {
         const extra = { ...perFrame[Math.min(n, perFrame.length - 1)], ...logits?.feeds() };
         const out = await c.run(rt.graphs, c.feeds(ort, embeds, cache.lengths, sampling, noise, extra), cache);
         calls.frame += 1;
+        cache.lengths[0] += embeds.dims[1];
         dispose([embeds]);
         const codes = Array.from(out.codes.data, Number);  // [1, K]
-        cache.lengths[0] += embeds.dims[1];
         embeds = out.embeds;
         logits?.update(codes);
         this.timings.frame_s.push(now() - t);
