@@ -6,6 +6,8 @@ once instead of being uploaded through a new staging buffer every frame."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.web_helpers import require_browser
@@ -19,5 +21,6 @@ def test_webgpu_frame_binds_the_cache_in_place(tiny_dir):
         pytest.skip(f"WebGPU: {r['error']} (Chromium needs --enable-unsafe-webgpu and an adapter)")
     m = r["modes"]["in_place"]
     assert m["codes_equal_python"], m
-    noise_bytes = 32 * 2051 * 4  # tiny's noise input [1, 32, 2051] float32
+    gen = json.loads((tiny_dir / "manifest.json").read_text())["runtime"]["generation"]
+    noise_bytes = gen["codebooks"] * gen["noise_vocab"] * 4  # the noise input [1, K, V] float32: 262,528
     assert m["steady"]["bytes"] < noise_bytes, m["steady"]  # 5,160 here; fed back: 267,688
