@@ -61,12 +61,12 @@ SPEAK = """async ({ mode, text, opts }) => {
 }"""
 
 
-def python_codes(artifact: Path, text: str, frames: int, temperature: float, top_k: int, seed: int) -> list:
+def python_codes(artifact: Path, text: str, frames: int, dtype: str, temperature: float, top_k: int, seed: int) -> list:
     from voxport.runtime.runtime import Runtime
     from voxport.runtime.sampling import Sampling
     from voxport.runtime.stream import Speech
 
-    speech = Speech(Runtime(artifact), text, max_frames=frames, sampling=Sampling(temperature, top_k), seed=seed)
+    speech = Speech(Runtime(artifact, dtype=dtype), text, max_frames=frames, sampling=Sampling(temperature, top_k), seed=seed)
     for _ in speech:
         pass
     return [c.tolist() for c in speech.codes]
@@ -81,9 +81,10 @@ def count(artifact: Path, frames: int = 6, text: str = "Hello there.", dtype: st
     from tests.web_helpers import CHROMIUM, FLAGS, build_library, serving
 
     build_library()
-    want = python_codes(artifact, text, frames, temperature, top_k, seed)
+    want = python_codes(artifact, text, frames, dtype, temperature, top_k, seed)
     opts = {"dtype": dtype, "maxFrames": frames, "temperature": temperature, "topK": top_k, "seed": seed}
     out = {"artifact": str(artifact), "dtype": dtype, "frames": frames, "temperature": temperature, "modes": {}}
+    codes = {}
     with serving([artifact]) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         for mode in modes:
@@ -96,9 +97,13 @@ def count(artifact: Path, frames: int = 6, text: str = "Hello there.", dtype: st
             if "error" in r:
                 return {**out, "error": r["error"]}
             out["adapter"], out["fallback_adapter"] = r["adapter"], r["fallback"]
-            out["modes"][mode] = {"codes_equal_python": r["codes"] == want, "load_ms": r["load_ms"],
-                                  "speak_ms": r["speak_ms"], "steady": r["perFrame"][-1], "per_frame": r["perFrame"]}
+            differ = [i for i, (a, b) in enumerate(zip(r["codes"], want)) if a != b]
+            out["modes"][mode] = {"codes_equal_python": r["codes"] == want, "first_frame_unlike_python":
+                                  differ[0] if differ else None, "load_ms": r["load_ms"], "speak_ms": r["speak_ms"],
+                                  "steady": r["perFrame"][-1], "per_frame": r["perFrame"]}
+            codes[mode] = r["codes"]
         browser.close()
+    out["modes_agree"] = len({json.dumps(c) for c in codes.values()}) == 1  # binding never changes a code
     return out
 
 
