@@ -21,8 +21,8 @@ log = logging.getLogger("voxport.serve")
 
 class Models:
     def __init__(self, dirs: dict[str, Path], dtype: str = "fp32", threads: int = 0, streams: int = 4,
-                 batching: bool = True):
-        self.dirs, self.dtype, self.threads = dirs, dtype, threads
+                 batching: bool = True, context: int | None = None):
+        self.dirs, self.dtype, self.threads, self.context = dirs, dtype, threads, context
         self.streams, self.batching = streams, batching  # batching False: each stream its own batch-1 loop
         self._runtimes: dict[tuple[str, str], object] = {}
         self._engines: dict[tuple[str, str], Engine] = {}
@@ -64,7 +64,7 @@ class Models:
         with self._lock:  # one load per key even when the first requests arrive together
             if key not in self._runtimes:
                 t = time.perf_counter()
-                rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads)
+                rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads, context=self.context)
                 rt.load_streaming()
                 if self.batching:
                     self._engines[key] = Engine(rt, self.streams)
