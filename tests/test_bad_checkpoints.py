@@ -28,11 +28,13 @@ def test_not_a_directory(tmp_path, capsys):
 
 
 def test_other_architecture(tmp_path, capsys):
-    d = tmp_path / "llama"
+    # (a plain Llama is Orpheus's model_type: its own refusal is in test_orpheus.py)
+    d = tmp_path / "gpt2"
     d.mkdir()
-    (d / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    (d / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     code, err = _run_export(d, tmp_path / "out", capsys)
-    assert code == 2 and "unsupported architecture 'llama'" in err and "LlamaForCausalLM" in err
+    assert code == 2 and "unsupported architecture 'gpt2'" in err and "GPT2LMHeadModel" in err
+    assert "voxport exports model_type" in err and "csm" in err  # what it does export, named
     assert not (tmp_path / "out").exists()
 
 
