@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import onnx
+from onnx.external_data_helper import load_external_data_for_model
 
 from voxport.exporter.precision import GraphPrecision
 
@@ -56,7 +57,11 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
     precision says what the file holds: {"weights": ..., "activations": ..., "kept_fp32": [...]}."""
     if dtype in policy.unsupported:
         return [], {"dtype": "fp32", "reason": policy.unsupported[dtype]}
-    model = onnx.load(str(src))
+    # the graph alone: q4 reads each weight from the file as it packs it (orpheus-3b's fp32 frame holds
+    # 12 GB); fp16 and q8 take the whole model
+    model = onnx.load(str(src), load_external_data=False)
+    if dtype not in ("q4", "q4f16"):
+        load_external_data_for_model(model, str(src.parent))
     if dtype == "fp16":
         model, kept = to_fp16(model, policy)
         info = {"weights": "fp16", "activations": "fp16", "kept_fp32": kept}
@@ -65,7 +70,7 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
         info = {"weights": "int8 MatMul" + ("/Gather" if policy.quantize_embeddings else "") + " weights",
                 "activations": "fp32 (quantized to uint8 at run time in MatMulInteger)", "quantized_nodes": n}
     elif dtype in ("q4", "q4f16"):
-        model, n = quantize_q4(model, policy)
+        model, n = quantize_q4(model, policy, src.parent)
         info = {"weights": f"int4 (block {Q4_BLOCK}, symmetric) MatMul weights"
                 + ("; int8 Gather tables" if policy.quantize_embeddings else ""), "activations": "fp32",
                 "quantized_nodes": n}
@@ -203,14 +208,22 @@ def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision, ops: list[str] |
     return out, n
 
 
-def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
+def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision, base_dir: Path | None = None
+                ) -> tuple[onnx.ModelProto, int]:
+    """`model` may keep its weights in external data under `base_dir` (not loaded): the quantizer then
+    maps each MatMul weight from the file while it packs it, and only what stays float (embedding
+    tables, rotary caches) is read in afterwards. Peak memory is the 4-bit model plus one weight."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    relative = _point_external_data_at(model, base_dir) if base_dir is not None else {}
     q = MatMulNBitsQuantizer(model, bits=4, block_size=Q4_BLOCK, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
                              op_types_to_quantize=("MatMul",), nodes_to_exclude=_excluded(model, policy))
     with _quiet():
         q.process()
     out = q.model.model
+    if relative:
+        _point_external_data_at(out, None, relative)
+        load_external_data_for_model(out, str(base_dir))
     for node in out.graph.node:  # the quantizer names them <MatMul>_Q4: /.../qkv/MatMul_Q4 -> /.../qkv/MatMulNBits
         if node.op_type == "MatMulNBits" and node.name.endswith("/MatMul_Q4"):
             node.name = node.name[: -len("MatMul_Q4")] + "MatMulNBits"
@@ -219,6 +232,19 @@ def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.Mo
         out, tables = quantize_q8(out, policy, ops=["Gather"])
         n += tables
     return out, n
+
+
+def _point_external_data_at(model: onnx.ModelProto, base_dir: Path | None, back: dict | None = None) -> dict:
+    """Make each external tensor's location absolute (under `base_dir`), since the quantizer reads
+    tensors relative to the working directory; returns {absolute: relative}. With `back`, undo it."""
+    changed = {}
+    for t in model.graph.initializer:
+        for entry in t.external_data if t.data_location == onnx.TensorProto.EXTERNAL else ():
+            if entry.key == "location":
+                new = back[entry.value] if back is not None else str(Path(base_dir).resolve() / entry.value)
+                changed[new] = entry.value
+                entry.value = new
+    return changed
 
 
 @contextlib.contextmanager
