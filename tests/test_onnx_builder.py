@@ -99,3 +99,28 @@ def test_a_later_graph_points_at_the_weights_an_earlier_one_wrote(tmp_path):
         save(_build(weights), tmp_path / f"{name}_inline.onnx")
         x = np.random.default_rng(5).standard_normal((2, 256)).astype(np.float32)
         np.testing.assert_array_equal(_run(tmp_path / f"{name}.onnx", x), _run(tmp_path / f"{name}_inline.onnx", x))
+
+
+def test_q4_packs_a_weight_read_by_several_matmuls_once(tmp_path):
+    """One weight read by three MatMuls (unrolled steps) is packed once and the three MatMulNBits nodes
+    read the same tables; outputs equal those of three separately packed copies."""
+    def build(shared: bool):
+        b = GraphBuilder("steps")
+        x = b.input("x", "float32", ("batch", 256))
+        for i in range(3):
+            x = b.op("MatMul", [x, b.weight("w" if shared else f"w{i}", W[0])], label=f"step{i}")
+        b.output(x, "y", "float32", ("batch", 256))
+        return b.model()
+
+    x = np.random.default_rng(9).standard_normal((2, 256)).astype(np.float32)
+    outs = []
+    for shared in (True, False):
+        d = tmp_path / str(shared)
+        d.mkdir()
+        save(build(shared), d / "g.onnx")
+        files, precision = make_variant(d / "g.onnx", d / "g_q4.onnx", "q4", GraphPrecision())
+        q = onnx.load(str(files[0]))
+        assert [n.op_type for n in q.graph.node] == ["MatMulNBits"] * 3 and precision["quantized_nodes"] == 3
+        assert len(q.graph.initializer) == (2 if shared else 6)  # packed weights + scales
+        outs.append(_run(files[0], x))
+    np.testing.assert_array_equal(*outs)
