@@ -1,12 +1,17 @@
 """The batch scheduler (voxport/runtime/batch.py): streams joining and leaving a batch of 4 slots
-mid-way each get the codes they have alone with the same seed; cancel frees a slot within a frame."""
+mid-way each get the codes they have alone with the same seed; cancel frees a slot within a frame;
+the engine (the scheduler in a thread) frees a cancelled stream's row and survives a failed call."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from voxport.runtime.batch import BatchStream, Scheduler
+from voxport.runtime.engine import Engine
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
@@ -56,14 +61,69 @@ def test_cancel_frees_a_slot_within_one_frame(tiny_dir):
     rt = Runtime(tiny_dir)
     sched = Scheduler(rt, slots=2, capacity=256)
     a, b, c = (BatchStream(t, max_frames=40) for t in TEXTS[:3])
-    sched.join(a)
-    sched.join(b)
+    la, lb, lc = (s.lane(rt) for s in (a, b, c))
+    sched.join(la)
+    sched.join(lb)
     sched.step()
     assert sched.free == 0
     a.cancel()
     n = len(a.codes)
     left = sched.step()  # the next frame boundary: a leaves before the call, b keeps going
-    assert left == [a] and a.done == "cancel" and len(a.codes) == n and sched.free == 1
-    sched.join(c)  # its slot is taken by the next stream at once
+    assert left == [la] and a.done == "cancel" and len(a.codes) == n and sched.free == 1
+    sched.join(lc)  # its slot is taken by the next stream at once
     sched.run([])
     assert np.array_equal(np.stack(b.codes), _alone(rt, b)) and np.array_equal(np.stack(c.codes), _alone(rt, c))
+
+
+def test_a_stream_without_a_frame_limit_takes_the_models_default(tiny_dir):
+    rt = Runtime(tiny_dir)
+    s = BatchStream(TEXTS[0], sampling=Sampling(temperature=0.9, top_k=50), seed=3)
+    assert s.lane(rt).max_frames == rt.contract.max_frames(None) != 7
+    rt.contract.defaults["max_frames"] = 7  # as a manifest saying 7 would: the stream follows it
+    assert s.lane(rt).max_frames == 7
+
+
+def test_an_engine_stream_cancelled_mid_way_leaves_its_row_at_the_next_frame(tiny_dir):
+    rt = Runtime(tiny_dir)
+    engine = Engine(rt, slots=2)
+    cancel = threading.Event()
+    held = Speech(rt, TEXTS[0], max_frames=400, cancel=cancel, engine=engine)
+    chunks = iter(held)
+    next(chunks)  # its first frame (the prompt's call, in this thread)
+    next(chunks)  # the second comes from the engine: its lane has joined
+    t = time.perf_counter()
+    while not engine.stats()["active"]:
+        assert time.perf_counter() - t < 2, "the lane never joined"
+        time.sleep(0.001)
+    cancel.set()
+    t = time.perf_counter()
+    while engine.stats()["active"]:
+        assert time.perf_counter() - t < 2, "the cancelled lane kept its row"
+        time.sleep(0.001)
+    assert len(held.codes) < 400 and list(chunks) == []
+    s = Speech(rt, TEXTS[1], max_frames=12, seed=4, engine=engine)  # the row is taken again
+    list(s)
+    engine.stop()
+    assert np.array_equal(np.stack(s.codes), _alone(rt, BatchStream(TEXTS[1], max_frames=12, seed=4)))
+
+
+def test_a_failed_engine_call_ends_its_streams_with_the_error_and_the_engine_goes_on(tiny_dir, monkeypatch):
+    rt = Runtime(tiny_dir)
+    engine = Engine(rt, slots=2)
+    real, calls = rt.contract.run, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected frame failure")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rt.contract, "run", flaky)
+    with pytest.raises(RuntimeError, match="injected frame failure"):
+        list(Speech(rt, TEXTS[0], max_frames=10, engine=engine))
+    s = Speech(rt, TEXTS[1], max_frames=12, seed=4, engine=engine)
+    list(s)
+    monkeypatch.undo()
+    engine.stop()
+    assert engine.stats()["active"] == 0
+    assert np.array_equal(np.stack(s.codes), _alone(rt, BatchStream(TEXTS[1], max_frames=12, seed=4)))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
+from voxport.runtime.engine import Engine
 from voxport.runtime.live_text import LiveText
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
@@ -61,6 +62,27 @@ def test_text_in_pieces_gives_the_codes_of_the_whole_text(rt, sampling, seed):
     assert np.array_equal(np.stack(speech.codes), np.stack(whole.codes))
     assert np.array_equal(np.concatenate(out), np.concatenate(audio))
     assert speech.utterances[0]["text"] == TEXT
+
+
+def test_a_live_text_in_a_batch_pauses_its_row_and_the_others_go_on(rt):
+    sampling, other_text = Sampling(0.9, 50), "Another stream speaks beside it, without waiting for anyone."
+    whole, other_alone = Speech(rt, TEXT, max_frames=40, sampling=sampling, seed=5), Speech(rt, other_text, seed=9)
+    list(whole), list(other_alone)
+    engine = Engine(rt, slots=2)
+    live = LiveText()
+    speech = Speech(rt, "", sentences=[live], max_frames=40, sampling=sampling, seed=5, engine=engine)
+    other = Speech(rt, other_text, seed=9, engine=engine)
+    consumer = threading.Thread(target=lambda: list(speech))
+    consumer.start()
+    live.set(PIECES[0] + PIECES[1])
+    paused = _settled(speech)
+    list(other)  # runs to its end while the live row waits for text
+    assert len(speech.codes) == paused and consumer.is_alive() and 1 <= paused < len(whole.codes)
+    live.close(TEXT)
+    consumer.join(timeout=120)
+    engine.stop()
+    assert np.array_equal(np.stack(speech.codes), np.stack(whole.codes))
+    assert np.array_equal(np.stack(other.codes), np.stack(other_alone.codes))
 
 
 def test_a_paused_speech_stops_on_cancel(rt):

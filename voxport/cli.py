@@ -190,7 +190,7 @@ def _serve(a) -> int:
 
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
           max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir,
-          dtype=a.dtype, threads=a.threads, quiet=a.quiet,
+          dtype=a.dtype, threads=a.threads, quiet=a.quiet, batching=not a.no_batching, context=a.context,
           allow_origins=a.allow_origin or [], allow_hosts=a.allow_host or [], public_paths=a.public_path or [],
           limits={k: getattr(a, k) for k in LIMIT_FLAGS})
     return 0
@@ -328,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int, default=1,
                    help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "
                    "0: all cores)")
+    v.add_argument("--no-batching", action="store_true",
+                   help="run each stream's frames in its own batch-1 loop instead of one batched frame call per "
+                   "step for all streams of a model (for comparison)")
+    v.add_argument("--context", type=int, metavar="POSITIONS",
+                   help="cache positions per stream (prompt + generated frames; default: the model's whole "
+                   "context). Longer texts are spoken as several utterances; each batching slot holds this many. "
+                   "Give it for a model whose context is far longer than an utterance (a 3B Llama's 131,072 "
+                   "positions are ~15 GB of cache per slot)")
     v.add_argument("--quiet", action="store_true", help="no per-request log lines")
     v.add_argument("--allow-origin", action="append", metavar="ORIGIN",
                    help="repeatable: another web origin (e.g. http://localhost:3000) whose pages may POST, DELETE "

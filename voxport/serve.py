@@ -258,6 +258,7 @@ class Server:
         try:
             self.uvicorn.run(sockets=[self.socket])
         finally:
+            self.app.state.models.close()  # the engines' threads end with the server
             self._done.set()
 
     def shutdown(self) -> None:
@@ -294,7 +295,8 @@ def is_loopback(host: str) -> bool:
 def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: str | None = None,
           max_streams: int = 4, max_queue: int = 8, queue_timeout: float = 10.0, voices_dir: Path | None = None,
           dtype: str = "fp32", threads: int = 1, quiet: bool = False, allow_origins: list[str] = (),
-          allow_hosts: list[str] = (), public_paths: list[str] = (), limits: dict | None = None) -> None:
+          allow_hosts: list[str] = (), public_paths: list[str] = (), limits: dict | None = None,
+          batching: bool = True, context: int | None = None) -> None:
     """`voxport serve`: everything it can refuse is refused before it listens (one line each)."""
     from voxport import dtypes as dt
     from voxport.api.guard import check_key, check_origins
@@ -327,13 +329,17 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
         raise InputError("no artifact directories given and none under ./artifacts (run `voxport export tiny`)")
     models = model_dirs(dirs)  # a bad directory is named before anything else
     for name, d in models.items():  # an artifact it cannot speak, or without --dtype: refused now
-        dt_have = mf.load(d)["dtypes"]
+        m = mf.load(d)
+        dt_have = m["dtypes"]
+        model_context = m["runtime"]["max_positions"]
+        if context is not None and not 2 <= context <= model_context:
+            raise InputError(f"--context must be between 2 and {d}'s {model_context} positions, got {context}")
         if dtype not in dt_have:
             raise DtypeError(f"{d}: no {dtype} variant (exported: {', '.join(dt_have)}); give --dtype one of those "
                              f"or re-export with `voxport export MODEL --dtypes {dtype}`")
     page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir() and (WEB_ROOT / "dist" / "voxport-web.js").is_file()
     kw = {"max_streams": max_streams, "max_queue": max_queue, "queue_timeout": queue_timeout, "dtype": dtype,
-          "threads": threads, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
+          "threads": threads, "batching": batching, "context": context, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
           **{k: limits[k] for k in ("body_timeout", "send_timeout", "idle_timeout") if k in limits}}
     if voices_dir is not None:
         kw["voices_dir"] = Path(voices_dir)

@@ -41,6 +41,12 @@ class ServerConfig:
     # measured (voxport/bench/serve_bench.py, 2 cores, busy machine) 1 vs all cores: tiny q4 7.4 vs 2.3
     # streams/s at one stream, marvis-250m q4 0.72 vs 0.47 streams/s at four
     threads: int = 1
+    # streams of one model step together (one frame call per step for all; voxport/runtime/engine.py);
+    # False: each stream runs its own batch-1 frame loop in its own thread (the path before batching)
+    batching: bool = True
+    # cache positions per stream (prompt + frames); None: the model's whole context. Texts are planned
+    # into utterances that fit it; each engine slot is that long
+    context: int | None = None
     chunk_frames: int | None = None  # frames per audio chunk; None: the manifest's chunk schedule
     max_input_chars: int = 4096  # OpenAI's limit for `input`
     max_body: int = 64 * 1024  # JSON bodies and WebSocket messages
@@ -85,8 +91,9 @@ def api_routes() -> list:
 
 async def health(request: Request) -> JSONResponse:
     """For a load balancer, and to watch the slots: no key needed, nothing about the models."""
-    return JSONResponse({"status": "ok", "streams": request.app.state.slots.stats(),
-                         "loaded": request.app.state.models.load_s})
+    models = request.app.state.models
+    return JSONResponse({"status": "ok", "streams": request.app.state.slots.stats(), "loaded": models.load_s,
+                         "batches": models.engine_stats()})
 
 
 async def _api_error(request, exc: ApiError):
@@ -108,7 +115,8 @@ def build_app(config: ServerConfig, page_routes: list) -> Starlette:
     app = Starlette(routes=[*api_routes(), *page_routes],
                     exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error})
     app.state.config = config
-    app.state.models = Models(config.models, config.dtype, config.threads)
+    app.state.models = Models(config.models, config.dtype, config.threads, config.max_streams, config.batching,
+                              config.context)
     app.state.slots = Slots(config.max_streams, config.max_queue, config.queue_timeout)
     app.state.voices = voices.VoiceStore(config.voices_dir)
     # generation calls (one per chunk) get their own threads: never queued behind other blocking work

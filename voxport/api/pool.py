@@ -1,5 +1,7 @@
-"""What the server holds: the served artifact directories and one loaded runtime per (artifact,
-precision) shared by all requests. How many generate at once is voxport/api/slots.py."""
+"""What the server holds: the served artifact directories and, per (artifact, precision), one loaded
+runtime shared by all requests and the engine that batches their frames (runtime/engine.py: one
+thread stepping every active stream, one slot per admitted stream). How many generate at once is
+voxport/api/slots.py."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 from pathlib import Path
 
 from voxport.runtime import open_runtime
+from voxport.runtime.engine import Engine
 from voxport import manifest as mf
 from voxport.api.errors import ApiError
 from voxport.errors import VoxportError
@@ -17,9 +20,12 @@ log = logging.getLogger("voxport.serve")
 
 
 class Models:
-    def __init__(self, dirs: dict[str, Path], dtype: str = "fp32", threads: int = 0):
-        self.dirs, self.dtype, self.threads = dirs, dtype, threads
+    def __init__(self, dirs: dict[str, Path], dtype: str = "fp32", threads: int = 0, streams: int = 4,
+                 batching: bool = True, context: int | None = None):
+        self.dirs, self.dtype, self.threads, self.context = dirs, dtype, threads, context
+        self.streams, self.batching = streams, batching  # batching False: each stream its own batch-1 loop
         self._runtimes: dict[tuple[str, str], object] = {}
+        self._engines: dict[tuple[str, str], Engine] = {}
         self._manifests: dict[str, dict | None] = {}
         self._lock = threading.Lock()
         self.load_s: dict[str, float] = {}  # "name:dtype" -> seconds to load its sessions
@@ -58,10 +64,23 @@ class Models:
         with self._lock:  # one load per key even when the first requests arrive together
             if key not in self._runtimes:
                 t = time.perf_counter()
-                rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads)
+                rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads, context=self.context)
                 rt.load_streaming()
+                if self.batching:
+                    self._engines[key] = Engine(rt, self.streams)
                 self.load_s[f"{name}:{dtype}"] = round(time.perf_counter() - t, 3)
                 log.info("loaded %s:%s in %.2f s", name, dtype, self.load_s[f"{name}:{dtype}"])
                 self._runtimes[key] = rt
             return self._runtimes[key]
+
+    def engine(self, name: str, dtype: str) -> Engine | None:
+        """The loaded runtime's engine (None without batching)."""
+        return self._engines.get((name, dtype))
+
+    def engine_stats(self) -> dict:
+        return {f"{n}:{d}": e.stats() for (n, d), e in self._engines.items()}
+
+    def close(self) -> None:
+        for e in self._engines.values():
+            e.stop()
 

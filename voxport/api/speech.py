@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from voxport.runtime.chunking import check_utf8
 from voxport.runtime.contract import FrameContract
@@ -145,9 +145,13 @@ async def speech(request: Request) -> StreamingResponse:
     rt = await load_runtime(state, opts)
     cancel, encoder = threading.Event(), None
     check_fits(opts.speech(rt))
-    slot = await state.slots.take()  # waits its turn; 503 when the queue is full or the wait runs out
+    # waits its turn; 503 when the queue is full or the wait runs out; None: the client left meanwhile
+    slot = await take_while_connected(state.slots, request.receive)
+    if slot is None:
+        return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
     try:
-        chunks = iter(opts.speech(rt, text, chunk_frames=state.config.chunk_frames, cancel=cancel))
+        chunks = iter(opts.speech(rt, text, chunk_frames=state.config.chunk_frames, cancel=cancel,
+                                  engine=state.models.engine(opts.model, opts.dtype)))
         # the first chunk before the status line: a problem found there is still a clean 400
         first = await anyio.to_thread.run_sync(next, chunks, None, limiter=state.limiter)
         encoder = Encoder(fmt, rt.rt["sample_rate"])
@@ -180,6 +184,28 @@ async def speech(request: Request) -> StreamingResponse:
 
     headers = {"X-Sample-Rate": str(rt.rt["sample_rate"]), "Cache-Control": "no-store"}
     return _Stream(stream(), cleanup, state.config.send_timeout, media_type=media_type(fmt), headers=headers)
+
+
+async def take_while_connected(slots, receive):
+    """A slot, or None when the client disconnects while it waits (it leaves the queue then: a
+    waiter nobody listens to must not hold a place). The body has been read, so the only message
+    left on the connection is the disconnect (uvicorn repeats it to the response's own listener)."""
+    got, refused = None, None
+    async with anyio.create_task_group() as tg:
+        async def watch():
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()  # the waiting `take` is cancelled: it leaves the queue
+
+        tg.start_soon(watch)
+        try:
+            got = await slots.take()
+        except ApiError as e:  # raised here it would leave the group wrapped in an ExceptionGroup
+            refused = e
+        tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
+    return got
 
 
 async def load_runtime(state, opts: Options):

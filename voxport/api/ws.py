@@ -15,7 +15,8 @@ Server -> client: binary messages are PCM (s16le, mono, the model's sample rate)
   {"type": "cancelled", "frames"}   after a cancel: frames made since the last done
   {"type": "error", "error": {"message", "type", "param", "code"}}
 
-One session holds one stream slot from start to close: its speech keeps state (codec, context)
+One session holds one stream slot from start to close (a client that closes while it waits for one
+leaves the queue at once; what it sends meanwhile is kept for its session): its speech keeps state (codec, context)
 across sentences. Sentences are one `Speech` fed by a queue, so each is the next one's context and
 the codec stream has no join (as `voxport speak` with long text).
 
@@ -52,13 +53,14 @@ class Live:
     """One `Speech` over sentences that arrive later, run in its own thread; what it makes (PCM bytes,
     events) goes to `out` on the event loop, in order."""
 
-    def __init__(self, rt, opts, chunk_frames: int, with_codes: bool, loop, out: asyncio.Queue):
+    def __init__(self, rt, opts, chunk_frames: int, with_codes: bool, loop, out: asyncio.Queue, engine=None):
         self.inbox: queue.Queue = queue.Queue()
         self.cancel = threading.Event()
         self.loop, self.out, self.with_codes = loop, out, with_codes
         self.texts: list = []  # every sentence given (str or LiveText); reported in order
         self.reported, self.first_frame, self.first_utterance, self.samples = 0, 0, 0, 0
-        self.speech = opts.speech(rt, sentences=self._sentences(), cancel=self.cancel, chunk_frames=chunk_frames)
+        self.speech = opts.speech(rt, sentences=self._sentences(), cancel=self.cancel, chunk_frames=chunk_frames,
+                                  engine=engine)
         self.thread = threading.Thread(target=self._run, name="voxport-live", daemon=True)
         self.thread.start()
 
@@ -135,14 +137,17 @@ async def stream(websocket: WebSocket) -> None:
         opts = parse_options(state, body)
         rt = await load_runtime(state, opts)  # a damaged artifact: 500, said once
         check_fits(opts.speech(rt))  # a max_frames that would fail every sentence: refused now
-        slot = await state.slots.take()  # the same slots and queue as HTTP requests
+        early: list = []  # what the client sends while it waits for its slot, kept for the session
+        slot = await _take_while_open(state.slots, websocket, early)  # the same slots and queue as HTTP
+        if slot is None:
+            return  # it closed while it waited: its place in the queue went with it
     except ApiError as e:
         await _send_error(websocket, e)
         await websocket.close(1013 if e.status == 503 else 1011 if e.status >= 500 else 1008)
         return
     except WebSocketDisconnect:
         return
-    session = Session(websocket, state, opts, bool(start.get("codes")))
+    session = Session(websocket, state, opts, bool(start.get("codes")), early)
     try:
         await websocket.send_json({"type": "ready", "model": opts.model, "dtype": opts.dtype,
                                    "sample_rate": rt.rt["sample_rate"], "format": "pcm_s16le"})
@@ -156,8 +161,9 @@ async def stream(websocket: WebSocket) -> None:
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, state, opts, with_codes: bool):
+    def __init__(self, websocket: WebSocket, state, opts, with_codes: bool, early: list | None = None):
         self.websocket, self.state, self.opts, self.with_codes = websocket, state, opts, with_codes
+        self.early = list(early or [])  # messages that came while the session waited for its slot
         self.out: asyncio.Queue = asyncio.Queue(maxsize=state.config.ws_queue)
         self.live: Live | None = None
         self.writing: LiveText | None = None  # the sentence being written, already handed to the speech
@@ -174,7 +180,7 @@ class Session:
         idle = self.state.config.idle_timeout
         while True:
             with anyio.move_on_after(max(0.0, self.last_active + idle - time.monotonic())):
-                msg = await _receive(self.websocket)
+                msg = _parse(self.early.pop(0)) if self.early else await _receive(self.websocket)
                 self.last_active = time.monotonic()
                 return msg
             if self._speaking():
@@ -253,7 +259,7 @@ class Session:
     def _say(self, rt, text) -> None:
         if self.live is None or not self.live.thread.is_alive():
             self.live = Live(rt, self.opts, self.state.config.chunk_frames, self.with_codes,
-                             asyncio.get_running_loop(), self.out)
+                             asyncio.get_running_loop(), self.out, self.state.models.engine(self.opts.model, self.opts.dtype))
         self.live.say(text)
 
     async def stop(self) -> None:
@@ -263,8 +269,32 @@ class Session:
             self.live = None
 
 
+async def _take_while_open(slots, websocket: WebSocket, early: list):
+    """A slot, or None when the client closes while it waits (it leaves the queue then). Messages
+    that arrive meanwhile go to `early`, in order, for the session."""
+    got, refused = None, None
+    async with anyio.create_task_group() as tg:
+        async def watch():
+            while (message := await websocket.receive())["type"] != "websocket.disconnect":
+                early.append(message)
+            tg.cancel_scope.cancel()  # the waiting `take` is cancelled: it leaves the queue
+
+        tg.start_soon(watch)
+        try:
+            got = await slots.take()
+        except ApiError as e:  # raised here it would leave the group wrapped in an ExceptionGroup
+            refused = e
+        tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
+    return got
+
+
 async def _receive(websocket: WebSocket) -> dict:
-    message = await websocket.receive()
+    return _parse(await websocket.receive())
+
+
+def _parse(message: dict) -> dict:
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     text = message.get("text")

@@ -2,10 +2,18 @@
 /v1/audio/speech (raw PCM) over loopback; time to first byte and streams per second per level.
 
     python -m voxport.bench.serve_bench artifacts/tiny [artifacts/marvis-250m] [--dtype q4] \\
-        [--streams 1 2 4] [--requests 6] [--frames 10] [--json out.json]
+        [--streams 1 2 4] [--requests 6] [--frames 10] [--modes batched solo] [--json out.json]
 
-`run(dirs, dtype, streams, requests, frames) -> list[dict]`, one dict per directory x level:
+Each mode is a server of its own, all started before the first level and measured in turn at every
+level (the order rotating), so a machine whose load changes affects them alike: `batched` (the
+default server: one frame call per step for every stream), `solo` (`--no-batching`: each stream its
+own batch-1 frame loop); `MODE:T` gives that server T onnxruntime threads instead of `--threads`.
+
+`run(dirs, dtype, streams, requests, frames) -> list[dict]`, one dict per directory x level x mode:
     model, dtype        served name and precision
+    mode, threads       the server's mode and onnxruntime threads per session
+    mean_rows           batched: streams per frame call at this level (the engine's steps)
+    engine_busy         batched: the share of the level's wall time the engine spent in frame calls
     streams             clients at once (each sends `requests` requests, one after another)
     requests            requests completed at this level
     ttfb_ms             {p50, p95}: request sent -> first audio byte (prompt + one frame + codec)
@@ -58,12 +66,13 @@ def _one(port: int, model: str, seed: int, frames: int) -> tuple[float, float, i
 
 
 class _Server:
-    def __init__(self, artifact: Path, dtype: str, max_streams: int, threads: int):
+    def __init__(self, artifact: Path, dtype: str, max_streams: int, threads: int, batching: bool = True):
         self.voices = tempfile.TemporaryDirectory()
         t = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "voxport.cli", "serve", str(artifact), "--port", "0", "--dtype", dtype,
-             "--max-streams", str(max_streams), "--threads", str(threads), "--voices-dir", self.voices.name, "--quiet"],
+             "--max-streams", str(max_streams), "--threads", str(threads), "--voices-dir", self.voices.name, "--quiet",
+             *([] if batching else ["--no-batching"])],
             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
         line = ""
         while "serving on" not in line:
@@ -88,55 +97,85 @@ class _Server:
         self.voices.cleanup()
 
 
+def _modes(modes: tuple[str, ...], threads: int) -> list[tuple[str, int]]:
+    out = []
+    for m in modes:
+        name, _, t = m.partition(":")
+        if name not in ("batched", "solo") or (t and not t.isdigit()):
+            raise ValueError(f"mode {m!r}: batched or solo, optionally :THREADS")
+        out.append((name, int(t) if t else threads))
+    return out
+
+
+def _level(srv: _Server, model: str, n: int, requests: int, frames: int) -> tuple[list, float]:
+    results: list[tuple[float, float, int]] = []
+    lock = threading.Lock()
+
+    def client(i):
+        for r in range(requests):
+            out = _one(srv.port, model, 1000 * i + r, frames)
+            with lock:
+                results.append(out)
+
+    t = time.perf_counter()
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - t
+    if len(results) != n * requests:
+        raise RuntimeError(f"{model}: {n * requests - len(results)} requests failed at {n} streams")
+    return results, wall
+
+
 def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4), requests: int = 6,
-        frames: int = 10, threads: int = 1, progress=lambda m: None) -> list[dict]:
-    rows = []
+        frames: int = 10, threads: int = 1, progress=lambda m: None,
+        modes: tuple[str, ...] = ("batched",)) -> list[dict]:
+    rows, variants = [], _modes(modes, threads)
     for d in dirs:
         d = Path(d).resolve()
-        srv = _Server(d, dtype, max(streams), threads)
+        model, servers = d.name, []
         try:
-            model = d.name
-            _one(srv.port, model, 0, 2)  # warm-up: first-run allocations, not counted
-            for n in streams:
-                load_avg = os.getloadavg()[0]
-                results: list[tuple[float, float, int]] = []
-                lock = threading.Lock()
-
-                def client(i):
-                    for r in range(requests):
-                        out = _one(srv.port, model, 1000 * i + r, frames)
-                        with lock:
-                            results.append(out)
-
-                t = time.perf_counter()
-                workers = [threading.Thread(target=client, args=(i,)) for i in range(n)]
-                for w in workers:
-                    w.start()
-                for w in workers:
-                    w.join()
-                wall = time.perf_counter() - t
-                if len(results) != n * requests:
-                    raise RuntimeError(f"{model}: {n * requests - len(results)} requests failed at {n} streams")
-                ttfb, total = [r[0] * 1e3 for r in results], [r[1] * 1e3 for r in results]
-                audio_s = sum(r[2] for r in results) / 2 / 24000
-                row = {"model": model, "dtype": dtype, "streams": n, "requests": len(results), "frames": frames,
-                       "ttfb_ms": {"p50": round(statistics.median(ttfb), 1), "p95": round(_pct(ttfb, 0.95), 1)},
-                       "stream_ms": {"p50": round(statistics.median(total), 1), "p95": round(_pct(total, 0.95), 1)},
-                       "streams_per_s": round(len(results) / wall, 2), "x_realtime": round(audio_s / wall, 2),
-                       "load_s": round(srv.load_s, 2), "session_load_s": srv.health()["loaded"].get(f"{model}:{dtype}"),
-                       "rss_mb": round(srv.rss_mb()), "load_avg": round(load_avg, 2)}
-                progress(markdown([row]).splitlines()[-1])
-                rows.append(row)
+            for mode, t in variants:
+                servers.append(_Server(d, dtype, max(streams), t, batching=mode == "batched"))
+                _one(servers[-1].port, model, 0, 2)  # warm-up: first-run allocations, not counted
+            for k, n in enumerate(streams):
+                for j in range(len(servers)):
+                    i = (j + k) % len(servers)  # rotate which mode goes first
+                    (mode, t), srv = variants[i], servers[i]
+                    load_avg = os.getloadavg()[0]
+                    before = srv.health()["batches"].get(f"{model}:{dtype}")
+                    results, wall = _level(srv, model, n, requests, frames)
+                    after = srv.health()["batches"].get(f"{model}:{dtype}")
+                    ttfb, total = [r[0] * 1e3 for r in results], [r[1] * 1e3 for r in results]
+                    audio_s = sum(r[2] for r in results) / 2 / 24000
+                    steps = after["steps"] - before["steps"] if after else 0
+                    mean_rows = round((after["rows"] - before["rows"]) / steps, 2) if steps else None
+                    busy = round((after["busy_s"] - before["busy_s"]) / wall, 2) if after else None
+                    row = {"model": model, "dtype": dtype, "mode": mode, "threads": t, "streams": n,
+                           "requests": len(results), "frames": frames, "mean_rows": mean_rows,
+                           "engine_busy": busy,
+                           "ttfb_ms": {"p50": round(statistics.median(ttfb), 1), "p95": round(_pct(ttfb, 0.95), 1)},
+                           "stream_ms": {"p50": round(statistics.median(total), 1), "p95": round(_pct(total, 0.95), 1)},
+                           "streams_per_s": round(len(results) / wall, 2), "x_realtime": round(audio_s / wall, 2),
+                           "load_s": round(srv.load_s, 2),
+                           "session_load_s": srv.health()["loaded"].get(f"{model}:{dtype}"),
+                           "rss_mb": round(srv.rss_mb()), "load_avg": round(load_avg, 2)}
+                    progress(markdown([row]).splitlines()[-1])
+                    rows.append(row)
         finally:
-            srv.close()
+            for srv in servers:
+                srv.close()
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| model | dtype | streams | requests | TTFB p50 ms | TTFB p95 ms | stream p50 ms | streams/s | "
-           "x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 12]
+    out = ["| model | dtype | mode (threads) | streams | rows per call | requests | TTFB p50 ms | TTFB p95 ms | "
+           "stream p50 ms | streams/s | x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 14]
     for r in rows:
-        out.append(f"| {r['model']} | {r['dtype']} | {r['streams']} | {r['requests']} | {r['ttfb_ms']['p50']} | "
+        out.append(f"| {r['model']} | {r['dtype']} | {r['mode']} ({r['threads']}) | {r['streams']} | "
+                   f"{r['mean_rows'] or '-'} | {r['requests']} | {r['ttfb_ms']['p50']} | "
                    f"{r['ttfb_ms']['p95']} | {r['stream_ms']['p50']} | {r['streams_per_s']} | {r['x_realtime']} | "
                    f"{r['load_s']} ({r['session_load_s']}) | {r['rss_mb']} | {r['load_avg']} |")
     return "\n".join(out)
@@ -151,14 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=10, help="frames per request (80 ms each)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per session in the server "
                    "(serve's default 1; 0: all cores)")
+    p.add_argument("--modes", nargs="+", default=["batched"],
+                   help="servers to compare, measured in turn at each level: batched, solo (--no-batching), "
+                   "each optionally :THREADS (default: batched)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     a = p.parse_args(argv)
     missing = [str(d) for d in a.dirs if not (d / "manifest.json").is_file()]
     if missing:
         print(f"serve_bench: not artifact directories: {', '.join(missing)}", file=sys.stderr)
         return 2
+    try:
+        variants = _modes(tuple(a.modes), a.threads)
+    except ValueError as e:
+        print(f"serve_bench: {e}", file=sys.stderr)
+        return 2
     rows = run(a.dirs, a.dtype, tuple(a.streams), a.requests, a.frames, a.threads,
-               progress=lambda m: print(m, file=sys.stderr, flush=True))
+               progress=lambda m: print(m, file=sys.stderr, flush=True),
+               modes=tuple(f"{m}:{t}" for m, t in variants))
     print(markdown(rows))
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))

@@ -50,6 +50,22 @@ class StaticCache:
             b[dst, :, :n] = b[src, :, :n]
         self.lengths[dst] = n
 
+    def load(self, dst: int, other: "StaticCache", src: int = 0) -> None:
+        """Row src of another cache (its valid positions) into row dst of this one."""
+        n = int(other.lengths[src])
+        for mine, theirs in zip(self.buffers, other.buffers):
+            mine[dst, :, :n] = theirs[src, :, :n]
+        self.lengths[dst] = n
+
+    def swap(self, a: int, b: int) -> None:
+        """Rows a and b trade caches (their valid positions)."""
+        na, nb = int(self.lengths[a]), int(self.lengths[b])
+        for buf in self.buffers:
+            keep = buf[a, :, :na].copy()
+            buf[a, :, :nb] = buf[b, :, :nb]
+            buf[b, :, :na] = keep
+        self.lengths[[a, b]] = nb, na
+
 
 def run_bound(session: ort.InferenceSession, feeds: dict[str, np.ndarray], outputs: list[str],
               shared: dict[str, tuple[str, np.ndarray]]) -> list[np.ndarray]:

@@ -59,12 +59,25 @@ def takes_voice_prompts(manifest: dict) -> bool:
 
 class Runtime:
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
-                 dtype: str = "fp32"):
+                 dtype: str = "fp32", context: int | None = None):
         self.graphs = Graphs(artifact_dir, providers, threads, dtype)
         self.rt = self.graphs.rt
         self.contract = FrameContract(self.rt)
+        if context is not None:
+            self.limit_context(context)
         self.codec = self.rt["generation"]["codec"]
         self.prompts = PromptBuilder(artifact_dir, self.rt)
+
+    def limit_context(self, positions: int) -> None:
+        """Hold at most `positions` cache positions per stream (prompt + generated frames), below the
+        model's own context: texts are planned into utterances that fit it, and a scheduler's slots are
+        that long. A server needs it for a model whose context is far longer than one utterance uses
+        (a slot of a 131,072-position 3B Llama is about 15 GB of fp32 cache)."""
+        model = self.rt["max_positions"]
+        if not 2 <= positions <= model:
+            raise InputError(f"context must be between 2 and this model's {model} positions, got {positions}")
+        self.rt["max_positions"] = positions
+        self.contract.capacity = min(self.contract.capacity or positions, positions)
 
     @property
     def default_speaker(self) -> int | str | None:

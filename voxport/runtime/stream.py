@@ -10,9 +10,11 @@ from typing import Iterable
 
 import numpy as np
 
+from voxport.runtime.batch import Lane
 from voxport.runtime.chunking import plan_utterances
 from voxport.runtime.codec_stream import CodecStream, codec_rng
 from voxport.runtime.contract import FrameContract
+from voxport.runtime.engine import END
 from voxport.runtime.live_text import LiveText
 from voxport.runtime.runtime import Runtime
 from voxport.runtime.prompt import Utterance
@@ -28,7 +30,10 @@ class Speech:
     `sentences`, when given, replaces `text`: utterances as they come (the iterator may block, e.g. on
     a live text stream), spoken in order with one codec stream and each as the next one's context. An
     utterance may be a LiveText still being written: where the contract feeds text per frame it is
-    spoken as far as its text is final (pausing when the frames outrun it), elsewhere once complete."""
+    spoken as far as its text is final (pausing when the frames outrun it), elsewhere once complete.
+    With `engine` (runtime/engine.py), each utterance's frames are one row of that engine's batched
+    calls instead of a loop of its own; the codes and audio are the same, and the codec still runs
+    here, in the consumer's thread."""
 
     rt: Runtime
     text: str
@@ -45,6 +50,8 @@ class Speech:
     chunk_frames: int | tuple | list | None = None
     cancel: object | None = None  # anything with is_set(): threading.Event
     sentences: Iterable[str] | None = None
+    # a runtime/engine.py Engine of the same runtime: frames made in its batched calls (same codes)
+    engine: object | None = None
     codes: list[np.ndarray] = field(default_factory=list)  # every generated frame, eos frames included
     utterances: list[dict] = field(default_factory=list)  # per utterance: text, first frame, frames
     stats: dict = field(default_factory=dict)
@@ -197,48 +204,103 @@ class Speech:
         return [] if self.rt.prompts.carries_context else list(self.context)
 
     def _frames(self, text, context, rng, timer, calls):
-        """Frame codes from the fused graph: embed the prompt once, then one call per frame."""
-        c, graphs = self.contract, self.rt.graphs
+        """Frame codes from the fused graph: embed the prompt once, then one call per frame (alone, or
+        one row of the engine's batched calls)."""
+        c = self.contract
         t = time.perf_counter()
         live = text if isinstance(text, LiveText) else None
         if live is None:
-            prepared, closed = self.rt.prepare([*context, self._utterance(text)], self.max_frames, self.sampling), True
+            prepared, closed, seen = self.rt.prepare([*context, self._utterance(text)], self.max_frames,
+                                                     self.sampling), True, None
         else:
             prepared, seen, closed = self._live_prompt(live, context)
             if prepared is None:
                 return
             t = time.perf_counter()  # the wait for text is not the prompt's time
-        embeds, per_frame = self.rt.embed(prepared)
-        known = prepared.trailing
+        lane = Lane(self.rt, prepared, self.sampling, rng, self._cancelled, closed)
         calls["embed"] += 1
-        sampling, session = c.sampling_feeds(self.sampling), graphs.session(c.graph)
+        text_state = {"live": live, "context": context, "seen": seen, "known": prepared.trailing}
+        if self.engine is not None:
+            yield from self._engine_frames(lane, text_state, timer, calls, t)
+            return
         # the prompt and each frame's steps enter the cache
         cache = c.new_cache(1, prepared.tokens + prepared.max_frames * c.steps)
-        logits = c.logits_state(self.sampling)
-        for n in range(prepared.max_frames):
+        session = self.rt.graphs.session(c.graph)
+        while not lane.done:
             if self._cancelled():
                 return
-            while not closed and n >= len(per_frame):  # the frames caught up with the text: pause for more
-                more, seen, closed = self._live_prompt(live, context, seen)
-                if more is None:
+            while not lane.ready():  # the frames caught up with the text: pause for more
+                if not self._more_text(lane, text_state, lane.extend):
                     return
-                if not np.array_equal(more.trailing[:len(known)], known):
-                    raise InputError("the text being written changed words already spoken; send only additions")
-                per_frame += self.rt.embed_trailing(more.trailing[len(known):])
-                known = more.trailing
                 t = time.perf_counter()
-            extra = {**per_frame[min(n, len(per_frame) - 1)], **(logits.feeds() if logits else {})}
-            codes, next_embeds = c.run(session, c.feeds(embeds, cache.lengths, sampling, c.draw_noise(rng), extra),
-                                       cache)
+            codes, next_embeds = c.run(session, {**lane.feeds(), c.cache["lengths"]: cache.lengths}, cache)
             calls["frame"] += 1
-            cache.lengths += c.advance(embeds.shape[1])
-            codes, embeds = codes[0], next_embeds
-            if logits:
-                logits.update(codes)
-            self.timings["frame_s"].append(time.perf_counter() - t)
-            timer["prefill_s" if n == 0 else "frames_s"] += self.timings["frame_s"][-1]
-            yield codes
+            cache.lengths += c.advance(lane.embeds.shape[1])
+            lane.advance(codes[0], next_embeds)
+            self._timed(timer, t, lane.frames)
+            yield codes[0]
             t = time.perf_counter()
+
+    def _engine_frames(self, lane: Lane, text_state: dict, timer, calls, t):
+        """The lane's frames as the engine makes them (its thread runs the calls; this one waits)."""
+        engine = self.engine
+        while not lane.ready():  # the first frame needs its text too
+            if not self._more_text(lane, text_state, lane.extend):
+                return
+            t = time.perf_counter()
+        # the prompt runs here, beside the engine's steps for the others; the engine copies its cache in
+        first = lane.prefill(self.rt.graphs.session(self.contract.graph))
+        calls["frame"] += 1
+        self._timed(timer, t, 1)
+        if lane.done is not None:  # its first frame was its last
+            yield first
+            return
+        made = 1  # frames taken (the engine may be ahead: `lane.frames`)
+        try:
+            # the first frame's audio goes out before the lane joins (as alone): its decode does not
+            # compete with the lane's next frame call for the first byte
+            yield first
+            engine.submit(lane)
+            t = time.perf_counter()
+            while True:
+                item = lane.inbox.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, str) and item == END:
+                    return
+                if isinstance(item, str):  # NEED_TEXT: the engine skips this lane until there is more
+                    if not self._more_text(lane, text_state, lambda more, closed: engine.extend(lane, more, closed)):
+                        return
+                    t = time.perf_counter()
+                    continue
+                if self._cancelled():  # frames the engine made before the cancel are dropped, as alone
+                    return
+                calls["frame"] += 1
+                made += 1
+                self._timed(timer, t, made)
+                yield item
+                t = time.perf_counter()
+        finally:  # closed early or cancelled: the engine drops the lane at its next frame boundary
+            if lane.done is None:
+                lane.cancelled = lambda: True
+                engine.wake()
+
+    def _timed(self, timer, t, frames):
+        self.timings["frame_s"].append(time.perf_counter() - t)
+        timer["prefill_s" if frames == 1 else "frames_s"] += self.timings["frame_s"][-1]
+
+    def _more_text(self, lane: Lane, state: dict, extend) -> bool:
+        """Wait for the live text to grow past what the lane has; hand the new per-frame text to
+        `extend`. False when cancelled."""
+        more, state["seen"], closed = self._live_prompt(state["live"], state["context"], state["seen"])
+        if more is None:
+            return False
+        known = state["known"]
+        if not np.array_equal(more.trailing[:len(known)], known):
+            raise InputError("the text being written changed words already spoken; send only additions")
+        extend(self.rt.embed_trailing(more.trailing[len(known):]), closed)
+        state["known"] = more.trailing
+        return True
 
     def _live_prompt(self, live: LiveText, context, seen: str | None = None):
         """(prepared, text seen, closed) once the text differs from `seen` and fixes the prompt, with the

@@ -62,8 +62,9 @@ export interface SpeakOptions {
   repetitionPenalty?: number | null;
   /** the noise generator's seed (numpy's default_rng: the same codes as `voxport speak --seed`) */
   seed?: number;
-  /** frames per codec call (1: the earliest audio) */
-  chunkFrames?: number;
+  /** frames per codec call: a number, or a schedule (the i-th chunk of an utterance has schedule[i]
+   * frames, the last repeating); default: the artifact's `codec_stream.chunk_schedule`, else 1 */
+  chunkFrames?: number | number[];
   /** ends generation before the next frame; the audio so far is kept and `stopped` is true */
   signal?: AbortSignal;
   /** generate(): each PCM chunk as it is decoded */
@@ -80,7 +81,8 @@ export interface Stats {
   runtime_calls_per_frame: number | null;
   embed_calls: number;
   codec_calls: number;
-  chunk_frames: number;
+  /** the chunk schedule in force */
+  chunk_frames: number[];
   stages: { prefill_s: number; frames_s: number; codec_s: number };
   stopped: boolean;
   device: Device;

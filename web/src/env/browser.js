@@ -112,6 +112,26 @@ export function browserSessions(ort, { threads, wasmPaths }) {
         throw new ArtifactError(`${main.entry.path}: onnxruntime-web could not load it (${why.slice(0, 200)})${hint}`);
       }
     },
+    /** WebGPU: float32 GPU buffers made once and reused across calls: the static cache, bound as both the
+     * past input and the present output (GroupQueryAttention writes it in place), and the inputs the
+     * runtime writes every frame (queue.writeBuffer: no staging buffer is made, unlike a CPU feed, which
+     * onnxruntime-web 1.30 uploads through a new one every call). wasm: none. onnxruntime-web 1.30's wasm
+     * build copies every input into its heap and never copies a preallocated output back
+     * (microsoft/onnxruntime#25786): bound there, the cache would never see a call's new positions. */
+    async deviceBuffers(device) {
+      if (device !== 'webgpu') return null;
+      const gpu = await ort.env.webgpu.device;  // the sessions' own device (created with the first session)
+      const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+      return {
+        zeros(dims) {  // WebGPU zeroes a buffer at creation
+          const bytes = 4 * dims.reduce((a, b) => a * b, 1);
+          const buffer = gpu.createBuffer({ size: Math.ceil(bytes / 16) * 16, usage });
+          return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims, dispose: () => buffer.destroy() });
+        },
+        // one queue: the write lands after the last call's work and before the next call's
+        write(tensor, data) { gpu.queue.writeBuffer(tensor.gpuBuffer, 0, data.buffer, data.byteOffset, data.byteLength); },
+      };
+    },
   };
 }
 

@@ -80,5 +80,15 @@ export function nodeSessions(ort, files, { threads }) {
         throw new ArtifactError(`${main.entry.path}: onnxruntime could not load it (${String(e.message || e).slice(0, 200)})`);
       }
     },
+    /** float32 typed arrays made once and reused across calls: the static cache, bound as both the past
+     * input and the present output (onnxruntime-node writes a preallocated output into the tensor's own
+     * memory, so one buffer holds the cache across calls, as the Python runtime's io_binding does), and
+     * the inputs the runtime writes every frame. */
+    async deviceBuffers() {
+      return {
+        zeros: (dims) => new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims),
+        write: (tensor, data) => tensor.data.set(data),
+      };
+    },
   };
 }

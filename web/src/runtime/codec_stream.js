@@ -8,6 +8,7 @@
 import { i64 } from './contract.js';
 import { ArtifactError } from './errors.js';
 import { NumpyRng } from './sampling.js';
+import { dispose } from './kv.js';
 
 const ARRAYS = { float32: Float32Array, int64: BigInt64Array };
 
@@ -73,9 +74,4 @@ export class CodecStream {
   }
 
   close() { dispose(Object.values(this.state)); }
-}
-
-/** Tensors kept on the GPU are released when replaced, or the allocator fragments. */
-export function dispose(tensors) {
-  for (const t of tensors) if (t?.location === 'gpu-buffer') t.dispose();
 }

@@ -3,13 +3,12 @@
 // name, the KV cache as name templates, which outputs feed back into which inputs, the stop rule, the
 // sampling groups and their defaults (the model's settings): the runtime holds no model knowledge or
 // settings of its own. Every frame input has a row per stream on axis 0 (one row here); the cache is
-// static: buffers [1, kv_heads, capacity, head_dim] whose present outputs come back as the next call's
-// past inputs, with the row's cached length in `cache.lengths`.
+// static (kv.js): buffers [1, kv_heads, capacity, head_dim] with the row's cached length in
+// `cache.lengths`.
 import { Sampling } from './sampling.js';
-import { ArtifactError, InputError } from './errors.js';
+import { InputError } from './errors.js';
 import { pyRepr } from './chunking.js';
-
-const fill = (template, layer, kv) => template.replace('{layer}', layer).replace('{kv}', kv);
+import { StaticCache, cacheNames, dispose } from './kv.js';
 
 export function i64(ort, values, dims) {
   return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
@@ -22,10 +21,7 @@ export class FrameContract {
     const g = rt.generation, f = g.frame, c = f.cache;
     Object.assign(this, { graph: f.graph, codes: f.codes, noise: f.noise, embedsIn: f.embeds.input,
       embedsOut: f.embeds.output, cache: c, capacity: c.capacity });
-    const names = [];
-    for (let i = 0; i < c.layers; i++) for (const kv of c.kv) names.push([i, kv]);
-    this.cacheIn = names.map(([i, kv]) => fill(c.input, i, kv));
-    this.cacheOut = names.map(([i, kv]) => fill(c.output, i, kv));
+    [this.cacheIn, this.cacheOut] = cacheNames(c);
     this.perFrame = f.per_frame ?? [];
     this.steps = f.steps ?? 1;  // LM steps inside one call
     this.logits = f.logits ?? null;
@@ -38,22 +34,26 @@ export class FrameContract {
   /** The outputs that go straight back in as the next call's inputs (kept on the GPU on WebGPU). */
   get fedBack() { return [this.embedsOut, ...this.cacheOut]; }
 
-  /** Zeroed past buffers for one stream of `capacity` positions (kv.py's StaticCache, one slot). */
-  staticCache(ort, capacity) {
-    const c = this.cache;
-    if (c.layout !== 'static') {
-      throw new ArtifactError("this artifact's frame graph grows its KV cache (exported before voxport kept it "
-        + 'in static buffers); re-export it');
-    }
-    if (!(capacity >= 1 && capacity <= c.capacity)) throw new InputError(`capacity ${capacity} outside 1..${c.capacity}`);
-    const dims = [1, c.kv_heads, capacity, c.head_dim];
-    return this.cacheIn.map(() => new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims));
+  /** Buffers for `slots` streams of `capacity` positions (kv.py's StaticCache); device: the
+   * environment's buffers bound in place (graphs.deviceBuffers), or null. */
+  newCache(ort, slots, capacity, device = null) { return new StaticCache(ort, this.cache, slots, capacity, device); }
+
+  /** One call's inputs but the cache buffers: embeds [rows, seq, H], each row's cached length, the
+   * settings, noise and extras. */
+  feeds(ort, embeds, lengths, sampling, noise, extra = {}) {
+    return { [this.embedsIn]: embeds, [this.cache.lengths]: i64(ort, lengths, [lengths.length]), ...sampling,
+      [this.noise]: noise, ...extra };
   }
 
-  /** One call's inputs: embeds [1, seq, H], the row's cached length, the cache, settings, noise, extras. */
-  feeds(ort, embeds, length, cache, sampling, noise, extra = {}) {
-    return { [this.embedsIn]: embeds, [this.cache.lengths]: i64(ort, [length], [1]), ...sampling, [this.noise]: noise,
-      ...Object.fromEntries(this.cacheIn.map((n, i) => [n, cache[i]])), ...extra };
+  /** One frame call, the cache's new positions written (in place where it is bound so): {codes, embeds}
+   * (codes a CPU tensor [rows, K]; the next embeds stay on the GPU on WebGPU). */
+  async run(graphs, feeds, cache) {
+    const all = { ...feeds, ...cache.feeds() };
+    // bound in place: every output named, the presents to the pasts' own buffers
+    const out = cache.inPlace ? await graphs.run(this.graph, all, { [this.codes]: null, [this.embedsOut]: null, ...cache.fetches() })
+      : await graphs.run(this.graph, all);
+    cache.update(out);
+    return { codes: out[this.codes], embeds: out[this.embedsOut] };
   }
 
   /** The settings in force for one sampling group (FrameContract.resolve): the request's, else the
@@ -93,11 +93,12 @@ export class FrameContract {
     return feeds;
   }
 
-  logitsState(ort, s) {
+  /** device: the environment's buffers (graphs.deviceBuffers) the feeds are written into, or null */
+  logitsState(ort, s, device = null) {
     if (!this.logits) return null;
     const group = this.sampling.find((g) => g.defaults?.repetition_penalty != null);
     const penalty = s.repetitionPenalty ?? group?.defaults.repetition_penalty ?? 1.0;
-    return new LogitsState(ort, this.logits, this.noiseVocab, penalty);
+    return new LogitsState(ort, this.logits, this.noiseVocab, penalty, device);
   }
 
   /** Cache positions one frame call adds for an input of `seq` positions. */
@@ -115,9 +116,12 @@ export class FrameContract {
  * token. With `codebooks` [a, b] instead of `codebook`, each codebook of the range has its own row of
  * `seen` [1, b - a, vocab] and there is no bias. */
 export class LogitsState {
-  constructor(ort, spec, vocab, penalty) {
-    this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0;
+  constructor(ort, spec, vocab, penalty, device = null) {
+    this.ort = ort; this.spec = spec; this.vocab = vocab; this.frames = 0; this.device = device;
     this.rows = spec.codebooks ? spec.codebooks[1] - spec.codebooks[0] : null;
+    this.dims = this.rows === null ? [1, vocab] : [1, this.rows, vocab];
+    // written every frame into the same buffers where the environment has them
+    this.tensors = device ? { seen: device.zeros(this.dims), ...(spec.bias ? { bias: device.zeros([1, vocab]) } : {}) } : null;
     this.seen = new Float32Array((this.rows ?? 1) * vocab);
     this.penalty = new ort.Tensor('float32', new Float32Array([penalty]), [1]);  // one row
     this.bias = null;
@@ -130,16 +134,21 @@ export class LogitsState {
 
   feeds() {
     const { spec, ort, vocab } = this;
-    const dims = this.rows === null ? [1, vocab] : [1, this.rows, vocab];
-    const out = { [spec.repetition_penalty]: this.penalty, [spec.seen]: new ort.Tensor('float32', this.seen.slice(), dims) };
-    if (!this.bias) return out;
     let bias = this.bias;
-    if (this.frames < spec.min_frames) {
+    if (bias && this.frames < spec.min_frames) {
       bias = bias.slice();
       bias[spec.min_frames_token] = -Infinity;
     }
-    return { ...out, [spec.bias]: new ort.Tensor('float32', bias, [1, vocab]) };
+    if (this.tensors) {
+      this.device.write(this.tensors.seen, this.seen);
+      if (bias) this.device.write(this.tensors.bias, bias);
+      return { [spec.repetition_penalty]: this.penalty, ...Object.fromEntries(Object.entries(this.tensors).map(([k, t]) => [spec[k], t])) };
+    }
+    const out = { [spec.repetition_penalty]: this.penalty, [spec.seen]: new ort.Tensor('float32', this.seen.slice(), this.dims) };
+    return bias ? { ...out, [spec.bias]: new ort.Tensor('float32', bias, [1, vocab]) } : out;
   }
+
+  dispose() { if (this.tensors) dispose(Object.values(this.tensors)); }
 
   /** After each frame: its codes in the penalised codebook(s) count as seen. */
   update(frame) {

@@ -65,11 +65,19 @@ export class Graphs {
     return this.sessions[name];
   }
 
-  /** outputs by name */
-  async run(name, feeds) {
+  /** The environment's buffers made once and reused across calls ({zeros(dims), write(tensor, data)}: the
+   * static KV cache bound in place, the inputs written every frame), or null where it has none
+   * (onnxruntime-web's wasm build). */
+  async deviceBuffers() {
+    if (this._device === undefined) this._device = (await this.env.deviceBuffers?.(this.device)) ?? null;
+    return this._device;
+  }
+
+  /** outputs by name; fetches (optional): output name -> a preallocated tensor to write, or null */
+  async run(name, feeds, fetches = undefined) {
     const s = await this.session(name);
     const t = performance.now();
-    const out = await s.run(feeds);
+    const out = await (fetches ? s.run(feeds, fetches) : s.run(feeds));
     const ms = performance.now() - t;
     const rec = (this.timings[name] ??= { calls: 0, ms: 0, each: [] });
     rec.calls += 1; rec.ms += ms; rec.each.push(ms);

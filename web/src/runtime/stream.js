@@ -3,11 +3,14 @@
 // with the codec state carried across the joins and each utterance the next one's context where the
 // prompt format carries context.
 import { planUtterances } from './chunking.js';
-import { CodecStream, dispose } from './codec_stream.js';
+import { CodecStream } from './codec_stream.js';
+import { dispose } from './kv.js';
 import { InputError } from './errors.js';
 import { NumpyRng, drawNoise } from './sampling.js';
 
 const now = () => performance.now() / 1000;
+// a chunk size as Python's message shows it (an int, or a list / tuple of them)
+const chunkRepr = (v) => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
 const round = (x) => Math.round(x * 1e4) / 1e4;
 
 /**
@@ -19,7 +22,7 @@ const round = (x) => Math.round(x * 1e4) / 1e4;
  */
 export class Speech {
   constructor(rt, { text = null, sentences = null, speaker = null, context = [], language = null, instruct = null,
-    maxFrames = null, sampling = {}, seed = 0, chunkFrames = 1, signal = null } = {}) {
+    maxFrames = null, sampling = {}, seed = 0, chunkFrames = null, signal = null } = {}) {
     Object.assign(this, { rt, text, sentences, speaker, context, language, instruct, maxFrames, sampling, seed,
       chunkFrames, signal });
     this.codes = [];  // every generated frame, eos frames included
@@ -30,7 +33,14 @@ export class Speech {
   }
 
   [Symbol.asyncIterator]() {
-    if (!(this.chunkFrames >= 1)) throw new InputError(`chunk size must be >= 1 frame, got ${this.chunkFrames}`);
+    // frames per codec call: a number, or a schedule (the i-th chunk of an utterance has schedule[i] frames,
+    // the last repeating: a small first chunk for early audio, larger ones for throughput); null: the
+    // manifest's `codec_stream.chunk_schedule` (1 frame each where an artifact names none)
+    this.chunkFrames ??= [...(this.rt.rt.codec_stream.chunk_schedule ?? [1])];
+    this.schedule = Array.isArray(this.chunkFrames) ? [...this.chunkFrames] : [this.chunkFrames];
+    if (!this.schedule.length || this.schedule.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new InputError(`chunk size must be >= 1 frame, got ${chunkRepr(this.chunkFrames)}`);
+    }
     this.contract = this.rt.contract;
     this.maxFrames = this.contract.maxFrames(this.maxFrames);  // null: the model's (generation.defaults)
     this.contract.samplingFeeds(this.rt.ort, this.sampling);  // checks the settings against every group
@@ -60,15 +70,16 @@ export class Speech {
       for await (const text of this._plan()) {
         context = this._fitContext(text, context);
         const start = this.codes.length;
-        let pending = [];
+        let pending = [], chunk = 0;
         for await (const frame of this._frames(text, context, rng, timer, calls)) {
           this.codes.push(frame);
           if (this.contract.isStop(frame)) break;  // kept in `codes`, not audio
           pending.push(frame);
-          if (pending.length === this.chunkFrames) {
+          if (pending.length === this.schedule[Math.min(chunk, this.schedule.length - 1)]) {
             const pcm = await emit(pending);
             if (pcm.length) yield pcm;
             pending = [];
+            chunk += 1;
           }
         }
         if (pending.length && !this._cancelled()) {
@@ -132,28 +143,30 @@ export class Speech {
     const prepared = rt.prepare([...context, this._utterance(text)], this.maxFrames, this.sampling);
     let { embeds, perFrame } = await rt.embed(prepared);
     calls.embed += 1;
-    // the prompt and each frame's steps enter the cache (the Python runtime sizes it the same way)
-    let cache = c.staticCache(ort, prepared.tokens + prepared.maxFrames * c.steps);
-    let pos = 0;
-    const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling);
-    const greedy = c.greedy(this.sampling);
-    const zeros = greedy ? new Float32Array(c.codebooks * c.noiseVocab) : null;
+    // the environment's buffers made once (WebGPU, Node; null on wasm): the cache bound in place, the
+    // noise and logits feeds written into the same buffers every frame
+    const device = await rt.graphs.deviceBuffers();
+    // the prompt and each frame's steps enter the cache (the Python runtime sizes it the same way);
+    // where nothing is bound in place each present is the next call's past
+    const cache = c.newCache(ort, 1, prepared.tokens + prepared.maxFrames * c.steps, device);
+    const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling, device);
+    const greedy = c.greedy(this.sampling), noiseDims = [1, c.codebooks, c.noiseVocab];
+    const zeros = greedy && !device ? new Float32Array(c.codebooks * c.noiseVocab) : null;
+    const noiseBuffer = device?.zeros(noiseDims) ?? null;  // zeros: all a greedy frame reads
     try {
       for (let n = 0; n < prepared.maxFrames; n++) {
         if (this._cancelled()) return;
         // greedy: the graph ignores the noise, so none is drawn (Python draws and discards it)
-        const noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), [1, c.codebooks, c.noiseVocab]);
+        let noise = noiseBuffer;
+        if (!greedy && device) device.write(noiseBuffer, drawNoise(rng, c.codebooks, c.noiseVocab));
+        else if (!device) noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), noiseDims);
         const extra = { ...perFrame[Math.min(n, perFrame.length - 1)], ...logits?.feeds() };
-        // each present output has its past input's fixed shape and comes back as the next call's past
-        // (on WebGPU it stays a GPU buffer); not bound as a preallocated output: on onnxruntime-web 1.30
-        // wasm, presents written into preallocated tensors gave other codes than Python's (main's page)
-        const out = await rt.graphs.run(c.graph, c.feeds(ort, embeds, pos, cache, sampling, noise, extra));
+        const out = await c.run(rt.graphs, c.feeds(ort, embeds, cache.lengths, sampling, noise, extra), cache);
         calls.frame += 1;
-        dispose([...cache, embeds]);
-        const codes = Array.from(out[c.codes].data, Number);  // [1, K]
-        pos += c.advance(embeds.dims[1]);
-        embeds = out[c.embedsOut];
-        cache = c.cacheOut.map((name) => out[name]);
+        cache.lengths[0] += c.advance(embeds.dims[1]);
+        dispose([embeds]);
+        const codes = Array.from(out.codes.data, Number);  // [1, K]
+        embeds = out.embeds;
         logits?.update(codes);
         this.timings.frame_s.push(now() - t);
         timer[n === 0 ? 'prefill_s' : 'frames_s'] += now() - t;
@@ -161,7 +174,9 @@ export class Speech {
         t = now();
       }
     } finally {
-      dispose([...cache, embeds]);
+      cache.dispose();
+      logits?.dispose();
+      dispose([embeds, noiseBuffer]);
     }
   }
 
@@ -172,7 +187,7 @@ export class Speech {
       rtf: audio ? round(wall / audio) : null, first_audio_s: firstAudio == null ? null : round(firstAudio),
       // generation calls only: the prompt's embed call and the codec calls are counted apart
       runtime_calls_per_frame: frames ? round(calls.frame / frames) : null,
-      embed_calls: calls.embed, codec_calls: codecCalls, chunk_frames: this.chunkFrames,
+      embed_calls: calls.embed, codec_calls: codecCalls, chunk_frames: this.schedule,
       stages: Object.fromEntries(Object.entries(timer).map(([k, v]) => [k, round(v)])),
       stopped: this.stopped,
     });
