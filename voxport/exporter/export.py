@@ -17,6 +17,7 @@ from voxport.fsutil import atomic_dir, check_dir_target
 from voxport import dtypes as dt
 from voxport.manifest import FORMAT_VERSION, MANIFEST, file_entry, is_artifact_dir, variant_bytes
 from voxport.exporter import checkpoint
+from voxport.exporter.onnx_builder import ExternalData
 from voxport.exporter.quantize import EXTERNAL_DATA_BYTES
 from voxport.exporter.spec import Family, GraphSpec
 
@@ -46,10 +47,11 @@ def export(model: str, out: Path, device: str = "cpu", progress=print, cache_roo
         (tmp / "onnx").mkdir()
         graphs, policies, smoke = {}, {}, {}
         specs = family.graphs()
+        spilled = ExternalData(EXTERNAL_DATA_BYTES)  # written graphs share the weights they have in common
         for i, spec in enumerate(specs, 1):
             t = time.time()
             progress(f"[{i}/{len(specs)}] exporting {spec.name} ...")
-            files = export_graph(spec, tmp, device)
+            files = export_graph(spec, tmp, device, spilled)
             entries = [file_entry(tmp, f) for f in files]
             graphs[spec.name] = {
                 "inputs": [s.as_json() for s in spec.inputs],
@@ -137,14 +139,14 @@ def _make_variants(root: Path, graphs: dict, policies: dict, dtypes: list[str], 
         progress(f"[{dtype}] {variant_bytes({'graphs': graphs}, dtype) / 1e6:.1f} MB in {time.time() - t:.1f} s")
 
 
-def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
+def export_graph(spec: GraphSpec, root: Path, device: str = "cpu", spilled: ExternalData | None = None) -> list[str]:
     """Trace `spec.module` with torch.export (named dynamic dims), or write the graph `spec.build`
-    makes from the weights, to onnx/<name>.onnx."""
+    makes from the weights, to onnx/<name>.onnx (large initializers to the export's `spilled`)."""
     import onnx
     import torch
 
     if spec.build is not None:
-        return _write_built(spec, root)
+        return _write_built(spec, root, spilled or ExternalData(EXTERNAL_DATA_BYTES))
     args = [a.to(device) for a in spec.make_inputs(spec.export_sizes)]
     rel = f"onnx/{spec.name}.onnx"
     n_bytes = sum(p.numel() * p.element_size() for p in spec.module.parameters())
@@ -170,16 +172,22 @@ def export_graph(spec: GraphSpec, root: Path, device: str = "cpu") -> list[str]:
     return files
 
 
-def _write_built(spec: GraphSpec, root: Path) -> list[str]:
+def _write_built(spec: GraphSpec, root: Path, spilled: ExternalData) -> list[str]:
+    """The graph written from the weights. Past EXTERNAL_DATA_BYTES of initializers the builder streams
+    them to <graph>.onnx_data as it makes them, or points at an earlier graph's file where that holds
+    the same weight (exporter/onnx_builder.py): the weights are never held twice (orpheus-3b's 12 GB
+    fp32 frame would otherwise peak near 25 GB beside the PyTorch model), and its lm_step adds 0.1 GB
+    of disk, not 12."""
     import torch
 
     from voxport.exporter.quantize import save
 
-    with torch.no_grad():
+    path = root / f"onnx/{spec.name}.onnx"
+    with torch.no_grad(), spilled.graph(path.with_name(path.name + "_data")):
         model = spec.build(spec.inputs, spec.outputs)
     _name_axes(model, spec)
-    path = root / f"onnx/{spec.name}.onnx"
-    return [str(f.relative_to(root)) for f in save(model, path)]
+    files = save(model, path) + [f for f in spilled.used if f != path]
+    return [str(f.relative_to(root)) for f in files]
 
 
 def _rename_external_data(model, path: Path) -> str:

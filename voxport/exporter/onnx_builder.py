@@ -3,12 +3,20 @@
 Used for graphs written directly from a checkpoint's weights (voxport/exporter/blocks.py) instead of traced:
 onnx.helper builds the protos; this only keeps names unique and scoped, interns weights once (a weight
 read by 31 unrolled steps is one initializer), and declares the contrib-op domain.
+
+Inside `ExternalData(over).graph(path)` a builder keeps its initializers inline until they pass `over`
+bytes, then writes every one of them of 1 KiB or more to `path` and each later one as it is made (a
+TensorProto that points at its offset; the array is released): a 3B LM's fp32 weights (12 GB) never sit
+in memory twice, as numpy arrays and again as protobuf bytes. A graph under `over` comes out byte for
+byte as without it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -28,6 +36,57 @@ _TYPE_FROM_INPUT = {"Where": 1}
 
 _ONNX_DTYPE = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "int32": TensorProto.INT32}
 
+_EXTERNAL: contextvars.ContextVar = contextvars.ContextVar("external_data", default=None)
+SMALL_BYTES = 1024  # initializers under this stay inline (onnx.save_model's size_threshold default)
+ALIGN = 4096  # each external tensor starts on a page: onnxruntime maps an aligned offset instead of copying
+
+
+class ExternalData:
+    """Where the builders of one export spill initializers once a graph holds more than `over` bytes:
+    each graph its own data file (`graph(path)`), except that a weight an earlier graph already wrote
+    (same name, type, shape and bytes) is pointed at there, not written again: orpheus-3b's `lm_step`
+    reads the frame's 12 GB of LM weights from the frame's file."""
+
+    def __init__(self, over: int):
+        self.over = over
+        self._written: dict[tuple, tuple[Path, int, int]] = {}
+        self._path: Path | None = None
+        self._file = None
+        self.used: list[Path] = []  # the data files the current graph's tensors point at, in first-use order
+
+    @contextlib.contextmanager
+    def graph(self, path: Path):
+        """Builders made inside spill to `path` (created only when something new is written there)."""
+        self._path, self._file, self.used = Path(path), None, []
+        token = _EXTERNAL.set(self)
+        try:
+            yield self
+        finally:
+            _EXTERNAL.reset(token)
+            if self._file is not None:
+                self._file.close()
+            self._file = None
+
+    def write(self, t: onnx.TensorProto, data) -> None:
+        """Point `t` at its bytes `data` (little-endian), written page-aligned unless already written."""
+        key = (t.name, t.data_type, tuple(t.dims), hashlib.sha1(data).digest())
+        if key not in self._written:
+            if self._file is None:
+                self._file = open(self._path, "wb")
+            offset = -self._file.tell() % ALIGN + self._file.tell()
+            self._file.seek(offset)
+            self._file.write(data)
+            self._written[key] = (self._path, offset, self._file.tell() - offset)
+        path, offset, length = self._written[key]
+        if path not in self.used:
+            self.used.append(path)
+        t.ClearField("raw_data")
+        t.data_location = TensorProto.EXTERNAL
+        del t.external_data[:]
+        for k, value in (("location", path.name), ("offset", offset), ("length", length)):
+            entry = t.external_data.add()
+            entry.key, entry.value = k, str(value)
+
 
 class GraphBuilder:
     def __init__(self, name: str):
@@ -39,6 +98,9 @@ class GraphBuilder:
         self._scope: list[str] = []
         self._used: dict[str, int] = {}
         self._types: dict[str, int] = {}  # tensor -> ONNX element type
+        self._external: ExternalData | None = _EXTERNAL.get()
+        self._spilled = False
+        self._inline_bytes = 0
 
     # -- names ------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -75,10 +137,22 @@ class GraphBuilder:
 
     def weight(self, name: str, array) -> str:
         """A named initializer, stored once however many nodes read it."""
-        if name not in self.initializers:
-            arr = np.ascontiguousarray(array)
-            self.initializers[name] = numpy_helper.from_array(arr, name)
-            self._types[name] = self.initializers[name].data_type
+        if name in self.initializers:
+            return name
+        arr = np.ascontiguousarray(array)
+        if not self._spilled and self._external and self._inline_bytes + arr.nbytes > self._external.over:
+            self._spilled = True
+            for t in self.initializers.values():
+                if len(t.raw_data) >= SMALL_BYTES:
+                    self._external.write(t, t.raw_data)
+        if self._spilled and arr.nbytes >= SMALL_BYTES and arr.dtype.kind in "fiub":
+            t = onnx.TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(arr.dtype), dims=arr.shape)
+            self._external.write(t, memoryview(arr.astype(arr.dtype.newbyteorder("<"), copy=False)).cast("B"))
+        else:
+            t = numpy_helper.from_array(arr, name)
+            self._inline_bytes += arr.nbytes
+        self.initializers[name] = t
+        self._types[name] = t.data_type
         return name
 
     def const(self, value, dtype=np.int64) -> str:
@@ -131,6 +205,8 @@ class GraphBuilder:
         return self.op(op_type, inputs, n_out, label, domain=MS_DOMAIN, unused=unused, **attrs)
 
     def model(self) -> onnx.ModelProto:
+        """The finished model; spilled initializers point at their data files by name (ExternalData:
+        save the model beside them, once the `graph` block has closed them)."""
         typed = self._typed(self.nodes, {v.name for v in self.inputs + self.outputs})
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs,
                                   initializer=list(self.initializers.values()), value_info=typed)

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import onnx
+from onnx.external_data_helper import load_external_data_for_model
 
 from voxport.exporter.precision import GraphPrecision
 
@@ -56,7 +57,11 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
     precision says what the file holds: {"weights": ..., "activations": ..., "kept_fp32": [...]}."""
     if dtype in policy.unsupported:
         return [], {"dtype": "fp32", "reason": policy.unsupported[dtype]}
-    model = onnx.load(str(src))
+    # the graph alone: q4 reads each weight from the file as it packs it (orpheus-3b's fp32 frame holds
+    # 12 GB); fp16 and q8 take the whole model
+    model = onnx.load(str(src), load_external_data=False)
+    if dtype not in ("q4", "q4f16"):
+        load_external_data_for_model(model, str(src.parent))
     if dtype == "fp16":
         model, kept = to_fp16(model, policy)
         info = {"weights": "fp16", "activations": "fp16", "kept_fp32": kept}
@@ -65,7 +70,7 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
         info = {"weights": "int8 MatMul" + ("/Gather" if policy.quantize_embeddings else "") + " weights",
                 "activations": "fp32 (quantized to uint8 at run time in MatMulInteger)", "quantized_nodes": n}
     elif dtype in ("q4", "q4f16"):
-        model, n = quantize_q4(model, policy)
+        model, n = quantize_q4(model, policy, src.parent)
         info = {"weights": f"int4 (block {Q4_BLOCK}, symmetric) MatMul weights"
                 + ("; int8 Gather tables" if policy.quantize_embeddings else ""), "activations": "fp32",
                 "quantized_nodes": n}
@@ -203,14 +208,23 @@ def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision, ops: list[str] |
     return out, n
 
 
-def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
+def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision, base_dir: Path | None = None
+                ) -> tuple[onnx.ModelProto, int]:
+    """`model` may keep its weights in external data under `base_dir` (not loaded): the quantizer then
+    maps each MatMul weight from the file while it packs it, and only what stays float (embedding
+    tables, rotary caches) is read in afterwards. Peak memory is the 4-bit model plus one weight."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    relative = _point_external_data_at(model, base_dir) if base_dir is not None else {}
     q = MatMulNBitsQuantizer(model, bits=4, block_size=Q4_BLOCK, is_symmetric=True, accuracy_level=ACCURACY_LEVEL,
                              op_types_to_quantize=("MatMul",), nodes_to_exclude=_excluded(model, policy))
+    q.node_quantizer.quantize = _once_per_weight(q.node_quantizer.quantize)
     with _quiet():
         q.process()
     out = q.model.model
+    if relative:
+        _point_external_data_at(out, None, relative)
+        load_external_data_for_model(out, str(base_dir))
     for node in out.graph.node:  # the quantizer names them <MatMul>_Q4: /.../qkv/MatMul_Q4 -> /.../qkv/MatMulNBits
         if node.op_type == "MatMulNBits" and node.name.endswith("/MatMul_Q4"):
             node.name = node.name[: -len("MatMul_Q4")] + "MatMulNBits"
@@ -219,6 +233,40 @@ def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.Mo
         out, tables = quantize_q8(out, policy, ops=["Gather"])
         n += tables
     return out, n
+
+
+def _once_per_weight(quantize):
+    """The quantizer packs a weight once per MatMul that reads it: orpheus-3b's frame reads each layer's
+    weights from its 7 unrolled steps, and packing 7 copies held 16.7 GB and took 482 s. Pack each once
+    (per graph) and give the other MatMuls a MatMulNBits node on the same tables."""
+    first: dict[tuple, onnx.NodeProto] = {}
+
+    def once(node, graph_stack):
+        key = (node.input[1], id(graph_stack[-1])) if node.op_type == "MatMul" and len(node.input) > 1 else None
+        if key in first:
+            twin = onnx.NodeProto()
+            twin.CopyFrom(first[key])
+            twin.input[0], twin.output[0], twin.name = node.input[0], node.output[0], f"{node.name}_Q4"
+            return [twin]
+        nodes = quantize(node, graph_stack)
+        if key is not None and len(nodes) == 1 and nodes[0].op_type == "MatMulNBits":
+            first[key] = nodes[0]
+        return nodes
+
+    return once
+
+
+def _point_external_data_at(model: onnx.ModelProto, base_dir: Path | None, back: dict | None = None) -> dict:
+    """Make each external tensor's location absolute (under `base_dir`), since the quantizer reads
+    tensors relative to the working directory; returns {absolute: relative}. With `back`, undo it."""
+    changed = {}
+    for t in model.graph.initializer:
+        for entry in t.external_data if t.data_location == onnx.TensorProto.EXTERNAL else ():
+            if entry.key == "location":
+                new = back[entry.value] if back is not None else str(Path(base_dir).resolve() / entry.value)
+                changed[new] = entry.value
+                entry.value = new
+    return changed
 
 
 @contextlib.contextmanager

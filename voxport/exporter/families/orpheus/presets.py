@@ -37,6 +37,9 @@ class OrpheusPreset:
     specials: int  # Llama's special-token block (256 released: <|begin_of_text|> .. reserved)
     vocab_size: int | None  # None: exactly text + specials + 10 controls + 7 x codebook
     seed: int = 0
+    # the weights' dtype on disk: the released 3B ships bfloat16 (6.6 GB; fp32 would be 13.2 GB of disk and,
+    # while the random model is made, of memory); the loader reads either as fp32
+    dtype: str = "float32"
 
 
 _FULL = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
@@ -54,7 +57,7 @@ PRESETS: dict[str, OrpheusPreset] = {
     "orpheus-tiny-hd24": OrpheusPreset("orpheus-tiny-hd24", {**_TINY, "head_dim": 24}, codec.TINY_SNAC, text_base=384,
                                        specials=16, vocab_size=None),
     "orpheus-3b": OrpheusPreset("orpheus-3b", _FULL, codec.FULL_SNAC, text_base=128000, specials=256,
-                                vocab_size=156940),
+                                vocab_size=156940, dtype="bfloat16"),
 }
 
 
@@ -103,7 +106,12 @@ def build_preset(preset: OrpheusPreset, out: Path) -> None:
     config = LlamaConfig(vocab_size=vocab, bos_token_id=preset.text_base, eos_token_id=preset.text_base + 9,
                          attention_bias=False, mlp_bias=False, hidden_act="silu", **preset.llama)
     torch.manual_seed(preset.seed)
-    lm = LlamaForCausalLM(config).eval()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, preset.dtype))
+    try:
+        lm = LlamaForCausalLM(config).eval()
+    finally:
+        torch.set_default_dtype(default)
     out.mkdir(parents=True, exist_ok=True)
     config.architectures = ["LlamaForCausalLM"]
     config.save_pretrained(out)
