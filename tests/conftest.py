@@ -111,9 +111,16 @@ def pytest_terminal_summary(terminalreporter, config):
     if factory is None:
         return
     presets, root = set(all_presets()), factory.getbasetemp()
-    for path in sorted(root.rglob("parity.json")):
-        if path.parent.name not in presets:
-            continue
+
+    def once(name: str) -> list:  # one report per preset: several tests export or copy the same one
+        seen, out = set(), []
+        for path in sorted(root.rglob(name), key=lambda p: (len(p.parts), str(p))):
+            if path.parent.name in presets and path.parent.name not in seen:
+                seen.add(path.parent.name)
+                out.append(path)
+        return sorted(out, key=lambda p: p.parent.name)
+
+    for path in once("parity.json"):
         r = json.loads(path.read_text())
         worst = max(r["graphs"], key=lambda c: c["rel"])
         terminalreporter.section(f"parity {path.parent.name}: {'PASS' if r['ok'] else 'FAIL'}")
@@ -121,9 +128,7 @@ def pytest_terminal_summary(terminalreporter, config):
                                     f"{worst['graph']}.{worst['output']} (allowed {worst['allowed'] / (worst['scale'] or 1):.0e})")
         for row in r.get("rows", []):
             terminalreporter.write_line(f"{'ok  ' if row['ok'] else 'FAIL'} {row['name']}: {row['summary']}")
-    for path in sorted(root.rglob("fidelity.json")):
-        if path.parent.name not in presets:
-            continue
+    for path in once("fidelity.json"):
         f = json.loads(path.read_text())
         terminalreporter.section(f"fidelity {path.parent.name}: {'PASS' if f['ok'] else 'FAIL'}")
         terminalreporter.write_line(f"worst margin {f['worst']}")
