@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+import anyio
+
 from voxport.api.errors import ApiError
 
 
@@ -94,3 +96,24 @@ class Slot:
         if self._held:  # idempotent: every exit path may call it
             self._held = False
             self._slots._release()
+
+
+async def take_unless_gone(slots: Slots, gone):
+    """A slot, or None when the client leaves while it waits: `gone` is an async function that returns
+    once it has, and the waiting `take` is then cancelled, so the waiter leaves the queue (one nobody
+    listens to must not hold a place). HTTP requests and WebSocket sessions differ only in `gone`."""
+    got, refused = None, None
+    async with anyio.create_task_group() as tg:
+        async def watch():
+            await gone()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        try:
+            got = await slots.take()
+        except ApiError as e:  # raised here it would leave the group wrapped in an ExceptionGroup
+            refused = e
+        tg.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
+    return got

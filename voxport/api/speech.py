@@ -18,6 +18,7 @@ from voxport.runtime.stream import Speech
 from voxport.api.bodies import read_json
 from voxport.api.encode import Encoder, formats, media_type
 from voxport.api.errors import ApiError, bad
+from voxport.api.slots import take_unless_gone
 from voxport.api.voices import NAME as VOICE_NAME
 from voxport.errors import InputError, VoxportError
 
@@ -187,25 +188,13 @@ async def speech(request: Request) -> StreamingResponse:
 
 
 async def take_while_connected(slots, receive):
-    """A slot, or None when the client disconnects while it waits (it leaves the queue then: a
-    waiter nobody listens to must not hold a place). The body has been read, so the only message
-    left on the connection is the disconnect (uvicorn repeats it to the response's own listener)."""
-    got, refused = None, None
-    async with anyio.create_task_group() as tg:
-        async def watch():
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            tg.cancel_scope.cancel()  # the waiting `take` is cancelled: it leaves the queue
+    """A slot, or None when the client disconnects while it waits. The body has been read, so the only
+    message left on the connection is the disconnect (uvicorn repeats it to the response's own listener)."""
+    async def gone():
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
-        tg.start_soon(watch)
-        try:
-            got = await slots.take()
-        except ApiError as e:  # raised here it would leave the group wrapped in an ExceptionGroup
-            refused = e
-        tg.cancel_scope.cancel()
-    if refused is not None:
-        raise refused
-    return got
+    return await take_unless_gone(slots, gone)
 
 
 async def load_runtime(state, opts: Options):

@@ -42,6 +42,7 @@ from voxport.runtime.chunking import check_utf8, complete_sentences
 from voxport.runtime.live_text import LiveText
 from voxport.api.errors import ApiError, bad
 from voxport.api.bodies import parse_json
+from voxport.api.slots import take_unless_gone
 from voxport.api.speech import check_fits, load_runtime, parse_options
 from voxport.errors import InputError
 
@@ -270,24 +271,13 @@ class Session:
 
 
 async def _take_while_open(slots, websocket: WebSocket, early: list):
-    """A slot, or None when the client closes while it waits (it leaves the queue then). Messages
-    that arrive meanwhile go to `early`, in order, for the session."""
-    got, refused = None, None
-    async with anyio.create_task_group() as tg:
-        async def watch():
-            while (message := await websocket.receive())["type"] != "websocket.disconnect":
-                early.append(message)
-            tg.cancel_scope.cancel()  # the waiting `take` is cancelled: it leaves the queue
+    """A slot, or None when the client closes while it waits. Messages that arrive meanwhile go to
+    `early`, in order, for the session."""
+    async def gone():
+        while (message := await websocket.receive())["type"] != "websocket.disconnect":
+            early.append(message)
 
-        tg.start_soon(watch)
-        try:
-            got = await slots.take()
-        except ApiError as e:  # raised here it would leave the group wrapped in an ExceptionGroup
-            refused = e
-        tg.cancel_scope.cancel()
-    if refused is not None:
-        raise refused
-    return got
+    return await take_unless_gone(slots, gone)
 
 
 async def _receive(websocket: WebSocket) -> dict:
