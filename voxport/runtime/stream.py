@@ -103,16 +103,19 @@ class Speech:
         self.stats = {"stages": timer}
 
         def emit(pending):
+            """Decode `pending` (none: flush the codec) and yield its audio, if any: a codec that looks
+            ahead returns nothing for its first frames, and no chunk is empty."""
             nonlocal samples, first_audio
             t = time.perf_counter()
             pcm = codec.decode(np.stack(pending)) if pending else codec.flush()
             self.timings["codec_s"].append(time.perf_counter() - t)
             timer["codec_s"] += self.timings["codec_s"][-1]
             samples += pcm.shape[0]
-            if pcm.shape[0]:  # a codec that looks ahead returns nothing for its first frames
+            if pcm.shape[0]:
                 first_audio = first_audio or time.perf_counter() - t0
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
-            return pcm
+            if pcm.shape[0]:
+                yield pcm
 
         try:
             context = list(self.context)
@@ -125,14 +128,10 @@ class Speech:
                         break
                     pending.append(frame)
                     if len(pending) == self.schedule[min(chunk, len(self.schedule) - 1)]:
-                        pcm = emit(pending)
-                        if pcm.shape[0]:
-                            yield pcm
+                        yield from emit(pending)
                         pending, chunk = [], chunk + 1
                 if pending and not self._cancelled():
-                    pcm = emit(pending)
-                    if pcm.shape[0]:
-                        yield pcm
+                    yield from emit(pending)
                 spoken = np.stack(self.codes[start:]) if len(self.codes) > start else np.zeros((0, 1), np.int64)
                 spoken = spoken[: len(spoken) - int(len(spoken) > 0 and self._is_eos(spoken[-1]))]
                 text = str(text)  # a LiveText: its text as far as it was written
@@ -142,7 +141,7 @@ class Speech:
                 if self.rt.prompts.carries_context:
                     context = [self._utterance(text, spoken)] if len(spoken) else []
             if codec.delay and not self._cancelled():  # the audio a look-ahead codec still holds
-                yield emit([])
+                yield from emit([])
         finally:
             self._update(t0, timer, calls, codec.calls, samples, first_audio)
 
