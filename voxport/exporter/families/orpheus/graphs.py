@@ -89,7 +89,7 @@ def frame(lm, layout: Layout) -> GraphSpec:
                       "top_k": [1, c, c // 2], "top_p": [1.0, 0.8, 0.7], "penalty": [1.3, 1.3, 1.0], "seen": 0.2}],
         tolerance={"codes": Tolerance(exact=True)},
         build=(lambda inputs, outputs: build_frame(lm, layout, inputs, outputs)) if fused else None,
-        optimize=not fused,
+        optimize=False,  # traced: 7 unrolled LM passes, past what the rewriter takes (spec.py)
         inplace=kv_cache.inplace(n),
         # each row's written positions: lengths + seq from the LM pass, then one per unrolled step
         valid_positions=lambda feeds: feeds[kv_cache.LENGTHS] + feeds["inputs_embeds"].shape[1] + POSITIONS - 1,
