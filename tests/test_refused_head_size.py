@@ -4,20 +4,15 @@ export's smoke run and equals FrameStep at every check case (Orpheus: the same t
 tests/test_orpheus.py).
 
 CSM's traced frame (31 unrolled depth steps, ~5,000 nodes) costs ~2 min of CPU to export, nearly all
-of it in torch.export's trace and its decomposition retrace: it runs only with VOXPORT_TEST_SLOW=1,
-to keep the suite's time. Qwen3-TTS's (15 code-predictor steps) costs ~1 min and always runs."""
+of it in torch.export's trace and its decomposition retrace; Qwen3-TTS's (15 code-predictor steps)
+~1 min."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-SLOW = pytest.mark.skipif(not os.environ.get("VOXPORT_TEST_SLOW"),
-                          reason="tiny-hd24's traced frame: ~2 min of CPU to export (VOXPORT_TEST_SLOW=1 runs it)")
 
-
-@pytest.mark.parametrize("preset,cases", [pytest.param("tiny-hd24", 6, marks=SLOW), ("qwen3-tts-tiny-hd24", 7)])
+@pytest.mark.parametrize("preset,cases", [("tiny-hd24", 6), ("qwen3-tts-tiny-hd24", 7)])
 def test_the_traced_frame_exports_runs_and_passes_parity(preset, cases, cache_root, tmp_path):
     import onnxruntime as ort
 
