@@ -161,13 +161,17 @@ class LlamaStack:
         `like`) as every layer's first past; each present then keeps that shape, so no shape in the
         unrolled steps grows (a fixed-shape graph is what WebGPU graph capture needs). rows (GPU
         [batch] int32 zeros): the capturable form, the zeros broadcast on the GPU from an initializer
-        (ConstantOfShape runs on the CPU on WebGPU: an upload every frame, which capture refuses)."""
+        (ConstantOfShape runs on the CPU on WebGPU: an upload every frame, which capture refuses), one
+        tensor per layer and kv: under capture GroupQueryAttention must write its present into its past's
+        buffer, which onnxruntime grants only to a past no other node reads."""
         b = self.b
         if rows is not None:
-            col = b.op("Reshape", [b.op("Cast", [rows], to=1), b.const([-1, 1, 1, 1])], label="cache")
-            zeros = b.op("Add", [col, b.const(np.zeros((1, self.kv_heads, capacity, self.head_dim)), np.float32)],
-                         label="cache")
-            return [(zeros, zeros)] * len(self.layers)
+            # Unsqueeze, not Reshape to -1: the batch axis keeps its symbolic name through shape
+            # inference, so onnxruntime can prove a present the size of its past and share the buffer
+            col = b.op("Unsqueeze", [b.op("Cast", [rows], to=1), b.const([1, 2, 3])], label="cache")
+            zero = b.const(np.zeros((1, self.kv_heads, capacity, self.head_dim)), np.float32)
+            return [tuple(b.op("Add", [col, zero], label=f"cache.{i}.{kv}") for kv in ("key", "value"))
+                    for i in range(len(self.layers))]
         batch = b.op("Slice", [b.op("Shape", [like]), b.const([0]), b.const([1])], label="batch")
         shape = b.op("Concat", [batch, b.const([self.kv_heads, capacity, self.head_dim])], axis=0, label="cache")
         zeros = b.op("ConstantOfShape", [shape], value=onnx_helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),

@@ -58,3 +58,65 @@ export class StaticCache {
 export function dispose(tensors) {
   for (const t of tensors) if (t?.location === 'gpu-buffer') t.dispose();
 }
+
+/** The frame graph under WebGPU graph capture (the manifest's `frame.capture` graph, in a session made
+ * with enableGraphCapture): onnxruntime-web records the first runs' GPU commands and replays them, with
+ * no per-dispatch work on the CPU, on the buffers bound at its first run, with that run's shapes. So each
+ * input and output lives in a GPU buffer made once (at the first captured call, from its feed's shape),
+ * every call copies its feeds into those (queue.writeBuffer, or a GPU copy for a GPU tensor: the next
+ * embeds go from the output buffer to the input one), and the static cache is one buffer per name for
+ * the runtime's life, its capacity the longest an utterance may be. The prompt (another shape) runs in
+ * the uncaptured session of the same graph on the same cache buffers. The Python runtime has no
+ * counterpart: onnxruntime's CPU build captures nothing. */
+export class CapturedFrame {
+  /** session: the captured one (Graphs.captureSession); device: graphs.deviceBuffers(). */
+  constructor(ort, contract, session, device, capacity) {
+    Object.assign(this, { ort, contract, session, device });
+    this.cache = contract.newCache(ort, 1, capacity, device);
+    // the prompt's run (the uncaptured session) writes its own buffers, copied into `cache` before the
+    // first frame: a buffer the other session registered first fails GroupQueryAttention's in-place check
+    this.prompt = contract.newCache(ort, 1, capacity, device);
+    this.inputs = {};
+    this.outputs = null;
+    this.calls = 0;
+  }
+
+  /** A new utterance: its prompt runs on `prompt` (uncaptured), then `run` goes on from there. */
+  begin() {
+    this.prompt.lengths[0] = 0;
+    this.fresh = true;
+    return this.prompt;
+  }
+
+  /** Whether an utterance of `positions` cache positions fits the runtime's cache. */
+  fits(positions) { return positions <= this.cache.capacity; }
+
+  /** One frame call (one position of input): {codes: {data} [1, K], embeds: a view of the output buffer}. */
+  async run(graphs, feeds) {
+    const d = this.device, c = this.contract;
+    if (this.fresh) {  // the first frame after a prompt
+      this.prompt.buffers.forEach((b, i) => d.copy(b, this.cache.buffers[i]));
+      this.fresh = false;
+    }
+    for (const [name, t] of Object.entries(feeds)) {
+      const fixed = (this.inputs[name] ??= d.zeros(t.dims, t.type));
+      if (t.location === 'gpu-buffer') d.copy(t, fixed);
+      else d.write(fixed, t.data);
+    }
+    const dims = feeds[c.embedsIn].dims;
+    this.outputs ??= { [c.codes]: d.zeros([dims[0], c.codebooks], 'int64'), [c.embedsOut]: d.zeros(dims) };
+    await graphs.run(c.graph, { ...this.inputs, ...this.cache.feeds() }, { ...this.outputs, ...this.cache.fetches() },
+      this.session);
+    this.calls += 1;
+    const embeds = this.outputs[c.embedsOut];
+    // a view: the caller disposes the embeds it is done with, which must not free the bound buffer
+    return { codes: { data: await d.read(this.outputs[c.codes]) },
+      embeds: this.ort.Tensor.fromGpuBuffer(embeds.gpuBuffer, { dataType: 'float32', dims: embeds.dims }) };
+  }
+
+  dispose() {
+    this.cache.dispose();
+    this.prompt.dispose();
+    dispose([...Object.values(this.inputs), ...Object.values(this.outputs ?? {})]);
+  }
+}
