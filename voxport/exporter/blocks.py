@@ -131,7 +131,7 @@ class LlamaStack:
         why = unfusable(cfg)  # the builders are called only where kernels.fusable said yes
         if why:
             raise ValueError(f"{prefix}: {why}")
-        self.b, self.rope, self.cfg = b, rope, cfg
+        self.b, self.rope, self.cfg, self.prefix = b, rope, cfg, prefix
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.eps = float(model.norm.variance_epsilon)
         self.layers = []
@@ -169,9 +169,12 @@ class LlamaStack:
             # Unsqueeze, not Reshape to -1: the batch axis keeps its symbolic name through shape
             # inference, so onnxruntime can prove a present the size of its past and share the buffer
             col = b.op("Unsqueeze", [b.op("Cast", [rows], to=1), b.const([1, 2, 3])], label="cache")
-            zero = b.const(np.zeros((1, self.kv_heads, capacity, self.head_dim)), np.float32)
-            return [tuple(b.op("Add", [col, zero], label=f"cache.{i}.{kv}") for kv in ("key", "value"))
-                    for i in range(len(self.layers))]
+            # a zeros initializer of its own per layer and kv: identical Adds would be merged into one
+            # tensor by onnxruntime's common-subexpression pass, which no GroupQueryAttention may then
+            # write in place
+            zero = np.zeros((1, self.kv_heads, capacity, self.head_dim), np.float32)
+            return [tuple(b.op("Add", [col, b.weight(f"{self.prefix}.cache.{i}.{kv}", zero)], label=f"cache.{i}.{kv}")
+                          for kv in ("key", "value")) for i in range(len(self.layers))]
         batch = b.op("Slice", [b.op("Shape", [like]), b.const([0]), b.const([1])], label="batch")
         shape = b.op("Concat", [batch, b.const([self.kv_heads, capacity, self.head_dim])], axis=0, label="cache")
         zeros = b.op("ConstantOfShape", [shape], value=onnx_helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),

@@ -169,6 +169,8 @@ export class Speech {
         if (captured && n > 0) {
           try { out = await captured.run(rt.graphs, feeds); } catch (e) {
             // refused at its first replay: this frame and the rest run uncaptured on the same cache
+            captured.handBack();
+            feeds[c.embedsIn] = captured.inputs[c.embedsIn];  // the call's input, copied in before it failed
             rt.refuseCapture(e);
             captured = null;
           }
