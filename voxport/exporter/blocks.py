@@ -77,8 +77,8 @@ def cache_lengths(b, lengths: str, seq: int | str, capture: bool = False) -> tup
     copies) and the total from seqlens_k. Under capture onnxruntime's WebGPU GroupQueryAttention takes
     total_sequence_length from GPU memory (elsewhere from the CPU: a readback, in a call that is not
     captured)."""
-    lens = b.op("Cast", [lengths], to=6, label="lengths")
     if capture:
+        lens = b.op("Cast", [lengths], to=6, label="lengths")
         ones = b.op("Add", [b.op("Mul", [b.op("Slice", [seq, b.const([0]), b.const([1]), b.const([2])]),
                                           b.const(0.0, np.float32)]), b.const(1.0, np.float32)], label="seq")
         n = b.op("Cast", [b.op("ReduceSum", [ones, b.const([1, 2])], keepdims=0)], to=6, label="seq")  # [batch]
@@ -87,6 +87,7 @@ def cache_lengths(b, lengths: str, seq: int | str, capture: bool = False) -> tup
         return seqlens, total
     n = b.const([seq], np.int32) if isinstance(seq, int) else \
         b.op("Cast", [b.op("Gather", [b.op("Shape", [seq]), b.const([1])], label="seq")], to=6)
+    lens = b.op("Cast", [lengths], to=6, label="lengths")
     seqlens = b.op("Sub", [b.op("Add", [lens, n]), b.const([1], np.int32)], label="seqlens_k")
     total = b.op("Add", [b.op("ReduceMax", [lens], keepdims=0), b.op("Squeeze", [n, b.const([0])])], label="total")
     return seqlens, total
