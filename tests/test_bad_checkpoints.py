@@ -90,3 +90,27 @@ def test_failure_half_way_leaves_no_directory(tiny_checkpoint, tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="half-way"):
         ex.export(str(tiny_checkpoint), out, progress=lambda m: None)
     assert not out.exists() and list((tmp_path / "arts").iterdir()) == []
+
+
+def test_sigterm_half_way_leaves_no_directory(cache_root, tmp_path):
+    """A SIGTERM (a supervisor, `timeout`, a container stop) during an export removes the half-written
+    directory as Ctrl-C does, and says so: exit 143, one line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "arts" / "tiny"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "voxport", "export", "tiny", "-o", str(out)],
+                            env={**os.environ, "VOXPORT_CACHE": str(cache_root)}, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(p.suffix == ".onnx" for d in out.parent.glob(".tiny.partial-*")
+                                             for p in d.rglob("*")):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the export ended before it had written a graph"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "voxport export: terminated"
+    assert list(out.parent.iterdir()) == []
