@@ -33,6 +33,9 @@ _AUDIO = re.compile(r"output audio = ([\d.]+)s")
 # llama-tts decodes the codes in windows of this many frames (tools/mtmd/mtmd-helper-gen.cpp); fewer
 # frames and the codec runs only at the end, in its "vocoder" time
 CODEC_WINDOW = 72
+# its context (-c): by default llama-tts takes the model's whole 32,768 positions, a 3.8 GB f16 KV cache
+# at 0.6B (peak RSS 5.9 GB measured for 24 frames); a 10-word prompt and its frames need a few hundred
+CONTEXT = 2048
 
 
 class Tools(NamedTuple):
@@ -203,7 +206,7 @@ def llama_tts(manifest: dict, dtypes: list[str], text: str, frames: int, threads
             progress(f"bench: llama-tts {talker} window {w + 1}/{windows}, {frames} frames, {threads} threads")
             with tempfile.TemporaryDirectory() as tmp:
                 cmd = [str(tools.tts), "-m", str(tk), "-mm", str(mm), "-p", text, "-o", str(Path(tmp) / "out.wav"),
-                       "-n", str(frames), "-t", str(threads), "-tb", str(threads), "--temp", "0", "--top-k", "1",
+                       "-n", str(frames), "-c", str(CONTEXT), "-t", str(threads), "-tb", str(threads), "--temp", "0", "--top-k", "1",
                        "--seed", "0"]
                 code, log, wall, rss = _run(cmd, timeout)
                 if code and "amx" in log.lower():  # its AMX kernels crash at warm-up on some CPUs: -nr avoids them
