@@ -133,3 +133,36 @@ def test_a_head_size_the_kernels_refuse_gets_the_frame_traced(cache_root, tmp_pa
               {"frame": smallest_feeds(spec)}, lambda m: None)
     rows = check_graph(spec, ort.InferenceSession(str(tmp_path / files[0]), providers=["CPUExecutionProvider"]))
     assert len(rows) == 7 * 6 and all(r.ok for r in rows), [r.describe() for r in rows if not r.ok]
+
+
+def test_parity_never_holds_the_reference_and_a_session_at_once(orpheus_dir, monkeypatch):
+    """Orpheus splits its parity cases, so `voxport parity` runs PyTorch first, releases the model, then
+    loads each session alone: what lets orpheus-3b (13.2 GB reference, 11.5 GB fp32 frame session)
+    be checked in 24 GB."""
+    import weakref
+
+    from voxport.exporter import checkpoint
+    from voxport.runtime.graphs import Graphs
+    from voxport.validation import harness
+
+    lms, loads = [], []
+    real_load, real_session = checkpoint.load, Graphs._session
+
+    def load(ckpt, device="cpu"):
+        model, family = real_load(ckpt, device)
+        lms.append(weakref.ref(model.lm))
+        return model, family
+
+    def session(self, name):
+        loads.append((name, all(lm() is None for lm in lms), len(self._sessions)))
+        return real_session(self, name)
+
+    monkeypatch.setattr(checkpoint, "load", load)
+    monkeypatch.setattr(Graphs, "_session", session)
+    r = harness.run(orpheus_dir, frames=8, progress=lambda m: None)
+    assert r["ok"] and len(lms) == 1
+    assert {n for n, _, _ in loads} >= {"embed", "frame", "lm_step", "snac_decoder", "snac_window", "snac_stream"}
+    assert all(gone for _, gone, _ in loads), loads  # no session was made while the LM lived
+    graph_phase = loads[:6]  # one session per graph, each released before the next
+    assert all(held == 0 for _, _, held in graph_phase), graph_phase
+    assert r["greedy"]["identical"] and r["sampled"]["identical"]

@@ -10,6 +10,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from voxport.runtime.audio import pcm16
 from voxport.runtime.runtime import Runtime
@@ -99,14 +100,17 @@ def test_a_waiter_whose_client_leaves_gives_up_its_place(tiny_dir, tmp_path):
 
 
 def test_serve_bench_compares_the_batched_and_batch_1_servers_level_by_level(tiny_dir):
-    from voxport.bench.serve_bench import markdown, run
+    from voxport.bench.serve_bench import _modes, markdown, run
 
-    rows = run([tiny_dir], dtype="fp32", streams=(1, 2), requests=1, frames=3, modes=("batched", "solo:1"))
-    assert [(r["streams"], r["mode"]) for r in rows] == [(1, "batched"), (1, "solo"), (2, "solo"), (2, "batched")]
+    rows = run([tiny_dir], dtype="fp32", streams=(1, 2), requests=1, frames=3, modes=("batched", "solo:1@q8"))
+    assert [(r["streams"], r["mode"], r["dtype"]) for r in rows] == [
+        (1, "batched", "fp32"), (1, "solo", "q8"), (2, "solo", "q8"), (2, "batched", "fp32")]
     for r in rows:
         assert r["requests"] == r["streams"] and r["x_realtime"] > 0 and r["load_avg"] >= 0
         assert (r["mean_rows"] is None) == (r["mode"] == "solo")  # only the engine makes batched calls
-    assert "| batched (1) | 2 |" in markdown(rows)
+    assert "| batched (1) | 2 |" in markdown(rows) and "| tiny | q8 | solo (1) |" in markdown(rows)
+    with pytest.raises(ValueError, match=r"mode 'batched@q3': batched or solo, optionally :THREADS and @DTYPE"):
+        _modes(("batched@q3",), 1, "q4")
 
 
 def test_a_queued_websocket_that_closes_leaves_and_one_that_writes_keeps_its_text(tiny_dir, tmp_path):

@@ -7,7 +7,9 @@
 Each mode is a server of its own, all started before the first level and measured in turn at every
 level (the order rotating), so a machine whose load changes affects them alike: `batched` (the
 default server: one frame call per step for every stream), `solo` (`--no-batching`: each stream its
-own batch-1 frame loop); `MODE:T` gives that server T onnxruntime threads instead of `--threads`.
+own batch-1 frame loop); `MODE:T` gives that server T onnxruntime threads instead of `--threads`, and
+`MODE@DTYPE` serves that precision instead of `--dtype` (`batched@q4 batched@q8`: precisions compared
+in one run).
 
 `run(dirs, dtype, streams, requests, frames) -> list[dict]`, one dict per directory x level x mode:
     model, dtype        served name and precision
@@ -40,6 +42,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from voxport import dtypes as dt
 
 TEXT = "The quick brown fox jumps over the lazy dog near the riverbank."  # ten-ish words, as bench/
 
@@ -97,13 +101,15 @@ class _Server:
         self.voices.cleanup()
 
 
-def _modes(modes: tuple[str, ...], threads: int) -> list[tuple[str, int]]:
+def _modes(modes: tuple[str, ...], threads: int, dtype: str) -> list[tuple[str, int, str]]:
+    """"batched", "solo:1", "batched@q8", "solo:2@q4" -> (mode, threads, precision)."""
     out = []
     for m in modes:
-        name, _, t = m.partition(":")
-        if name not in ("batched", "solo") or (t and not t.isdigit()):
-            raise ValueError(f"mode {m!r}: batched or solo, optionally :THREADS")
-        out.append((name, int(t) if t else threads))
+        head, _, precision = m.partition("@")
+        name, _, t = head.partition(":")
+        if name not in ("batched", "solo") or (t and not t.isdigit()) or ("@" in m and precision not in dt.DTYPES):
+            raise ValueError(f"mode {m!r}: batched or solo, optionally :THREADS and @DTYPE ({', '.join(dt.DTYPES)})")
+        out.append((name, int(t) if t else threads, precision or dtype))
     return out
 
 
@@ -132,35 +138,35 @@ def _level(srv: _Server, model: str, n: int, requests: int, frames: int) -> tupl
 def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4), requests: int = 6,
         frames: int = 10, threads: int = 1, progress=lambda m: None,
         modes: tuple[str, ...] = ("batched",)) -> list[dict]:
-    rows, variants = [], _modes(modes, threads)
+    rows, variants = [], _modes(modes, threads, dtype)
     for d in dirs:
         d = Path(d).resolve()
         model, servers = d.name, []
         try:
-            for mode, t in variants:
-                servers.append(_Server(d, dtype, max(streams), t, batching=mode == "batched"))
+            for mode, t, precision in variants:
+                servers.append(_Server(d, precision, max(streams), t, batching=mode == "batched"))
                 _one(servers[-1].port, model, 0, 2)  # warm-up: first-run allocations, not counted
             for k, n in enumerate(streams):
                 for j in range(len(servers)):
                     i = (j + k) % len(servers)  # rotate which mode goes first
-                    (mode, t), srv = variants[i], servers[i]
+                    (mode, t, precision), srv = variants[i], servers[i]
                     load_avg = os.getloadavg()[0]
-                    before = srv.health()["batches"].get(f"{model}:{dtype}")
+                    before = srv.health()["batches"].get(f"{model}:{precision}")
                     results, wall = _level(srv, model, n, requests, frames)
-                    after = srv.health()["batches"].get(f"{model}:{dtype}")
+                    after = srv.health()["batches"].get(f"{model}:{precision}")
                     ttfb, total = [r[0] * 1e3 for r in results], [r[1] * 1e3 for r in results]
                     audio_s = sum(r[2] for r in results) / 2 / 24000
                     steps = after["steps"] - before["steps"] if after else 0
                     mean_rows = round((after["rows"] - before["rows"]) / steps, 2) if steps else None
                     busy = round((after["busy_s"] - before["busy_s"]) / wall, 2) if after else None
-                    row = {"model": model, "dtype": dtype, "mode": mode, "threads": t, "streams": n,
+                    row = {"model": model, "dtype": precision, "mode": mode, "threads": t, "streams": n,
                            "requests": len(results), "frames": frames, "mean_rows": mean_rows,
                            "engine_busy": busy,
                            "ttfb_ms": {"p50": round(statistics.median(ttfb), 1), "p95": round(_pct(ttfb, 0.95), 1)},
                            "stream_ms": {"p50": round(statistics.median(total), 1), "p95": round(_pct(total, 0.95), 1)},
                            "streams_per_s": round(len(results) / wall, 2), "x_realtime": round(audio_s / wall, 2),
                            "load_s": round(srv.load_s, 2),
-                           "session_load_s": srv.health()["loaded"].get(f"{model}:{dtype}"),
+                           "session_load_s": srv.health()["loaded"].get(f"{model}:{precision}"),
                            "rss_mb": round(srv.rss_mb()), "load_avg": round(load_avg, 2)}
                     progress(markdown([row]).splitlines()[-1])
                     rows.append(row)
@@ -192,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(serve's default 1; 0: all cores)")
     p.add_argument("--modes", nargs="+", default=["batched"],
                    help="servers to compare, measured in turn at each level: batched, solo (--no-batching), "
-                   "each optionally :THREADS (default: batched)")
+                   "each optionally :THREADS and @DTYPE (default: batched)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     a = p.parse_args(argv)
     missing = [str(d) for d in a.dirs if not (d / "manifest.json").is_file()]
@@ -200,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serve_bench: not artifact directories: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        variants = _modes(tuple(a.modes), a.threads)
+        variants = _modes(tuple(a.modes), a.threads, a.dtype)
     except ValueError as e:
         print(f"serve_bench: {e}", file=sys.stderr)
         return 2
     rows = run(a.dirs, a.dtype, tuple(a.streams), a.requests, a.frames, a.threads,
                progress=lambda m: print(m, file=sys.stderr, flush=True),
-               modes=tuple(f"{m}:{t}" for m, t in variants))
+               modes=tuple(f"{m}:{t}@{d}" for m, t, d in variants))
     print(markdown(rows))
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))

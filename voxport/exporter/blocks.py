@@ -221,6 +221,15 @@ def frame_model(b: GraphBuilder, graph_outputs: list, codes: str, next_embeds: s
     return b.model()
 
 
+def row_sum(b: GraphBuilder, x: str, n: int) -> str:
+    """x [B, n, H] summed over axis 1 -> [B, 1, H], each row's sum the same whatever the batch: a MatMul
+    of ones [1, n] (one [1, n] x [n, H] product per row). onnxruntime's ReduceSum over axis 1 adds in an
+    order that depends on B (checked: row 0 of a batch of 2 differs from row 0 alone in the last bit for
+    [B, 32, 64] and [B, 32, 1536]); the next frame's input then differs, and a quantized frame's per-row
+    rounding turned that into other codes after 4 frames on marvis-250m."""
+    return b.op("MatMul", [b.weight(f"ones_{n}", np.ones((1, n), np.float32)), x], label="row_sum")
+
+
 class Sampler:
     """Gumbel-max over the top-k, then top-p, logits, written once per frame graph (the arithmetic of
     voxport/runtime/sampling.py), each row with its own settings: code = argmax of l / T + g over the

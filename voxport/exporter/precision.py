@@ -32,6 +32,10 @@ class GraphPrecision:
         embedding of those codes): one flipped argmax changes them wholesale, so below fp32 their
         figure is reported, not gated (random weights give near-flat logits).
     snr_min_db: dtype -> this graph's SNR gate where it differs from SNR_MIN_DB (say why, measured).
+    batched: the graph runs several streams' rows in one call (a frame graph under the scheduler). Its q8
+        MatMuls then quantize their activations per row (exporter/quantize.py quantize_q8_rows): with the
+        one scale per input of onnxruntime's dynamic quantization, a row's result depends on the other rows
+        of the call, and a stream's codes in a batch would not be its codes alone.
     """
 
     fp16_keep_fp32: tuple[str, ...] = ()
@@ -41,6 +45,7 @@ class GraphPrecision:
     unsupported: dict[str, str] = field(default_factory=dict)
     sampled_outputs: tuple[str, ...] = ()
     snr_min_db: dict[str, float] = field(default_factory=dict)
+    batched: bool = False
 
 
 # Fidelity gates, in one place. SNR (dB) of every float output of every graph against fp32 PyTorch,

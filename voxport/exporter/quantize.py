@@ -4,7 +4,9 @@
          and outputs keep their declared dtypes (KV caches, noise, state stay fp32), weights and
          activations inside are fp16; nodes under `fp16_keep_fp32` module scopes stay fp32.
 - q8:    quantize_dynamic (int8 weights, per-tensor activations quantized at run time) on MatMul
-         (and Gather when the policy quantizes embeddings).
+         (and Gather when the policy quantizes embeddings). A graph that runs several streams' rows in
+         one call (policy `batched`: the frame graphs) gets quantize_q8_rows instead: activations
+         quantized per row, so a row computes the same alone or in a batch.
 - q4:    MatMulNBitsQuantizer, 4 bits, block Q4_BLOCK, symmetric; when the policy quantizes embeddings,
          Gather tables take q8's int8 form (Gather + DequantizeLinear), not GatherBlockQuantized:
          onnxruntime-web's wasm has no GatherBlockQuantized kernel, and a q4 variant that the
@@ -25,6 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx.external_data_helper import load_external_data_for_model
 
@@ -65,6 +68,14 @@ def make_variant(src: Path, dst: Path, dtype: str, policy: GraphPrecision) -> tu
     if dtype == "fp16":
         model, kept = to_fp16(model, policy)
         info = {"weights": "fp16", "activations": "fp16", "kept_fp32": kept}
+    elif dtype == "q8" and policy.batched:
+        model, n = quantize_q8_rows(model, policy)
+        if policy.quantize_embeddings:
+            model, tables = quantize_q8(model, policy, ops=["Gather"])
+            n += tables
+        info = {"weights": "int8 MatMul weights (a scale per column)"
+                + ("; int8 Gather tables" if policy.quantize_embeddings else ""),
+                "activations": "fp32 (quantized to int8 per row at run time: each row independent)", "quantized_nodes": n}
     elif dtype == "q8":
         model, n = quantize_q8(model, policy)
         info = {"weights": "int8 MatMul" + ("/Gather" if policy.quantize_embeddings else "") + " weights",
@@ -206,6 +217,76 @@ def quantize_q8(model: onnx.ModelProto, policy: GraphPrecision, ops: list[str] |
         out = onnx.load(str(dst))
     n = sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "DequantizeLinear") for n in out.graph.node)
     return out, n
+
+
+def quantize_q8_rows(model: onnx.ModelProto, policy: GraphPrecision) -> tuple[onnx.ModelProto, int]:
+    """Every MatMul with a constant 2-D float weight (not excluded) as int8 with its activations quantized
+    per row at run time: each row (token) of the input gets its own symmetric scale (max |x| / 127) and
+    the weight a scale per output column. onnxruntime's dynamic quantization (DynamicQuantizeMatMul) takes
+    one scale for the whole input, so a row's result depends on the other rows of the call: in a batch of
+    streams that changes every stream's codes (marvis-250m: from the first batched frame). Here each row's
+    integer product is exact and its scales are its own, so a row computes the same alone or in any batch.
+    The row is stored as uint8 (value + 128, one zero point 128 for every row): the int8 CPU kernels'
+    fast path is unsigned activations x signed weights. Returns (model, MatMulInteger nodes)."""
+    from onnx import helper, numpy_helper
+
+    graph, excluded = model.graph, set(_excluded(model, policy))
+    inits = {t.name: t for t in graph.initializer}
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+    def const(name, value):
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(value, name)
+            graph.initializer.append(inits[name])
+        return name
+
+    c127 = const("q8rows/127", np.array(127, np.float32))
+    c128 = const("q8rows/128", np.array(128, np.float32))
+    tiny = const("q8rows/tiny", np.array(1e-30, np.float32))  # an all-zero row: scale tiny, codes 0
+    zero = const("q8rows/zero_point", np.array(128, np.uint8))
+    last = const("q8rows/last_axis", np.array([-1], np.int64))
+    weights, rows, nodes, n = {}, {}, [], 0
+    for node in graph.node:
+        w = inits.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if (w is None or node.name in excluded or len(w.dims) != 2 or w.data_type != onnx.TensorProto.FLOAT):
+            nodes.append(node)
+            continue
+        scope = node.name.rsplit("/", 1)[0] if "/" in node.name else node.name
+        if w.name not in weights:  # a weight read by several MatMuls (unrolled steps) is packed once
+            f = numpy_helper.to_array(w).astype(np.float32)
+            col = np.abs(f).max(axis=0) / 127
+            q = np.round(f / np.where(col > 0, col, 1)).astype(np.int8)
+            weights[w.name] = (const(f"{w.name}_int8", q), const(f"{w.name}_scale", col.astype(np.float32)))
+        x = node.input[0]
+        if x not in rows:  # one quantization per input, shared by the MatMuls that read it
+            p = f"{scope}/quant_rows"
+            out = [f"{p}/{k}" for k in ("abs", "max", "max_or_tiny", "scale", "scaled", "round", "shift", "codes")]
+            axes = dict(axes=[-1]) if opset < 18 else {}
+            nodes += [helper.make_node("Abs", [x], [out[0]], name=f"{p}/Abs"),
+                      helper.make_node("ReduceMax", [out[0]] + ([last] if opset >= 18 else []), [out[1]],
+                                       name=f"{p}/ReduceMax", keepdims=1, **axes),
+                      helper.make_node("Max", [out[1], tiny], [out[2]], name=f"{p}/Max"),
+                      helper.make_node("Div", [out[2], c127], [out[3]], name=f"{p}/Scale"),
+                      helper.make_node("Div", [x, out[3]], [out[4]], name=f"{p}/Div"),
+                      helper.make_node("Round", [out[4]], [out[5]], name=f"{p}/Round"),
+                      helper.make_node("Add", [out[5], c128], [out[6]], name=f"{p}/Add"),
+                      helper.make_node("Cast", [out[6]], [out[7]], name=f"{p}/Cast", to=onnx.TensorProto.UINT8)]
+            rows[x] = (out[7], out[3])
+        codes, scale = rows[x]
+        qw, ws = weights[w.name]
+        acc, fl, part = (f"{scope}/{k}_output_0" for k in ("MatMulInteger", "CastFloat", "MulRowScale"))
+        nodes += [helper.make_node("MatMulInteger", [codes, qw, zero], [acc], name=f"{scope}/MatMulInteger"),
+                  helper.make_node("Cast", [acc], [fl], name=f"{scope}/CastFloat", to=onnx.TensorProto.FLOAT),
+                  helper.make_node("Mul", [fl, scale], [part], name=f"{scope}/MulRowScale"),
+                  helper.make_node("Mul", [part, ws], [node.output[0]], name=f"{scope}/MulColumnScale")]
+        n += 1
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    used = {i for node in graph.node for i in _needs(node)}
+    keep = [t for t in graph.initializer if t.name in used]
+    graph.ClearField("initializer")
+    graph.initializer.extend(keep)
+    return model, n
 
 
 def quantize_q4(model: onnx.ModelProto, policy: GraphPrecision, base_dir: Path | None = None

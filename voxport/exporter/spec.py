@@ -49,7 +49,9 @@ class GraphSpec:
     # export-only patches of the reference model, restored on exit (None: export it as it is)
     export_context: Callable[[], AbstractContextManager] | None = None
     # onnxscript's rewriter is quadratic on big unrolled graphs; such a graph skips it (constants are
-    # folded instead) and is left to onnxruntime's own graph optimizations at load.
+    # folded instead) and is left to onnxruntime's own graph optimizations at load. Every traced frame
+    # graph does: tiny-hd24's (31 depth steps) had spent 9 min of CPU in the rewriter, unfinished,
+    # where its whole frame export without it takes 2 min.
     optimize: bool = True
     # a graph written from the weights instead of traced (voxport/exporter/blocks.py: fused onnxruntime ops):
     # build(inputs, outputs) -> onnx.ModelProto with exactly the declared I/O. `module` then stays the
@@ -157,8 +159,29 @@ class Family:
         raise NotImplementedError
 
     def parity(self, rt, ckpt, frames: int, device: str, progress) -> list[ParityRow]:
-        """The family's end-to-end parity cases against its reference implementation, one row each."""
+        """The family's end-to-end parity cases against its reference implementation, one row each.
+        A family that splits its cases into parity_reference and parity_compare gets this from them."""
+        if self.splits_parity():
+            return self.parity_compare(rt, self.parity_reference(rt, ckpt, frames, device, progress), frames, progress)
         return []
+
+    @classmethod
+    def splits_parity(cls) -> bool:
+        """Whether the end-to-end cases come in two phases: `voxport parity` then releases the PyTorch
+        reference before it loads any onnxruntime session, so a model whose fp32 reference and fp32
+        sessions do not fit in memory together is still checked."""
+        return cls.parity_reference is not Family.parity_reference
+
+    def parity_reference(self, rt, ckpt, frames: int, device: str, progress) -> dict:
+        """The PyTorch side of the end-to-end cases, run before any session is loaded (`rt` gives the
+        contract and prompts only): everything parity_compare needs, holding no large module."""
+        raise NotImplementedError
+
+    @classmethod
+    def parity_compare(cls, rt, reference: dict, frames: int, progress) -> list[ParityRow]:
+        """The onnxruntime side of the end-to-end cases against `reference`, one row each; the family's
+        reference model is gone by then."""
+        raise NotImplementedError
 
 
 _REGISTERED: list[type[Family]] = []

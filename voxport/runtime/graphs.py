@@ -59,5 +59,10 @@ class Graphs:
                 raise ArtifactError(f"{path}: onnxruntime could not load it ({str(e).splitlines()[0][:200]})") from None
         return self._sessions[name]
 
+    def release(self, name: str) -> None:
+        """Drop a graph's session (its memory goes with the last reference); a later call loads it again."""
+        with self._lock:
+            self._sessions.pop(name, None)
+
     def run(self, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session(name).run(None, feeds)

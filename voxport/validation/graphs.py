@@ -68,21 +68,22 @@ def settle(spec: GraphSpec, feeds: dict, outputs: list[np.ndarray]) -> list[np.n
     return out
 
 
-def check_graph(spec: GraphSpec, session, device: str = "cpu") -> list[OutputCheck]:
+def compare_case(spec: GraphSpec, session, case: dict, feeds: dict, ref: list[np.ndarray]) -> list[OutputCheck]:
+    """One check case's outputs from onnxruntime against the PyTorch outputs `ref`, per output."""
     results = []
-    out_names = [s.name for s in spec.outputs]
-    for case, feeds, ref in reference_cases(spec, device):
-        got = run_graph(spec, session, feeds)
-        for name, r, g in zip(out_names, ref, got):
-            tol = spec.tolerance_for(name)
-            if r.shape != g.shape:
-                results.append(OutputCheck(spec.name, case, name, list(g.shape), float("inf"), 0, float("inf"), 0, False))
-                continue
-            diff = np.abs(r.astype(np.float64) - g.astype(np.float64))
-            max_abs = float(diff.max()) if diff.size else 0.0
-            scale = float(np.abs(r).max()) if r.size else 0.0
-            allowed = 0.0 if tol.exact else tol.atol + tol.rtol * scale
-            results.append(OutputCheck(spec.name, case, name, list(r.shape), max_abs, scale,
-                                       max_abs / scale if scale else max_abs, allowed, max_abs <= allowed))
+    for name, r, g in zip([s.name for s in spec.outputs], ref, run_graph(spec, session, feeds)):
+        tol = spec.tolerance_for(name)
+        if r.shape != g.shape:
+            results.append(OutputCheck(spec.name, case, name, list(g.shape), float("inf"), 0, float("inf"), 0, False))
+            continue
+        diff = np.abs(r.astype(np.float64) - g.astype(np.float64))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        scale = float(np.abs(r).max()) if r.size else 0.0
+        allowed = 0.0 if tol.exact else tol.atol + tol.rtol * scale
+        results.append(OutputCheck(spec.name, case, name, list(r.shape), max_abs, scale,
+                                   max_abs / scale if scale else max_abs, allowed, max_abs <= allowed))
     return results
 
+
+def check_graph(spec: GraphSpec, session, device: str = "cpu") -> list[OutputCheck]:
+    return [c for case, feeds, ref in reference_cases(spec, device) for c in compare_case(spec, session, case, feeds, ref)]

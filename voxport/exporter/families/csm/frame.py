@@ -76,7 +76,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
 
     from voxport.exporter import kv_cache
     from voxport.exporter.blocks import (LlamaStack, Sampler, cached_stack, frame_model, linear_t, rope_caches,
-                                         row_lengths)
+                                         row_lengths, row_sum)
     from voxport.exporter.onnx_builder import GraphBuilder
 
     cfg, dcfg = model.config, model.depth_decoder.config
@@ -126,6 +126,6 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
         rows = b.op("Add", [frame, b.weight("audio_tokens_offsets", audio.audio_tokens_offsets.numpy()[None])])
         embeds = b.op("Gather", [b.weight("embed_audio_tokens.weight",
                                           audio.embed_audio_tokens.weight.detach().numpy()), rows])
-        next_embeds = b.op("ReduceSum", [embeds, b.const([1])], keepdims=1)  # [B, 1, H]
+        next_embeds = row_sum(b, embeds, len(codes))  # [B, 1, H]
 
     return frame_model(b, graph_outputs, frame, next_embeds, presents)

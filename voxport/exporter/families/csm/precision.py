@@ -25,7 +25,7 @@ CSM_PRECISION = {
     # backbone's audio embedding and the depth decoder's code embedding tables (2-D Gathers)
     # sampling stays fp32 inside fp16: Gumbel noise and logits/T in fp16 would draw other codes than
     # the fp32 step loop and the page for the same noise
-    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"),
+    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"), batched=True,
                             fp16_keep_fp32=("sampling", "sample")),
     # its SEANet transposed convs run as MatMuls (voxport/exporter/streaming.py); they make the audio itself,
     # so their weights stay fp32 and only the transformer's are quantized, as in the batch decoder

@@ -91,10 +91,16 @@ class OrpheusFamily(Family):
 
         return reference_generate(self, text, frames, device)
 
-    def parity(self, rt, ckpt, frames, device, progress):
-        from voxport.exporter.families.orpheus.parity import run
+    def parity_reference(self, rt, ckpt, frames, device, progress):
+        from voxport.exporter.families.orpheus.parity import reference
 
-        return run(rt, self, ckpt, frames, device, progress)
+        return reference(rt, self, frames, progress)
+
+    @classmethod
+    def parity_compare(cls, rt, reference, frames, progress):
+        from voxport.exporter.families.orpheus.parity import compare, rows
+
+        return rows(compare(rt, reference, frames, progress))
 
     # -- runtime facts ----------------------------------------------------------------------------
     def runtime_config(self) -> dict:

@@ -87,9 +87,14 @@ def frame(lm, layout: Layout) -> GraphSpec:
                      {"seq": 1, "past": [9], "capacity": 16, "temperature": 1000.0, "top_k": c + 1, "stop": True},
                      {"seq": 1, "past": [5, 17, 40], "capacity": 64, "temperature": [0.0, 0.6, 1.2],
                       "top_k": [1, c, c // 2], "top_p": [1.0, 0.8, 0.7], "penalty": [1.3, 1.3, 1.0], "seen": 0.2}],
-        tolerance={"codes": Tolerance(exact=True)},
+        # the frame's KV is written by 7 LM passes a call, each over the previous pass's token:
+        # measured worst 3.4e-5 of max|KV| at orpheus-3b (28 layers; lm_step's one pass 8.4e-6) and
+        # 3.2e-7 tiny, so the default 2e-5 is too tight at depth; 1e-4 is what fp32 parity asks. The
+        # codes the frame draws stay exact.
+        tolerance={"codes": Tolerance(exact=True),
+                   **{k.name: Tolerance(rtol=1e-4) for k in kv_cache.kv_specs(kv_cache.OUTPUT, n, kvh, hd, "capacity")}},
         build=(lambda inputs, outputs: build_frame(lm, layout, inputs, outputs)) if fused else None,
-        optimize=not fused,
+        optimize=False,  # traced: 7 unrolled LM passes, past what the rewriter takes (spec.py)
         inplace=kv_cache.inplace(n),
         # each row's written positions: lengths + seq from the LM pass, then one per unrolled step
         valid_positions=lambda feeds: feeds[kv_cache.LENGTHS] + feeds["inputs_embeds"].shape[1] + POSITIONS - 1,

@@ -151,40 +151,48 @@ def speech_codes(rt, frames: int, sampling: Sampling, seed: int = 0) -> np.ndarr
     return np.stack(speech.codes)
 
 
-def cases(rt, family, frames: int, progress) -> dict:
-    """Each case's numbers by name."""
+def reference(rt, family, frames: int, progress) -> dict:
+    """PyTorch's side of the cases (no onnxruntime session): canopy's prompt, transformers' greedy
+    generate with and without the allowed ids, the step-by-step sampler; and the small SNAC model,
+    which the decode cases run on the ONNX codes."""
     from tokenizers import Tokenizer
 
     m = family.model
-    lm, snac, layout = m.lm, m.snac, m.layout
-    tok = Tokenizer.from_file(str(m.tokenizer_file))
-    prompt = canopy_prompt(tok, layout, TEXT)
-    ours = rt.prompts.build([Utterance(TEXT, SPEAKER)])[0][0].tolist()
-    results = {}
-    results["prompt_ids"] = {"ok": ours == prompt, "tokens": len(prompt)}
-
+    lm, layout = m.lm, m.layout
+    prompt = canopy_prompt(Tokenizer.from_file(str(m.tokenizer_file)), layout, TEXT)
     group = rt.contract.group(0)["defaults"]
     penalty = group["repetition_penalty"]
-    progress(f"parity: greedy, {frames} frames, ONNX vs transformers.generate (allowed ids per position)")
-    ref_tokens = generate_constrained(lm, layout, prompt, frames, penalty)
-    ref = tokens_to_codes(ref_tokens, layout)
-    got = speech_codes(rt, frames, Sampling(0.0, 1))
-    results["greedy"] = compare_codes(ref, got)
-
+    s = Sampling(group["temperature"], group["top_k"], penalty, group["top_p"])
+    n = min(frames, 24)
+    progress(f"parity: greedy, {frames} frames: transformers.generate (allowed ids per position)")
+    greedy = tokens_to_codes(generate_constrained(lm, layout, prompt, frames, penalty), layout)
     progress("parity: unconstrained greedy generate: how often it leaves the allowed ids")
     free = generate_constrained(lm, layout, prompt, frames, penalty, allowed=False)
     bad = [i for i, t in enumerate(free) if int(t) not in set(head_rows(layout, i % POSITIONS))]
-    results["unconstrained"] = {"tokens": int(len(free)), "outside_allowed": len(bad),
-                                "fraction": len(bad) / max(1, len(free)), "first_outside": bad[0] if bad else None}
+    progress(f"parity: sampling (T {s.temperature}, top-p {s.top_p}, penalty {penalty}), {n} frames: PyTorch "
+             "on the runtime's noise")
+    sampled = torch_sampled(lm, layout, prompt, n, s, s.top_p, penalty, 1234)
+    return {"prompt": prompt, "greedy": greedy, "sampling": s, "sampled_frames": n, "sampled": sampled,
+            "unconstrained": {"tokens": int(len(free)), "outside_allowed": len(bad),
+                              "fraction": len(bad) / max(1, len(free)), "first_outside": bad[0] if bad else None},
+            "snac": m.snac, "layout": layout}
 
-    s = Sampling(group["temperature"], group["top_k"], penalty, group["top_p"])
-    n = min(frames, 24)
-    progress(f"parity: sampling (T {s.temperature}, top-p {s.top_p}, penalty {penalty}), {n} frames, "
-             "ONNX vs PyTorch on the same noise")
+
+def compare(rt, ref: dict, frames: int, progress) -> dict:
+    """The ONNX side against `ref`: each case's numbers by name."""
+    snac, layout = ref["snac"], ref["layout"]
+    ours = rt.prompts.build([Utterance(TEXT, SPEAKER)])[0][0].tolist()
+    results = {"prompt_ids": {"ok": ours == ref["prompt"], "tokens": len(ref["prompt"])},
+               "unconstrained": ref["unconstrained"]}
+    progress(f"parity: greedy, {frames} frames, ONNX")
+    got = speech_codes(rt, frames, Sampling(0.0, 1))
+    results["greedy"] = compare_codes(ref["greedy"], got)
+    s, n = ref["sampling"], ref["sampled_frames"]
+    progress(f"parity: sampling, {n} frames, ONNX on two seeds")
     sampled = speech_codes(rt, n, s, seed=1234)
-    ref_s = torch_sampled(lm, layout, prompt, n, s, s.top_p, penalty, 1234)
     other = speech_codes(rt, n, s, seed=1235)
-    results["sampled"] = {**compare_codes(ref_s, sampled), "other_seed_differs": bool(not np.array_equal(sampled, other))}
+    results["sampled"] = {**compare_codes(ref["sampled"], sampled),
+                          "other_seed_differs": bool(not np.array_equal(sampled, other))}
 
     audio_codes = got[: len(got) - int(rt.contract.is_stop(got[-1]))] if len(got) else got
     progress(f"parity: SNAC decode of {len(audio_codes)} frames vs the snac package on the same noise")
@@ -222,8 +230,7 @@ def cases(rt, family, frames: int, progress) -> dict:
     return results
 
 
-def run(rt, family, ckpt, frames: int, device: str, progress) -> list[ParityRow]:
-    r = cases(rt, family, frames, progress)
+def rows(r: dict) -> list[ParityRow]:
     g, u, sm, d, w, st = (r[k] for k in ("greedy", "unconstrained", "sampled", "snac_decode", "window_decode",
                                          "streamed_decode"))
     return [

@@ -19,7 +19,7 @@ ORPHEUS_PRECISION = {
     # like the codes it follows a discrete choice: reported, not gated (tiny q4: codes agree 43%, KV
     # 2.9-4.1 dB); the LM itself is gated in `lm_step`, the same layers with deterministic outputs.
     # (frame_policy adds the KV names, which depend on the layer count)
-    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"),
+    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"), batched=True,
                             fp16_keep_fp32=("sampling", "audio_sampling", "sample", "repetition_penalty")),
     "snac_decoder": SNAC,
     "snac_window": SNAC,

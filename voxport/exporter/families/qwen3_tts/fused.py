@@ -23,7 +23,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
     """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch >= 1."""
     from voxport.exporter import kv_cache
     from voxport.exporter.blocks import (LlamaStack, Sampler, _np, cached_stack, frame_model, linear_bias, linear_t,
-                                         rope_caches, row_lengths)
+                                         rope_caches, row_lengths, row_sum)
     from voxport.exporter.onnx_builder import GraphBuilder
 
     talker = model.talker
@@ -77,7 +77,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
 
     with b.scope("next_embeds"):
         frame = b.op("Concat", codes, axis=1, label="codes")  # [B, G]
-        summed = b.op("ReduceSum", [b.op("Concat", embeds, axis=1), b.const([1])], keepdims=1)  # [B, 1, H]
+        summed = row_sum(b, b.op("Concat", embeds, axis=1), len(embeds))  # [B, 1, H]
         next_embeds = b.op("Add", [summed, names["text_embed"]], label="text")
 
     return frame_model(b, graph_outputs, frame, next_embeds, presents)

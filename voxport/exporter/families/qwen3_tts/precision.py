@@ -24,7 +24,7 @@ QWEN_PRECISION: dict[str, GraphPrecision] = {
     # the frame graph holds the codec tables (2-D Gathers) and 16 heads (MatMuls); its sampled outputs
     # are gated by code agreement, not SNR
     # (the talker's and the code predictor's settings, both fp32 inside fp16 as CSM's)
-    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"),
+    "frame": GraphPrecision(quantize_embeddings=True, sampled_outputs=("codes", "next_embeds"), batched=True,
                             fp16_keep_fp32=("sampling", "predictor_sampling", "sample")),
     "codec_encoder": GraphPrecision(unsupported={d: ENCODER_REASON for d in ("fp16", "q8", "q4", "q4f16")}),
     "speaker_encoder": GraphPrecision(unsupported={d: SPEAKER_REASON for d in ("q8", "q4", "q4f16")}),
