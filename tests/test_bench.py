@@ -64,6 +64,9 @@ def test_quick_codes_identical_to_pytorch(quick):
     # the report says so, next to the speed-up
     assert rows[("fused", "fp32")]["speedup_vs_pytorch"] > 0
     assert "| identical |" in quick[1].with_suffix(".md").read_text()
+    # llama.cpp's peer row: the family of the artifact's checkpoint has no llama-tts runner, built or not
+    assert quick[0]["presets"][0]["peers"] == {"llama-tts": {"skipped": "llama.cpp's llama-tts runs no csm checkpoint"}}
+    assert "llama-tts: skipped (llama.cpp's llama-tts runs no csm checkpoint)." in quick[1].with_suffix(".md").read_text()
 
 
 def test_roofline_counts_each_reader(tmp_path):
@@ -107,5 +110,3 @@ def test_qwen_rows_draw_the_reference_codes(qwen_dir, tmp_path):
     for key in (("fused", "fp32"), ("steps", "fp32")):
         assert np.array_equal(np.array(rows[key]["codes"]), ref), key
     assert rows[("fused", "fp32")]["calls_per_frame"] == 1 and rows[("steps", "fp32")]["calls_per_frame"] == 17
-    # llama.cpp's peer row: the family of the artifact's checkpoint has no llama-tts runner, built or not
-    assert p["peers"] == {"llama-tts": {"skipped": "llama.cpp's llama-tts runs no csm checkpoint"}}

@@ -160,16 +160,24 @@ def _work_dir(ckpt: Path) -> Path:
     return cache_root() / "llama.cpp" / f"{ckpt.name}-{hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:12]}"
 
 
-def refusal(manifest: dict) -> tuple[Path | None, str | None]:
-    """(the source checkpoint directory, why llama-tts cannot run it): the family decides."""
-    from voxport.exporter.checkpoint import family_of
+def runs_family(manifest: dict) -> str | None:
+    """Why llama-tts runs no checkpoint of the artifact's family (None: it runs some), from the
+    manifest alone: nothing is resolved or built for a family it never runs."""
     from voxport.exporter.families import family_for
-    from voxport.validation.harness import source_checkpoint
 
     model_type = manifest["source"].get("model_type")
     family = family_for({"model_type": model_type})
-    if family is None or not family.llama_tts:
-        return None, f"llama.cpp's llama-tts runs no {model_type} checkpoint"
+    return None if family and family.llama_tts else f"llama.cpp's llama-tts runs no {model_type} checkpoint"
+
+
+def refusal(manifest: dict) -> tuple[Path | None, str | None]:
+    """(the source checkpoint directory, why llama-tts cannot run it): its family decides."""
+    from voxport.exporter.checkpoint import family_of
+    from voxport.validation.harness import source_checkpoint
+
+    why = runs_family(manifest)
+    if why:
+        return None, why
     try:
         ckpt = source_checkpoint(manifest).path
     except Exception as e:  # noqa: BLE001 - a source that cannot be found again is a skip reason
@@ -183,6 +191,9 @@ def llama_tts(manifest: dict, dtypes: list[str], text: str, frames: int, threads
     """llama-tts rows for the bench's precisions that have a llama.cpp counterpart (LLAMA_TYPES),
     `windows` runs each; `voxport_window(dtype)` (a row of voxport's own, or None) runs between them
     so both engines see the same machine load."""
+    why = runs_family(manifest)  # first: true whether llama.cpp is built here or not
+    if why:
+        return {"skipped": why}
     tools, why = find_llama_cpp()
     if why:
         return {"skipped": why}
