@@ -53,3 +53,16 @@ def test_the_bench_compares_schedules_on_the_same_codes(qwen_dir):
     assert rows["1"]["frames"] == rows["1,4"]["frames"] == 8
     assert all(r["first_audio_ms"] > 0 and r["rtf"] > 0 and r["stall_ms"] >= 0 for r in rows.values())
     assert table(result).count("\n") == 3
+
+
+def test_the_bench_decodes_beside_an_engine_and_refuses_an_unknown_mode(qwen_dir):
+    from voxport.bench.chunk_schedule import measure
+
+    result = measure(qwen_dir, dtype="q4", frames=8, repeats=1, threads=1, schedules={"1,4": (1, 4)},
+                     modes=["serial:1", "engine:1"])
+    rows = {r["mode"]: r for r in result["rows"]}
+    assert set(rows) == {"serial:1", "engine:1"}
+    assert rows["serial:1"]["frames"] == rows["engine:1"]["frames"] == 8
+    assert all(r["first_audio_ms"] > 0 and r["rtf"] > 0 for r in rows.values())
+    with pytest.raises(InputError, match="mode 'pipe:1': expected serial or engine"):
+        measure(qwen_dir, modes=["serial", "pipe:1"])

@@ -26,7 +26,7 @@ def test_conv_transpose_stream_equals_batch(kernel, stride, groups):
     full = conv(x)[..., : 11 * stride]  # causal: everything past T * stride is trimmed on the right
     mod = StreamingConvTranspose1d(conv)
     # the MatMul form is taken exactly where it applies; kernel == stride carries no state
-    assert mod.as_matmul == (groups == 1 and kernel == 2 * stride)
+    assert mod.as_matmul == (groups == 1 and kernel in (stride, 2 * stride))
     assert len(mod.state_specs()) == (kernel > stride)
     with torch.no_grad():
         for chunks in ([11], [1] * 11, [3, 1, 4, 2, 1]):
@@ -35,14 +35,16 @@ def test_conv_transpose_stream_equals_batch(kernel, stride, groups):
             assert torch.allclose(got, full, atol=1e-5, rtol=1e-5), (chunks, (got - full).abs().max())
 
 
-@pytest.mark.parametrize("kernel,stride,dilation", [(7, 1, 1), (3, 1, 2), (4, 2, 1), (1, 1, 1)])
-def test_conv_stream_equals_causal_batch(kernel, stride, dilation):
+@pytest.mark.parametrize("as_2d", [False, True])
+@pytest.mark.parametrize("kernel,stride,dilation,groups", [(7, 1, 1, 1), (3, 1, 2, 1), (4, 2, 1, 1), (1, 1, 1, 1),
+                                                           (7, 1, 3, 4)])
+def test_conv_stream_equals_causal_batch(kernel, stride, dilation, groups, as_2d):
     torch.manual_seed(kernel)
-    conv = nn.Conv1d(5, 4, kernel, stride, dilation=dilation)
+    conv = nn.Conv1d(4, 8, kernel, stride, dilation=dilation, groups=groups)
     context = (kernel - 1) * dilation + 1 - stride
-    x = torch.randn(1, 5, 12)
+    x = torch.randn(1, 4, 12)
     full = conv(nn.functional.pad(x, (context, 0)))  # causal batch: zeros on the left
-    mod = StreamingConv1d(conv, context)
+    mod = StreamingConv1d(conv, context, as_2d=as_2d)
     with torch.no_grad():
         for chunks in ([12], [stride] * (12 // stride), [2 * stride, stride, 12 - 3 * stride]):
             got = _stream(mod, x, chunks)

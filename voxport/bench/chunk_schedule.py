@@ -3,10 +3,16 @@ per frame, and stalls (audio a listener would wait for after playback began), in
 process so every schedule sees the same load.
 
     python -m voxport.bench.chunk_schedule ARTIFACT_DIR [--dtype q4] [--frames 48] [--repeats 5]
+        [--modes serial:2 engine:1]
 
 A chunk of n frames costs one codec call: larger chunks cost less per frame (Qwen3-TTS 0.6B q4,
 2 cores: 8 frames per call 29% less than 1), but the first audio waits for the first chunk, and a
-chunk must be ready before the audio before it has played out."""
+chunk must be ready before the audio before it has played out.
+
+Modes (KIND:THREADS, onnxruntime threads per session): `serial` decodes each chunk between frame
+calls (`Speech` alone); `engine` makes the frames in an engine's thread (runtime/engine.py, one
+slot, as the server does) while this thread decodes, so the codec overlaps the next frames: with
+one thread each, the frame graph and the codec each keep one core."""
 
 from __future__ import annotations
 
@@ -17,16 +23,18 @@ import time
 from pathlib import Path
 
 from voxport.bench.configs import TEN_WORDS
+from voxport.errors import InputError
 
 SCHEDULES = {"1": (1,), "2": (2,), "4": (4,), "8": (8,), "1,2,4": (1, 2, 4), "1,2,4,8": (1, 2, 4, 8),
              "1,4": (1, 4), "1,8": (1, 8)}
 
 
-def one(rt, schedule, frames: int, seed: int) -> dict:
+def one(rt, schedule, frames: int, seed: int, engine=None) -> dict:
     from voxport.runtime.sampling import Sampling
     from voxport.runtime.stream import Speech
 
-    speech = Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=schedule, sampling=Sampling(0.9, 50), seed=seed)
+    speech = Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=schedule, sampling=Sampling(0.9, 50), seed=seed,
+                    engine=engine)
     t0, played, stall, first = time.perf_counter(), 0.0, 0.0, None
     for pcm in speech:
         now = time.perf_counter() - t0
@@ -41,30 +49,48 @@ def one(rt, schedule, frames: int, seed: int) -> dict:
             "frame_ms": 1000 * s["stages"]["frames_s"] / max(1, s["frames"] - 1)}
 
 
+def parse_mode(mode: str, threads: int) -> tuple[str, int]:
+    kind, _, n = mode.partition(":")
+    if kind not in ("serial", "engine") or (n and not n.isdigit()) or (n and int(n) < 1):
+        raise InputError(f"mode {mode!r}: expected serial or engine, optionally :THREADS (e.g. engine:1)")
+    return kind, int(n) if n else threads
+
+
 def measure(artifact_dir: Path, dtype: str = "fp32", frames: int = 48, repeats: int = 5, threads: int = 2,
-            seed: int = 7, schedules: dict | None = None) -> dict:
+            seed: int = 7, schedules: dict | None = None, modes: list[str] | None = None) -> dict:
+    from voxport.runtime.engine import Engine
     from voxport.runtime.runtime import Runtime
 
     schedules = schedules or SCHEDULES
-    rt = Runtime(artifact_dir, threads=threads, dtype=dtype)
-    rt.load_streaming()
-    one(rt, (1,), 4, seed)  # warm-up
-    runs: dict[str, list[dict]] = {name: [] for name in schedules}
-    names = list(schedules)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:  # interleaved, rotated
-            runs[name].append(one(rt, schedules[name], frames, seed))
+    modes = modes or [f"serial:{threads}"]
+    kinds = {m: parse_mode(m, threads) for m in modes}  # every mode checked before anything loads
+    runners = {}
+    try:
+        for m, (kind, n) in kinds.items():
+            rt = Runtime(artifact_dir, threads=n, dtype=dtype)
+            rt.load_streaming()
+            runners[m] = rt, Engine(rt, 1) if kind == "engine" else None
+            one(rt, (1,), 4, seed, runners[m][1])  # warm-up
+        cases = [(m, name) for m in modes for name in schedules]
+        runs: dict[tuple, list[dict]] = {c: [] for c in cases}
+        for r in range(repeats):
+            for m, name in cases[r % len(cases):] + cases[:r % len(cases)]:  # interleaved, rotated
+                runs[m, name].append(one(runners[m][0], schedules[name], frames, seed, runners[m][1]))
+    finally:
+        for _, engine in runners.values():
+            if engine is not None:
+                engine.stop()
     rows = []
-    for name, rs in runs.items():
-        row = {"schedule": name, "frames": rs[0]["frames"]}
+    for (m, name), rs in runs.items():
+        row = {"mode": m, "schedule": name, "frames": rs[0]["frames"]}
         row.update({k: round(statistics.median(x[k] for x in rs), 2) for k in rs[0] if k != "frames"})
         rows.append(row)
     return {"artifact": str(artifact_dir), "dtype": dtype, "threads": threads, "frames": frames,
-            "repeats": repeats, "rows": rows}
+            "repeats": repeats, "modes": modes, "rows": rows}
 
 
 def table(result: dict) -> str:
-    keys = ["schedule", "frames", "first_audio_ms", "rtf", "stall_ms", "codec_ms_per_frame", "frame_ms"]
+    keys = ["mode", "schedule", "frames", "first_audio_ms", "rtf", "stall_ms", "codec_ms_per_frame", "frame_ms"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in result["rows"]]
     return "\n".join(lines)
@@ -77,9 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--modes", nargs="+", help="serial[:THREADS] and/or engine[:THREADS] (default serial)")
     p.add_argument("--json", help="also write the result here")
     a = p.parse_args(argv)
-    result = measure(Path(a.artifact), a.dtype, a.frames, a.repeats, a.threads)
+    try:
+        result = measure(Path(a.artifact), a.dtype, a.frames, a.repeats, a.threads, modes=a.modes)
+    except InputError as e:
+        p.exit(2, f"error: {e}\n")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2))
     print(table(result))

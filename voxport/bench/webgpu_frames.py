@@ -1,12 +1,17 @@
 """What one frame of speech costs on WebGPU through voxport-web (onnxruntime-web in headless Chromium),
 per frame call: GPU buffers created (count and bytes), compute dispatches, queue submits, writeBuffer
 uploads and mapAsync readbacks, counted by wrapping the WebGPU API on the page before onnxruntime runs;
-and whether the codes equal the Python runtime's. Two ways of running the frame graph:
+and whether the codes equal the Python runtime's. Three ways of running the frame:
 
-- `in_place`: the library's WebGPU path (the static KV cache in GPU buffers made once per utterance and
-  bound as both past and present; noise and logits feeds written into buffers made once);
+- `captured`: the library's WebGPU path: the manifest's capture graph (`frame.capture`, no `If`, every
+  value on the GPU) replayed under onnxruntime-web's graph capture, every input and output in a GPU
+  buffer made once (kv.js CapturedFrame); the prompt runs uncaptured. A frame call here is everything
+  the runtime does for it: feeds copied into the bound buffers, the replay, the codes read back;
+- `in_place`: the frame graph uncaptured, the static KV cache in GPU buffers made once per utterance and
+  bound as both past and present, noise and logits feeds written into buffers made once (the library's
+  path before capture, and where the adapter refuses it);
 - `fed_back`: each present output comes back as a new GPU tensor and is fed in as the next past, noise
-  and logits feeds uploaded from the CPU every call (the library's path before the cache was bound).
+  and logits feeds uploaded from the CPU every call (the path before the cache was bound).
 
 Chromium here has only SwiftShader (a CPU-backed adapter): this counts, it does not time.
 
@@ -19,7 +24,7 @@ import argparse
 import json
 from pathlib import Path
 
-MODES = ("fed_back", "in_place")
+MODES = ("fed_back", "in_place", "captured")
 COUNTERS = """(() => {
   const c = window.gpuCount = { buffers: 0, bytes: 0, dispatches: 0, submits: 0, writes: 0, readbacks: 0 };
   if (!globalThis.GPUDevice) return;
@@ -42,21 +47,34 @@ SPEAK = """async ({ mode, text, opts }) => {
   if (!adapter) return { error: 'no WebGPU adapter' };
   const url = (await (await fetch('/api/models')).json()).models[0].url;
   const t0 = performance.now();
-  const tts = await VoxportTTS.load(url, { ort, device: 'webgpu', dtype: opts.dtype, threads: 1, warmup: false });
+  const tts = await VoxportTTS.load(url, { ort, device: 'webgpu', dtype: opts.dtype, threads: 1, warmup: false,
+    capture: mode === 'captured' });
   const loadMs = performance.now() - t0;
-  const graphs = tts.runtime.graphs, frame = tts.runtime.contract.graph, run = graphs.run.bind(graphs), perFrame = [];
+  const rt = tts.runtime, graphs = rt.graphs, frame = rt.contract.graph, run = graphs.run.bind(graphs), perFrame = [];
   if (mode === 'fed_back') graphs.deviceBuffers = async () => null;  // the library's wasm path, on WebGPU
-  graphs.run = async (name, feeds, fetches) => {
+  let inside = false;  // a captured call runs the graph inside it: counted once
+  const counted = async (f) => {
+    if (inside) return f();
+    inside = true;
     const before = { ...window.gpuCount };
-    const out = await run(name, feeds, fetches);
-    if (name === frame) perFrame.push(Object.fromEntries(Object.keys(before).map((k) => [k, window.gpuCount[k] - before[k]])));
-    return out;
+    try { return await f(); } finally {
+      inside = false;
+      perFrame.push(Object.fromEntries(Object.keys(before).map((k) => [k, window.gpuCount[k] - before[k]])));
+    }
   };
+  graphs.run = (name, ...a) => (name === frame ? counted(() => run(name, ...a)) : run(name, ...a));
+  if (rt.captured) {
+    const crun = rt.captured.run.bind(rt.captured);
+    rt.captured.run = (...a) => counted(() => crun(...a));
+  }
   const t1 = performance.now();
   // one codec call at the end: the frames are what is counted
-  const r = await tts.generate(text, { ...opts, chunkFrames: 1e6 });
+  let r;
+  try { r = await tts.generate(text, { ...opts, chunkFrames: 1e6 }); } catch (e) {
+    return { error: String(e.message || e).slice(0, 500), calls: rt.captured?.calls, perFrame };
+  }
   await tts.release();
-  return { codes: r.codes, perFrame, adapter: adapter.info?.description || adapter.info?.architecture || 'unknown',
+  return { codes: r.codes, perFrame, capture: rt.captureStatus, graph: frame, adapter: adapter.info?.description || adapter.info?.architecture || 'unknown',
     fallback: Boolean(adapter.info?.isFallbackAdapter), load_ms: Math.round(loadMs), speak_ms: Math.round(performance.now() - t1) };
 }"""
 
@@ -95,10 +113,11 @@ def count(artifact: Path, frames: int = 6, text: str = "Hello there.", dtype: st
             r = page.evaluate(SPEAK, {"mode": mode, "text": text, "opts": opts})
             page.close()
             if "error" in r:
-                return {**out, "error": r["error"]}
+                return {**out, **r}
             out["adapter"], out["fallback_adapter"] = r["adapter"], r["fallback"]
             differ = [i for i, (a, b) in enumerate(zip(r["codes"], want)) if a != b]
-            out["modes"][mode] = {"codes_equal_python": r["codes"] == want, "first_frame_unlike_python":
+            out["modes"][mode] = {"graph": r["graph"], "graph_capture": r["capture"],
+                                  "codes_equal_python": r["codes"] == want, "first_frame_unlike_python":
                                   differ[0] if differ else None, "load_ms": r["load_ms"], "speak_ms": r["speak_ms"],
                                   "steady": r["perFrame"][-1], "per_frame": r["perFrame"]}
             codes[mode] = r["codes"]
@@ -116,8 +135,12 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     a = p.parse_args()
-    print(json.dumps(count(a.artifact, a.frames, a.text, a.dtype, a.temperature, a.top_k, a.seed), indent=1))
+    modes = a.modes.split(",")
+    if bad := [m for m in modes if m not in MODES]:
+        p.error(f"unknown mode {bad[0]!r} (choose from {', '.join(MODES)})")
+    print(json.dumps(count(a.artifact, a.frames, a.text, a.dtype, a.temperature, a.top_k, a.seed, modes), indent=1))
 
 
 if __name__ == "__main__":

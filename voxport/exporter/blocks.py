@@ -66,11 +66,25 @@ def rope_caches(b: GraphBuilder, name: str, rotary, max_positions: int) -> Rope:
                 b.weight(f"{name}.sin_cache", _np(freqs.sin() * scale)))
 
 
-def cache_lengths(b, lengths: str, seq: int | str) -> tuple[str, str]:
+def cache_lengths(b, lengths: str, seq: int | str, capture: bool = False) -> tuple[str, str]:
     """GroupQueryAttention's length inputs for a static cache: `lengths` [batch] (int64, positions each
     row holds before this call) and `seq` new positions per row (an int, or the name of a tensor whose
     axis 1 is it) -> seqlens_k [batch] int32 (each row's last position) and total_sequence_length []
-    int32 (the longest row's total; the kernel bounds each row by its own seqlens_k)."""
+    int32 (the longest row's total; the kernel bounds each row by its own seqlens_k).
+
+    capture: the form WebGPU graph capture takes, every value on the GPU: `seq` counted there (a sum of
+    ones over its axis 1, not a Shape, whose CPU value a GPU op would need copied up: capture refuses
+    copies) and the total from seqlens_k. Under capture onnxruntime's WebGPU GroupQueryAttention takes
+    total_sequence_length from GPU memory (elsewhere from the CPU: a readback, in a call that is not
+    captured)."""
+    if capture:
+        lens = b.op("Cast", [lengths], to=6, label="lengths")
+        ones = b.op("Add", [b.op("Mul", [b.op("Slice", [seq, b.const([0]), b.const([1]), b.const([2])]),
+                                          b.const(0.0, np.float32)]), b.const(1.0, np.float32)], label="seq")
+        n = b.op("Cast", [b.op("ReduceSum", [ones, b.const([1, 2])], keepdims=0)], to=6, label="seq")  # [batch]
+        seqlens = b.op("Sub", [b.op("Add", [lens, n]), b.const([1], np.int32)], label="seqlens_k")
+        total = b.op("Add", [b.op("ReduceMax", [seqlens], keepdims=0), b.const(1, np.int32)], label="total")
+        return seqlens, total
     n = b.const([seq], np.int32) if isinstance(seq, int) else \
         b.op("Cast", [b.op("Gather", [b.op("Shape", [seq]), b.const([1])], label="seq")], to=6)
     lens = b.op("Cast", [lengths], to=6, label="lengths")
@@ -79,22 +93,32 @@ def cache_lengths(b, lengths: str, seq: int | str) -> tuple[str, str]:
     return seqlens, total
 
 
-def row_lengths(b, like: str, pos: int) -> tuple[str, str]:
+def row_lengths(b, like: str, pos: int, rows: str | None = None) -> tuple[str, str]:
     """Length inputs for an in-graph cache where every row is at position `pos` (the depth steps):
-    seqlens_k [batch] = pos, total = pos + 1; batch from `like` [batch, ...]."""
+    seqlens_k [batch] = pos, total = pos + 1; batch from `like` [batch, ...], or from `rows` (GPU
+    [batch] int32 zeros, the capturable form: no shape op feeds a GPU value)."""
+    if rows is not None:
+        return b.op("Add", [rows, b.const([pos], np.int32)], label="seqlens_k"), b.const(pos + 1, np.int32)
     batch = b.op("Slice", [b.op("Shape", [like]), b.const([0]), b.const([1])], label="batch")
     return b.op("Expand", [b.const([pos], np.int32), batch], label="seqlens_k"), b.const(pos + 1, np.int32)
 
 
-def cached_stack(b, model, name: str, max_positions: int, embeds: str, past: list, lengths: str) -> tuple[str, list]:
+def zero_rows(b, seqlens: str) -> str:
+    """[batch] int32 zeros on the GPU from a GPU [batch] int32 (the `rows` of row_lengths, fixed_cache)."""
+    return b.op("Mul", [seqlens, b.const(0, np.int32)], label="rows")
+
+
+def cached_stack(b, model, name: str, max_positions: int, embeds: str, past: list, lengths: str,
+                 capture: bool = False) -> tuple[str, list, str]:
     """A decoder stack (`model`: layers, norm, rotary_emb) over a prompt or one step for every row,
     its KV in static buffers `past` [batch, kv_heads, capacity, head_dim] (written in place when the
     runtime binds each present output to its past input), row lengths from `lengths`: the last
-    position's hidden state [batch, 1, H] (the last layer's MLP runs on that position only) and the
-    present KV."""
-    seqlens, total = cache_lengths(b, lengths, embeds)
+    position's hidden state [batch, 1, H] (the last layer's MLP runs on that position only), the
+    present KV, and seqlens_k [batch] int32. capture: the lengths in cache_lengths' capturable form."""
+    seqlens, total = cache_lengths(b, lengths, embeds, capture)
     stack = LlamaStack(b, model, name, rope_caches(b, name, model.rotary_emb, max_positions))
-    return stack(embeds, past, seqlens, total, last_only=True)
+    last, presents = stack(embeds, past, seqlens, total, last_only=True)
+    return last, presents, seqlens
 
 
 class LlamaStack:
@@ -108,7 +132,7 @@ class LlamaStack:
         why = unfusable(cfg)  # the builders are called only where kernels.fusable said yes
         if why:
             raise ValueError(f"{prefix}: {why}")
-        self.b, self.rope, self.cfg = b, rope, cfg
+        self.b, self.rope, self.cfg, self.prefix = b, rope, cfg, prefix
         self.heads, self.kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         self.eps = float(model.norm.variance_epsilon)
         self.layers = []
@@ -133,11 +157,25 @@ class LlamaStack:
             self.layers.append(w)
         self.norm = b.weight(f"{prefix}.norm.weight", _np(model.norm.weight))
 
-    def fixed_cache(self, like: str, capacity: int) -> list[tuple[str, str]]:
+    def fixed_cache(self, like: str, capacity: int, rows: str | None = None) -> list[tuple[str, str]]:
         """An in-graph cache of fixed size: zeros [batch, kv_heads, capacity, head_dim] (batch from
         `like`) as every layer's first past; each present then keeps that shape, so no shape in the
-        unrolled steps grows (a fixed-shape graph is what WebGPU graph capture needs)."""
+        unrolled steps grows (a fixed-shape graph is what WebGPU graph capture needs). rows (GPU
+        [batch] int32 zeros): the capturable form, the zeros broadcast on the GPU from an initializer
+        (ConstantOfShape runs on the CPU on WebGPU: an upload every frame, which capture refuses), one
+        tensor per layer and kv: under capture GroupQueryAttention must write its present into its past's
+        buffer, which onnxruntime grants only to a past no other node reads."""
         b = self.b
+        if rows is not None:
+            # Unsqueeze, not Reshape to -1: the batch axis keeps its symbolic name through shape
+            # inference, so onnxruntime can prove a present the size of its past and share the buffer
+            col = b.op("Unsqueeze", [b.op("Cast", [rows], to=1), b.const([1, 2, 3])], label="cache")
+            # a zeros initializer of its own per layer and kv: identical Adds would be merged into one
+            # tensor by onnxruntime's common-subexpression pass, which no GroupQueryAttention may then
+            # write in place
+            zero = np.zeros((1, self.kv_heads, capacity, self.head_dim), np.float32)
+            return [tuple(b.op("Add", [col, b.weight(f"{self.prefix}.cache.{i}.{kv}", zero)], label=f"cache.{i}.{kv}")
+                          for kv in ("key", "value")) for i in range(len(self.layers))]
         batch = b.op("Slice", [b.op("Shape", [like]), b.const([0]), b.const([1])], label="batch")
         shape = b.op("Concat", [batch, b.const([self.kv_heads, capacity, self.head_dim])], axis=0, label="cache")
         zeros = b.op("ConstantOfShape", [shape], value=onnx_helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
@@ -210,9 +248,13 @@ class LlamaStack:
         return out, presents
 
 
-def frame_model(b: GraphBuilder, graph_outputs: list, codes: str, next_embeds: str, presents: list) -> ModelProto:
+def frame_model(b: GraphBuilder, graph_outputs: list, codes: str, next_embeds: str, presents: list,
+                capture: bool = False) -> ModelProto:
     """A frame graph's outputs named as its GraphSpec declares them (codes, next_embeds, present.{i}.key/value),
-    and the finished model."""
+    and the finished model. capture: the codes were kept int32 (Sampler's capturable form) and become
+    the declared int64 only here."""
+    if capture:
+        codes = b.op("Cast", [codes], to=TensorProto.INT64, label="codes")
     outs = {"codes": codes, "next_embeds": next_embeds}
     for i, (key, value) in enumerate(presents):
         outs[f"present.{i}.key"], outs[f"present.{i}.value"] = key, value
@@ -237,10 +279,16 @@ class Sampler:
     greedy. Per codebook an `If` on any row sampling: greedy is one ArgMax; sampling ranks only the
     largest k of the batch (TopK), each row then keeping its own first k. Measured on Chromium's
     WebGPU: one TopK over 2,051 logits is ~80 dispatches (a full sort, whatever k), 2,560 of tiny's
-    3,667 per frame; on CPU the traced graph's full sort cost ~7 ms of a marvis-250m frame."""
+    3,667 per frame; on CPU the traced graph's full sort cost ~7 ms of a marvis-250m frame.
+
+    capture=True: the form WebGPU graph capture takes (the `frame_capture` graph): no `If` (capture
+    refuses control flow), so every call ranks; TopK's k is the row's width, an initializer (a k
+    computed from the top_k feed would be a CPU value fed from a GPU one: a copy, which capture also
+    refuses), each row then keeping its own first top_k; greedy rows take the ArgMax through a
+    `Where`. Codes are int32 (`code_type`): WebGPU runs int64 arithmetic on the CPU."""
 
     def __init__(self, b: GraphBuilder, temperature: str, top_k: str, top_p: str, noise: str | None = None,
-                 gumbel: str | None = None, name: str = "sampling", vocab: int | None = None):
+                 gumbel: str | None = None, name: str = "sampling", vocab: int | None = None, capture: bool = False):
         """Settings [batch] per row. Gumbel values from `noise` [batch, K, V], or `gumbel`: another
         Sampler's (one noise input read with two temperature/top-k pairs, as Qwen3-TTS's talker and
         code predictor sampling). `vocab`: top_k is clipped to [1, vocab] as the PyTorch reference's
@@ -250,15 +298,25 @@ class Sampler:
             col = b.const([-1, 1, 1])  # [batch] -> [batch, 1, 1], against logits [batch, 1, V]
             self.top_p = b.op("Reshape", [top_p, col], label="top_p")
             self.no_top_p = b.op("GreaterOrEqual", [self.top_p, b.const(1.0, np.float32)], label="top_p_off")
+            if capture:  # top-p 1 keeps every rank: an infinite bound (WebGPU has no `Or` kernel)
+                self.top_p = b.op("Where", [self.no_top_p, b.const(np.inf, np.float32), self.top_p], label="top_p")
             self.row_sampling = b.op("Greater", [b.op("Reshape", [temperature, col], label="temperature"),
                                                  b.const(0.0, np.float32)], label="row")
-            self.sampling = b.op("Greater", [b.op("ReduceMax", [temperature], keepdims=0),
-                                             b.const(0.0, np.float32)], label="any")
-            k = b.op("Reshape", [top_k, col], label="k")
-            if vocab is not None:
-                k = b.op("Clip", [k, b.const(1), b.const(vocab)], label="k")
-            self.k = k
-            self.k_max = b.op("Reshape", [b.op("ReduceMax", [k], keepdims=0), b.const([1])], label="k_max")
+            self.capture, self.vocab = capture, vocab
+            self.code_type = np.int32 if capture else np.int64
+            if capture:
+                if vocab is None:
+                    raise ValueError("a capturable Sampler needs the logits' width (vocab)")
+                k = b.op("Cast", [b.op("Reshape", [top_k, col], label="k")], to=TensorProto.FLOAT)
+                self.k = b.op("Clip", [k, b.const(1.0, np.float32), b.const(float(vocab), np.float32)], label="k")
+            else:
+                self.sampling = b.op("Greater", [b.op("ReduceMax", [temperature], keepdims=0),
+                                                 b.const(0.0, np.float32)], label="any")
+                k = b.op("Reshape", [top_k, col], label="k")
+                if vocab is not None:
+                    k = b.op("Clip", [k, b.const(1), b.const(vocab)], label="k")
+                self.k = k
+                self.k_max = b.op("Reshape", [b.op("ReduceMax", [k], keepdims=0), b.const([1])], label="k_max")
             self.temp = b.op("Max", [b.op("Reshape", [temperature, col], label="temp"),
                                      b.const(1e-6, np.float32)])  # as torch's clamp(min=1e-6)
             if gumbel is None:
@@ -271,6 +329,8 @@ class Sampler:
         """logits [batch, 1, V] -> code [batch, 1] int64; the Gumbel values of noise row `codebook` (its
         first V when the row is longer: TopK's indices pick them)."""
         b = self.b
+        if self.capture:
+            return self._branch_free(logits, codebook)
         with b.scope("sample"):
             # fp32 here, so the branches (which read it from the outer scope) stay fp32 in fp16 variants
             logits = b.op("Cast", [logits], to=1, label="fp32")
@@ -298,4 +358,31 @@ class Sampler:
                 pick = b.op("Where", [self.row_sampling, pick, argmax], label="per_row")
             code = b.op("If", [self.sampling], then_branch=b.subgraph("sampled", sampled, [pick]),
                         else_branch=b.subgraph("greedy", greedy, [best]), out_types=(TensorProto.INT64,))
+            return b.op("Reshape", [code, b.const([-1, 1])], label="code")
+
+    def _branch_free(self, logits: str, codebook: int) -> str:
+        """The capturable form of __call__ (the class docstring): code [batch, 1] int32."""
+        b, v = self.b, self.vocab
+        with b.scope("sample"):
+            logits = b.op("Cast", [logits], to=1, label="fp32")
+            argmax = b.op("Cast", [b.op("ArgMax", [logits], axis=-1, keepdims=1, label="greedy_rows")],
+                          to=TensorProto.INT32)
+            with b.scope("topk"):
+                vals, idx = b.op("TopK", [logits, b.const([v])], n_out=2, axis=-1, largest=1, sorted=1)
+                row = b.op("Gather", [self.gumbel, b.const([codebook])], axis=1, label="gumbel")  # [B, 1, V]
+                g = b.op("GatherElements", [row, idx], axis=-1)
+                scaled = b.op("Div", [vals, self.temp])
+                rank = b.const(np.arange(v), np.float32)  # each row keeps its own first k
+                scaled = b.op("Where", [b.op("Less", [rank, self.k]), scaled, b.const(-np.inf, np.float32)],
+                              label="row_k")
+            with b.scope("topp"):
+                above = b.op("CumSum", [b.op("Softmax", [scaled], axis=-1), b.const(-1)], exclusive=1)
+                scaled = b.op("Where", [b.op("Less", [above, self.top_p]), scaled, b.const(-np.inf, np.float32)])
+            with b.scope("topk"):
+                scores = b.op("Add", [scaled, g])
+                # float ids (exact below 2**24): WebGPU's GatherElements takes float data, not int
+                pick = b.op("GatherElements", [b.op("Cast", [idx], to=TensorProto.FLOAT),
+                                               b.op("ArgMax", [scores], axis=-1, keepdims=1)], axis=-1)
+                pick = b.op("Cast", [pick], to=TensorProto.INT32)
+            code = b.op("Where", [self.row_sampling, pick, argmax], label="per_row")
             return b.op("Reshape", [code, b.const([-1, 1])], label="code")

@@ -6,7 +6,7 @@ family (Qwen3-TTS, Orpheus) is one module under voxport/exporter/families/ and n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Callable
@@ -141,7 +141,7 @@ class Family:
         raise NotImplementedError
 
     def precision_policy(self, graph: str) -> GraphPrecision:
-        return self.precision.get(graph, GraphPrecision())
+        return self.precision.get(twin_of(graph), GraphPrecision())
 
     def artifact_files(self, out: Path) -> dict[str, str]:
         """Write the non-graph files a runtime needs (tokenizer, template) into `out`:
@@ -196,3 +196,25 @@ def register(cls: type[Family]) -> type[Family]:
 
 def registered() -> list[type[Family]]:
     return list(_REGISTERED)
+
+
+CAPTURE = "{graph}_capture"
+
+
+def capture_twin(spec: GraphSpec, build: Callable[[list, list], Any]) -> GraphSpec:
+    """A frame graph's twin in the form WebGPU graph capture takes (blocks.Sampler's and cache_lengths'
+    capturable forms: no `If`, nothing the GPU reads computed on the CPU): the same inputs, outputs,
+    PyTorch reference and parity cases, written by `build`. Only WebGPU loads it (the manifest's
+    frame contract names it as `capture`); where its fp32 weights are the frame's, its data file is."""
+    return replace(spec, name=CAPTURE.format(graph=spec.name), build=build, optimize=False)
+
+
+def twin_of(graph: str) -> str:
+    """The graph a capture twin was made from (its precision policy), else the graph itself."""
+    suffix = CAPTURE.format(graph="")
+    return graph[:-len(suffix)] if graph.endswith(suffix) else graph
+
+
+def capture_entry(twins: list[GraphSpec]) -> dict:
+    """The frame contract's `capture` key: the capture twin's graph name, where there is one."""
+    return {"capture": twins[0].name} if twins else {}

@@ -49,6 +49,9 @@ class FrameContract:
         self.graph, self.codes, self.noise = f["graph"], f["codes"], f["noise"]
         self.embeds_in, self.embeds_out = f["embeds"]["input"], f["embeds"]["output"]
         self.cache = f["cache"]
+        # the frame graph's twin in the form WebGPU graph capture takes (same inputs and outputs): voxport-web's
+        # WebGPU path runs it; onnxruntime's CPU build captures nothing, so this runtime runs `graph`
+        self.capture = f.get("capture")
         self.capacity = self.cache.get("capacity")
         self.per_frame = f.get("per_frame", [])
         self.steps = f.get("steps", 1)

@@ -61,13 +61,19 @@ export class VoxportTTS {
    * (default: the device's cores in a cross-origin-isolated page, onnxruntime's choice in Node), ort
    * (the onnxruntime module: default onnxruntime-web/webgpu, or onnxruntime-node in Node), onProgress,
    * wasmPaths, cache (Cache Storage, default true), cacheDir (Node, for http(s) sources), warmup (default
-   * true: speak one frame before returning, so the first request does not pay the sessions' first-run costs).
+   * true: speak one frame before returning, so the first request does not pay the sessions' first-run costs),
+   * capture (default false: on WebGPU, replay the frame under graph capture where the artifact has the
+   * graph for it and the adapter takes it; stats.graph_capture says 'on', 'off' or why it was refused;
+   * onnxruntime-web 1.30 refuses every frame graph at its first replay, docs/design.md).
    */
   static async load(source, opts = {}) {
     const env = await environment(source, opts);
     const manifest = checkManifest(await env.files.manifest(), env.files.where);
     const rt = manifest.runtime, gen = rt.generation;
-    const names = [gen.prompt.graph, gen.frame.graph, rt.codec_stream.graph];
+    // WebGPU graph capture where the artifact has the graph for it (opts.capture false: not asked for)
+    const captureGraph = opts.capture && env.capture?.(env.device) && gen.frame.capture
+      && manifest.graphs[gen.frame.capture] ? gen.frame.capture : null;
+    const names = [gen.prompt.graph, captureGraph ?? gen.frame.graph, rt.codec_stream.graph];
     const available = precisions(manifest, names);
     const dtype = opts.dtype ?? defaultDtype(available, env.device, env.f16);
     if (!available.includes(dtype)) throw new InputError(`precision ${dtype} is not in this artifact (it has ${available.join(', ')})`);
@@ -79,7 +85,9 @@ export class VoxportTTS {
     const files = names.flatMap((n) => manifest.graphs[n].variants[dtype].files);
     onProgress({ status: 'files', files: files.map((e) => ({ path: e.path, bytes: e.bytes })), total: files.reduce((a, e) => a + e.bytes, 0) });
     await graphs.load(names, (e) => onProgress({ status: 'progress', ...e }));
-    const tts = new VoxportTTS(new Runtime(graphs, prompts), { device: env.device, dtype, threads: env.threads, dtypes: available });
+    const runtime = new Runtime(graphs, prompts, captureGraph);
+    if (captureGraph) await runtime.useCapture();
+    const tts = new VoxportTTS(runtime, { device: env.device, dtype, threads: env.threads, dtypes: available });
     if (opts.warmup ?? true) {
       // A session's first runs pay one-off costs (kernel set-up, and on wasm V8 compiling onnxruntime's
       // code): in a page (tiny, 1 thread) the first request's first audio took 1,021-1,120 ms against
@@ -198,6 +206,7 @@ export class VoxportTTS {
       yield* speech;
     } finally {
       this.stats = { ...speech.stats, device: this.device, dtype: this.dtype, threads: this.threads,
+        graph_capture: this.runtime.captureStatus,
         graph_ms: Object.fromEntries(Object.entries(this.runtime.graphs.timings).map(([k, v]) => [k, { calls: v.calls, ms: v.ms }])) };
       speech.stats = this.stats;
       this.runtime.graphs.timings = {};
@@ -205,7 +214,11 @@ export class VoxportTTS {
   }
 
   /** Free the sessions (and their GPU buffers). */
-  async release() { await this.runtime.graphs.release(); }
+  async release() {
+    this.runtime.captured?.dispose();
+    this.runtime.refused?.dispose();
+    await this.runtime.graphs.release();
+  }
 }
 
 /** Text arriving in pieces -> sentences as each is finished, then the rest. */

@@ -34,6 +34,8 @@ export interface LoadOptions {
   cacheDir?: string;
   /** speak one frame before returning, so the first request does not pay the sessions' first-run costs (default true) */
   warmup?: boolean;
+  /** WebGPU: replay the frame under graph capture where the artifact has its capture graph (default false) */
+  capture?: boolean;
 }
 
 export interface Voice {
@@ -88,6 +90,8 @@ export interface Stats {
   device: Device;
   dtype: Dtype;
   threads: number;
+  /** WebGPU graph capture: 'on', 'off', or why onnxruntime refused it (the frames then ran uncaptured) */
+  graph_capture: string;
   /** per graph: calls and milliseconds in onnxruntime */
   graph_ms: Record<string, { calls: number; ms: number }>;
 }

@@ -93,14 +93,20 @@ export function browserSessions(ort, { threads, wasmPaths }) {
   if (wasmPaths) ort.env.wasm.wasmPaths = wasmPaths;
   return {
     threads: ort.env.wasm.numThreads,
-    async createSession(files, { device, keepOnDevice, outputs }) {
+    /** WebGPU graph capture is there to ask for (the adapter may still refuse a graph: createSession throws) */
+    capture: (device) => device === 'webgpu',
+    async createSession(files, { device, keepOnDevice, outputs, capture = false }) {
       const [main, ...external] = files;
       const options = {
         executionProviders: [device], graphOptimizationLevel: 'all', logSeverityLevel: 3,
         externalData: external.map((f) => ({ path: f.entry.path.split('/').pop(), data: f.data })),
       };
-      // what goes straight back in stays on the GPU between calls; the rest comes back to the CPU
-      if (device === 'webgpu' && keepOnDevice.length) {
+      if (capture) {
+        // onnxruntime-web 1.30 hands enableGraphCapture to the WebGPU EP only when the EP is an object;
+        // every input and output is then a GPU buffer the caller binds (kv.js CapturedFrame)
+        Object.assign(options, { executionProviders: [{ name: 'webgpu' }], enableGraphCapture: true });
+      } else if (device === 'webgpu' && keepOnDevice.length) {
+        // what goes straight back in stays on the GPU between calls; the rest comes back to the CPU
         options.preferredOutputLocation = Object.fromEntries(outputs.map((o) => [o, keepOnDevice.includes(o) ? 'gpu-buffer' : 'cpu']));
       }
       try {
@@ -122,18 +128,46 @@ export function browserSessions(ort, { threads, wasmPaths }) {
       if (device !== 'webgpu') return null;
       const gpu = await ort.env.webgpu.device;  // the sessions' own device (created with the first session)
       const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+      const staging = new WeakMap();  // a GPU buffer -> the mappable buffer `read` copies it through, made once
+      const bytes = (t) => BYTES[t.type] * t.dims.reduce((a, b) => a * b, 1);
       return {
-        zeros(dims) {  // WebGPU zeroes a buffer at creation
-          const bytes = 4 * dims.reduce((a, b) => a * b, 1);
-          const buffer = gpu.createBuffer({ size: Math.ceil(bytes / 16) * 16, usage });
-          return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims, dispose: () => buffer.destroy() });
+        zeros(dims, type = 'float32') {  // WebGPU zeroes a buffer at creation
+          const size = BYTES[type] * dims.reduce((a, b) => a * b, 1);
+          const buffer = gpu.createBuffer({ size: Math.ceil(size / 16) * 16, usage });
+          return ort.Tensor.fromGpuBuffer(buffer, { dataType: type, dims, dispose: () => buffer.destroy() });
         },
         // one queue: the write lands after the last call's work and before the next call's
         write(tensor, data) { gpu.queue.writeBuffer(tensor.gpuBuffer, 0, data.buffer, data.byteOffset, data.byteLength); },
+        /** a GPU tensor's bytes into another's, on the GPU (no buffer made) */
+        copy(src, dst) {
+          const encoder = gpu.createCommandEncoder();
+          encoder.copyBufferToBuffer(src.gpuBuffer, 0, dst.gpuBuffer, 0, Math.min(bytes(src), bytes(dst)));
+          gpu.queue.submit([encoder.finish()]);
+        },
+        /** a GPU tensor's data on the CPU, through a mappable buffer made at its first read (onnxruntime's
+         * own download makes a new one every call) */
+        async read(tensor) {
+          const size = bytes(tensor);
+          let out = staging.get(tensor.gpuBuffer);
+          if (!out) {
+            out = gpu.createBuffer({ size: Math.ceil(size / 16) * 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+            staging.set(tensor.gpuBuffer, out);
+          }
+          const encoder = gpu.createCommandEncoder();
+          encoder.copyBufferToBuffer(tensor.gpuBuffer, 0, out, 0, size);
+          gpu.queue.submit([encoder.finish()]);
+          await out.mapAsync(GPUMapMode.READ, 0, size);
+          const data = new TYPED[tensor.type](out.getMappedRange(0, size).slice(0));
+          out.unmap();
+          return data;
+        },
       };
     },
   };
 }
+
+const BYTES = { float32: 4, int32: 4, int64: 8 };
+const TYPED = { float32: Float32Array, int32: Int32Array, int64: BigInt64Array };
 
 /** Audio file bytes (any format the browser decodes) -> mono Float32Array at sampleRate (a page: a
  * worker has no audio decoder). */

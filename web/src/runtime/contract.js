@@ -22,6 +22,8 @@ export class FrameContract {
     Object.assign(this, { graph: f.graph, codes: f.codes, noise: f.noise, embedsIn: f.embeds.input,
       embedsOut: f.embeds.output, cache: c, capacity: c.capacity });
     [this.cacheIn, this.cacheOut] = cacheNames(c);
+    // the frame graph's twin in the form WebGPU graph capture takes (same inputs and outputs), or null
+    this.capture = f.capture ?? null;
     this.perFrame = f.per_frame ?? [];
     this.steps = f.steps ?? 1;  // LM steps inside one call
     this.logits = f.logits ?? null;

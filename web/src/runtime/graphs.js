@@ -65,6 +65,23 @@ export class Graphs {
     return this.sessions[name];
   }
 
+  /** A second session of `name` with WebGPU graph capture ({session} or {session: null, why}): its files
+   * are the ones `load` fetched (kept in the cache), its runs replay one recorded command stream on
+   * buffers bound at its first run (kv.js CapturedFrame). */
+  async captureSession(name) {
+    if (!this.env.capture?.(this.device)) return { session: null, why: `no graph capture on ${this.device}` };
+    const files = [];
+    for (const e of graphFiles(this.manifest, name, this.dtype)) files.push({ entry: e, data: await this.env.files.get(e) });
+    try {
+      const session = await this.env.createSession(files, { device: this.device, keepOnDevice: [], name, capture: true,
+        outputs: this.manifest.graphs[name].outputs.map((o) => o.name) });
+      (this.extra ??= []).push(session);
+      return { session };
+    } catch (e) {
+      return { session: null, why: String(e.message || e).slice(0, 300) };
+    }
+  }
+
   /** The environment's buffers made once and reused across calls ({zeros(dims), write(tensor, data)}: the
    * static KV cache bound in place, the inputs written every frame), or null where it has none
    * (onnxruntime-web's wasm build). */
@@ -73,9 +90,10 @@ export class Graphs {
     return this._device;
   }
 
-  /** outputs by name; fetches (optional): output name -> a preallocated tensor to write, or null */
-  async run(name, feeds, fetches = undefined) {
-    const s = await this.session(name);
+  /** outputs by name; fetches (optional): output name -> a preallocated tensor to write, or null;
+   * session (optional): another session of `name` (captureSession's) */
+  async run(name, feeds, fetches = undefined, session = undefined) {
+    const s = session ?? await this.session(name);
     const t = performance.now();
     const out = await (fetches ? s.run(feeds, fetches) : s.run(feeds));
     const ms = performance.now() - t;
@@ -85,7 +103,8 @@ export class Graphs {
   }
 
   async release() {
-    await Promise.all(Object.values(this.sessions).map((s) => s.release?.()));
+    await Promise.all([...Object.values(this.sessions), ...(this.extra ?? [])].map((s) => s.release?.()));
     this.sessions = {};
+    this.extra = [];
   }
 }

@@ -58,3 +58,76 @@ export class StaticCache {
 export function dispose(tensors) {
   for (const t of tensors) if (t?.location === 'gpu-buffer') t.dispose();
 }
+
+/** The frame graph under WebGPU graph capture (the manifest's `frame.capture` graph, in a session made
+ * with enableGraphCapture): onnxruntime-web records the first runs' GPU commands and replays them, with
+ * no per-dispatch work on the CPU, on the buffers bound at its first run, with that run's shapes. So each
+ * input lives in a GPU buffer made once (at the first captured call, from its feed's shape), every call
+ * copies its feeds into those (queue.writeBuffer, or a GPU copy for a GPU tensor), and the static cache
+ * is one buffer per name for the runtime's life, its capacity the longest an utterance may be. The prompt
+ * (another shape) runs in the uncaptured session of the same graph. The Python runtime has no
+ * counterpart: onnxruntime's CPU build captures nothing.
+ *
+ * Two ways around onnxruntime-web 1.30 (wasm-core-impl.ts): it binds a capture session's inputs and
+ * outputs at its first run only, and releases the handles of the caller's GPU buffers after every run,
+ * so from the second run on a caller's buffer bound as an output is no longer found ("Cannot set
+ * properties of undefined (setting 'Symbol(gpuBufferMetadata)')"). Buffers onnxruntime made itself
+ * keep their handles: the cache is the prompt run's own present outputs (adopted at the first frame,
+ * later prompts copied into them), and codes and next embeds come back in onnxruntime's buffers. */
+export class CapturedFrame {
+  /** session: the captured one (Graphs.captureSession); device: graphs.deviceBuffers(). */
+  constructor(ort, contract, session, device, capacity) {
+    Object.assign(this, { ort, contract, session, device, capacity });
+    this.kv = null;  // the bound cache buffers, adopted from the first prompt's presents
+    this.inputs = {};
+    this.calls = 0;
+  }
+
+  /** A new utterance: its prompt runs uncaptured on a cache whose presents come back as new GPU tensors. */
+  begin() {
+    this.prompt = this.contract.newCache(this.ort, 1, this.capacity);
+    this.fresh = true;
+    return this.prompt;
+  }
+
+  /** After a failed call: the uncaptured session goes on from the frames run so far. */
+  handBack() {
+    if (!this.fresh) this.prompt.buffers = [...this.kv];
+    this.fresh = true;
+  }
+
+  /** Whether an utterance of `positions` cache positions fits the runtime's cache. */
+  fits(positions) { return positions <= this.capacity; }
+
+  /** One frame call (one position of input): {codes: {data} [1, K], embeds: a GPU tensor}. */
+  async run(graphs, feeds) {
+    const d = this.device, c = this.contract;
+    if (this.fresh) {  // the first frame after a prompt
+      if (!this.kv) this.kv = this.prompt.buffers;
+      else {
+        this.prompt.buffers.forEach((b, i) => d.copy(b, this.kv[i]));
+        dispose(this.prompt.buffers);
+      }
+      this.prompt.buffers = [];
+      this.fresh = false;
+    }
+    for (const [name, t] of Object.entries(feeds)) {
+      const fixed = (this.inputs[name] ??= d.zeros(t.dims, t.type));
+      if (t.location === 'gpu-buffer') d.copy(t, fixed);
+      else d.write(fixed, t.data);
+    }
+    const cache = Object.fromEntries(this.prompt.inputs.map((n, i) => [n, this.kv[i]]));
+    const bound = Object.fromEntries(this.prompt.outputs.map((n, i) => [n, this.kv[i]]));
+    const out = await graphs.run(c.graph, { ...this.inputs, ...cache }, { [c.codes]: null, [c.embedsOut]: null, ...bound },
+      this.session);
+    this.calls += 1;
+    const codes = await d.read(out[c.codes]);
+    dispose([out[c.codes]]);
+    return { codes: { data: codes }, embeds: out[c.embedsOut] };
+  }
+
+  dispose() {
+    dispose([...(this.kv ?? []), ...Object.values(this.inputs)]);
+    this.kv = null;
+  }
+}

@@ -5,6 +5,7 @@ import { FrameContract, f32, i64 } from './contract.js';
 import { ArtifactError, InputError } from './errors.js';
 import { checkReference } from './audio.js';
 import { pyRepr } from './chunking.js';
+import { CapturedFrame } from './kv.js';
 
 /** Why the model takes no reference clip (null where it does): no codec encoder graph, or a prompt
  * format that clones no voice (a named-speaker model). */
@@ -18,13 +19,43 @@ export function voicePromptRefusal(manifest) {
 }
 
 export class Runtime {
-  constructor(graphs, prompts) {
+  /** frameGraph: the contract's capture graph where `useCapture` is to run it, else the frame graph */
+  constructor(graphs, prompts, frameGraph = null) {
     this.graphs = graphs;
     this.ort = graphs.ort;
     this.rt = graphs.rt;
     this.contract = new FrameContract(this.rt);
+    if (frameGraph) this.contract.graph = frameGraph;
     this.codec = this.rt.generation.codec;
     this.prompts = prompts;
+    this.captured = null;  // kv.js CapturedFrame
+    this.captureStatus = 'off';  // 'on', 'off', or why the adapter refused it
+  }
+
+  /** The captured session failed a call (its first replay): frames go on uncaptured in the capture
+   * graph's other session, on the same cache; captureStatus says why. */
+  refuseCapture(error) {
+    this.captureStatus = `refused at its first call: ${String(error.message || error).slice(0, 300)}`;
+    this.refused = this.captured;  // its buffers hold the utterance going on: freed with the sessions
+    this.captured = null;
+  }
+
+  /** WebGPU graph capture of the contract's capture graph (already loaded uncaptured: the prompt runs
+   * there). Refused (the adapter's or onnxruntime's reason kept in captureStatus): the frame graph is
+   * loaded and run instead, and the capture graph's session released. */
+  async useCapture() {
+    const name = this.contract.capture, { session, why } = await this.graphs.captureSession(name);
+    if (session) {
+      const capacity = Math.min(this.contract.capacity, this.rt.max_positions);  // the longest utterance
+      this.captured = new CapturedFrame(this.ort, this.contract, session, await this.graphs.deviceBuffers(), capacity);
+      this.captureStatus = 'on';
+      return;
+    }
+    this.captureStatus = `refused: ${why}`;
+    this.contract.graph = this.rt.generation.frame.graph;
+    await this.graphs.load([this.contract.graph]);
+    await this.graphs.sessions[name]?.release?.();
+    delete this.graphs.sessions[name];
   }
 
   /** The graphs the streaming path runs: prompt, frame, streaming codec. */
@@ -34,7 +65,7 @@ export class Runtime {
    * input, the codec's state), except a zero-size state tensor (no buffer to keep). */
   static keepOnDevice(rt) {
     const c = new FrameContract(rt), s = rt.codec_stream;
-    return { [c.graph]: c.fedBack, [s.graph]: s.state.filter((e) => !e.shape.includes(0)).map((e) => e.output) };
+    return { [c.graph]: c.fedBack, ...(c.capture ? { [c.capture]: c.fedBack } : {}), [s.graph]: s.state.filter((e) => !e.shape.includes(0)).map((e) => e.output) };
   }
 
   /** CSM's speaker 0, a named model's first speaker; null where the model has no named speakers. */

@@ -148,7 +148,10 @@ export class Speech {
     const device = await rt.graphs.deviceBuffers();
     // the prompt and each frame's steps enter the cache (the Python runtime sizes it the same way);
     // where nothing is bound in place each present is the next call's past
-    const cache = c.newCache(ort, 1, prepared.tokens + prepared.maxFrames * c.steps, device);
+    const positions = prepared.tokens + prepared.maxFrames * c.steps;
+    // WebGPU graph capture (kv.js CapturedFrame): the runtime's cache, the frames replayed after the prompt
+    let captured = rt.captured?.fits(positions) ? rt.captured : null;
+    const cache = captured ? captured.begin() : c.newCache(ort, 1, positions, device), owned = !captured;
     const sampling = c.samplingFeeds(ort, this.sampling), logits = c.logitsState(ort, this.sampling, device);
     const greedy = c.greedy(this.sampling), noiseDims = [1, c.codebooks, c.noiseVocab];
     const zeros = greedy && !device ? new Float32Array(c.codebooks * c.noiseVocab) : null;
@@ -161,7 +164,18 @@ export class Speech {
         if (!greedy && device) device.write(noiseBuffer, drawNoise(rng, c.codebooks, c.noiseVocab));
         else if (!device) noise = new ort.Tensor('float32', greedy ? zeros : drawNoise(rng, c.codebooks, c.noiseVocab), noiseDims);
         const extra = { ...perFrame[Math.min(n, perFrame.length - 1)], ...logits?.feeds() };
-        const out = await c.run(rt.graphs, c.feeds(ort, embeds, cache.lengths, sampling, noise, extra), cache);
+        const feeds = c.feeds(ort, embeds, cache.lengths, sampling, noise, extra);
+        let out = null;
+        if (captured && n > 0) {
+          try { out = await captured.run(rt.graphs, feeds); } catch (e) {
+            // refused at its first replay: this frame and the rest run uncaptured on the same cache
+            captured.handBack();
+            feeds[c.embedsIn] = captured.inputs[c.embedsIn];  // the call's input, copied in before it failed
+            rt.refuseCapture(e);
+            captured = null;
+          }
+        }
+        out ??= await c.run(rt.graphs, feeds, cache);
         calls.frame += 1;
         cache.lengths[0] += c.advance(embeds.dims[1]);
         dispose([embeds]);
@@ -174,7 +188,7 @@ export class Speech {
         t = now();
       }
     } finally {
-      cache.dispose();
+      if (owned) cache.dispose();
       logits?.dispose();
       dispose([embeds, noiseBuffer]);
     }

@@ -6,7 +6,7 @@ from voxport.exporter.families.csm import checkpoint, graphs, original, presets
 from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.precision import CSM_PRECISION
 from voxport.exporter.shared_graphs import kv_cache_contract
-from voxport.exporter.spec import Family, GraphSpec, register
+from voxport.exporter.spec import Family, GraphSpec, capture_entry, register
 from voxport.exporter.streaming import stream_runtime
 
 
@@ -69,7 +69,8 @@ class CsmFamily(Family):
         return {
             "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                       "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                      "cache": kv_cache_contract(cfg, cfg.max_position_embeddings)},
+                      "cache": kv_cache_contract(cfg, cfg.max_position_embeddings),
+                      **capture_entry(graphs.frame_capture(self.model))},
             "codebooks": k, "noise_vocab": v,
             # Sesame's generator samples at temperature 0.9, top-k 50; 125 frames = 10 s at 12.5 Hz
             "sampling": [{"name": "codebooks", "codebooks": [0, k], "vocab": v,

@@ -64,9 +64,11 @@ class FrameStep(nn.Module):
         return unrolled_stack(self.depth, self.depth.inputs_embeds_projector(embeds), kv, start)
 
 
-def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelProto":  # noqa: F821 (onnx is imported where the graph is built)
+def build_frame(model, graph_inputs: list, graph_outputs: list, capture: bool = False) -> "onnx.ModelProto":  # noqa: F821 (onnx is imported where the graph is built)
     """The frame graph written with fused ops from `model`'s weights; I/O as the frame GraphSpec
     declares (graph_inputs/outputs: its TensorSpecs, in order). Batch >= 1, each row a stream.
+    capture: the form WebGPU graph capture takes (blocks.Sampler, cache_lengths: no `If`, codes int32,
+    nothing computed on the CPU that the GPU reads).
 
     The backbone's KV lives in static buffers (frame.FrameStep's docstring), each row's positions
     from `cache_lengths`; the depth decoder's per-frame cache is a fixed [B, kv_heads, K, D] inside
@@ -76,7 +78,7 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
 
     from voxport.exporter import kv_cache
     from voxport.exporter.blocks import (LlamaStack, Sampler, cached_stack, frame_model, linear_t, rope_caches,
-                                         row_lengths, row_sum)
+                                         row_lengths, row_sum, zero_rows)
     from voxport.exporter.onnx_builder import GraphBuilder
 
     cfg, dcfg = model.config, model.depth_decoder.config
@@ -88,11 +90,12 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
     n_layers = cfg.num_hidden_layers
     flat = [names[n] for n in kv_cache.names(kv_cache.INPUT, n_layers)]
     past = list(zip(flat[::2], flat[1::2]))
-    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"])
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"],
+                      vocab=v if capture else None, capture=capture)
 
     with b.scope("backbone"):
-        last, presents = cached_stack(b, model.backbone_model, "backbone", cfg.max_position_embeddings,
-                                      names["inputs_embeds"], past, names[kv_cache.LENGTHS])  # [B, 1, H]
+        last, presents, seqlens = cached_stack(b, model.backbone_model, "backbone", cfg.max_position_embeddings,
+                                               names["inputs_embeds"], past, names[kv_cache.LENGTHS], capture)
         logits = b.op("MatMul", [last, b.weight("lm_head.weight", linear_t(model.lm_head))], label="lm_head")
         codes = [sampler(logits, 0)]
 
@@ -107,25 +110,27 @@ def build_frame(model, graph_inputs: list, graph_outputs: list) -> "onnx.ModelPr
                      depth.embed_tokens.weight.detach().numpy())
     projector = b.weight("depth.inputs_embeds_projector.weight", linear_t(depth.inputs_embeds_projector))
     heads = model.depth_decoder.codebooks_head.weight  # [K-1, Hd, V]
-    kv = dstack.fixed_cache(last, k)
+    rows = zero_rows(b, seqlens) if capture else None
+    kv = dstack.fixed_cache(last, k, rows)
     for i in range(k - 1):
         with b.scope("depth", f"step{i}"):
-            rows = codes[-1] if i == 0 else b.op("Add", [codes[-1], b.const(i * v)], label="offset")
-            x = b.op("Gather", [table, rows], label="embed")  # codebook i's rows start at i * V
+            ids = codes[-1] if i == 0 else b.op("Add", [codes[-1], b.const(i * v, sampler.code_type)], label="offset")
+            x = b.op("Gather", [table, ids], label="embed")  # codebook i's rows start at i * V
             if i == 0:  # position 0: the backbone state, position 1: codebook 0
                 x = b.op("Concat", [last, x], axis=1)
             x = b.op("MatMul", [x, projector], label="projector")
             pos = 1 if i == 0 else i + 1  # the last position this step writes
-            h, kv = dstack(x, kv, *row_lengths(b, x, pos), seq=2 if i == 0 else 1, last_only=i == 0)
+            h, kv = dstack(x, kv, *row_lengths(b, x, pos, rows), seq=2 if i == 0 else 1, last_only=i == 0)
             logits = b.op("MatMul", [h, b.weight(f"depth.codebooks_head.{i}", heads[i].detach().numpy())],
                           label="head")
             codes.append(sampler(logits, i + 1))
 
     with b.scope("next_embeds"):
         frame = b.op("Concat", codes, axis=1, label="codes")  # [B, K]
-        rows = b.op("Add", [frame, b.weight("audio_tokens_offsets", audio.audio_tokens_offsets.numpy()[None])])
+        offsets = audio.audio_tokens_offsets.numpy()[None].astype(sampler.code_type)
+        ids = b.op("Add", [frame, b.weight("audio_tokens_offsets", offsets)])
         embeds = b.op("Gather", [b.weight("embed_audio_tokens.weight",
-                                          audio.embed_audio_tokens.weight.detach().numpy()), rows])
+                                          audio.embed_audio_tokens.weight.detach().numpy()), ids])
         next_embeds = row_sum(b, embeds, len(codes))  # [B, 1, H]
 
-    return frame_model(b, graph_outputs, frame, next_embeds, presents)
+    return frame_model(b, graph_outputs, frame, next_embeds, presents, capture)

@@ -10,7 +10,7 @@ from voxport.exporter.kernels import fusable
 from voxport.exporter.families.csm import wrappers
 from voxport.exporter.families.csm.codec import MimiDecodeStream
 from voxport.exporter.families.csm.frame import FrameStep, build_frame
-from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance, capture_twin
 from voxport.exporter.streaming import stream_graph
 from voxport.exporter.shared_graphs import audio_encoder_graph, code_step_graph, lm_step_graph
 from voxport.exporter.torch_steps import static_codec_shapes, static_step_inputs
@@ -19,7 +19,7 @@ F32, I64 = "float32", "int64"
 
 
 def all_graphs(model) -> list[GraphSpec]:
-    return [embed(model), backbone(model), depth(model), frame(model), mimi_decoder(model),
+    return [embed(model), backbone(model), depth(model), frame(model), *frame_capture(model), mimi_decoder(model),
             mimi_decoder_stream(model), mimi_encoder(model)]
 
 
@@ -111,6 +111,13 @@ def frame(model) -> GraphSpec:
         optimize=False,  # traced: 31 unrolled depth steps, past what the rewriter takes (spec.py)
         inplace=kv_cache.inplace(n), valid_positions=kv_cache.valid_positions("inputs_embeds"),
     )
+
+
+def frame_capture(model) -> list[GraphSpec]:
+    """The frame graph WebGPU captures (spec.capture_twin), where the frame is written with fused ops."""
+    if not fusable(model.config, model.depth_decoder.config):
+        return []
+    return [capture_twin(frame(model), lambda inputs, outputs: build_frame(model, inputs, outputs, capture=True))]
 
 
 def mimi_decoder_stream(model) -> GraphSpec:

@@ -11,7 +11,7 @@ from voxport.exporter.families.orpheus import codec, graphs, presets
 from voxport.exporter.families.orpheus.layout import POSITIONS, VOICES, Layout
 from voxport.exporter.families.orpheus.precision import ORPHEUS_PRECISION, frame_policy
 from voxport.exporter.shared_graphs import kv_cache_contract
-from voxport.exporter.spec import Family, GraphSpec, register
+from voxport.exporter.spec import Family, GraphSpec, capture_entry, register, twin_of
 
 # canopy's engine (canopyai/Orpheus-TTS, engine_class.py) samples with these; the checkpoint carries none
 DEFAULTS = {"temperature": 0.6, "top_p": 0.8, "repetition_penalty": 1.3}
@@ -78,11 +78,12 @@ class OrpheusFamily(Family):
 
     def graphs(self) -> list[GraphSpec]:
         m = self.model
-        return [graphs.embed(m.lm), graphs.frame(m.lm, m.layout), graphs.lm_step(m.lm), graphs.snac_decoder(m.snac),
+        return [graphs.embed(m.lm), graphs.frame(m.lm, m.layout), *graphs.frame_capture(m.lm, m.layout),
+                graphs.lm_step(m.lm), graphs.snac_decoder(m.snac),
                 graphs.snac_window(m.snac), graphs.snac_stream(m.snac)]
 
     def precision_policy(self, graph: str):
-        if graph == "frame":
+        if twin_of(graph) == "frame":
             return frame_policy(self.model.lm.config.num_hidden_layers)
         return super().precision_policy(graph)
 
@@ -124,7 +125,7 @@ class OrpheusFamily(Family):
                 # one call: the input, then six more LM steps inside the graph (7 cache positions a frame)
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise", "steps": POSITIONS,
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
-                          "cache": cache,
+                          "cache": cache, **capture_entry(graphs.frame_capture(m.lm, m.layout)),
                           # canopy's repetition penalty (applied when greedy too), per position's own ids
                           "logits": {"codebooks": [0, POSITIONS], "repetition_penalty": "repetition_penalty",
                                      "seen": "seen"}},

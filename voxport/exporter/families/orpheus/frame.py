@@ -71,12 +71,13 @@ class FrameStep(nn.Module):
         return (codes, x, *presents)
 
 
-def build_frame(lm, layout: Layout, graph_inputs: list, graph_outputs: list):
+def build_frame(lm, layout: Layout, graph_inputs: list, graph_outputs: list, capture: bool = False):
     """The frame graph from `lm`'s weights with fused ops; I/O as the frame GraphSpec declares. Rows
     are streams. Every step's GroupQueryAttention takes the previous one's present as its past: the
     same [rows, kv_heads, capacity, head_dim] shape throughout, so onnxruntime may run a step in its
     past's buffer; the first step reads the bound cache buffer and the last writes the bound output
-    (the same memory), so each row's new positions land in place."""
+    (the same memory), so each row's new positions land in place. capture: the form WebGPU graph
+    capture takes (blocks.Sampler, cache_lengths)."""
     from voxport.exporter.blocks import LlamaStack, Sampler, _np, cache_lengths, frame_model, rope_caches
     from voxport.exporter.onnx_builder import GraphBuilder
 
@@ -85,15 +86,16 @@ def build_frame(lm, layout: Layout, graph_inputs: list, graph_outputs: list):
     names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
     flat = [names[n] for n in kv_cache.names(kv_cache.INPUT, cfg.num_hidden_layers)]
     past = list(zip(flat[::2], flat[1::2]))
-    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"], vocab=c + 1)
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"], vocab=c + 1, capture=capture)
     audio_sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], gumbel=sampler.gumbel,
-                            name="audio_sampling", vocab=c)
+                            name="audio_sampling", vocab=c, capture=capture)
     stack = LlamaStack(b, lm.model, "llama", rope_caches(b, "llama", lm.model.rotary_emb, cfg.max_position_embeddings))
     head = lm.get_output_embeddings().weight
     # the audio rows of the input table, position-major: row p * C + code
     a0, _ = layout.rows(0)
     table = b.weight("embed_audio.weight", _np(lm.model.embed_tokens.weight[a0:a0 + POSITIONS * c]))
-    seqlens, total = cache_lengths(b, names[kv_cache.LENGTHS], names["inputs_embeds"])
+    seqlens, total = cache_lengths(b, names[kv_cache.LENGTHS], names["inputs_embeds"], capture)
+    ct = sampler.code_type
     r = b.op("Reshape", [names["repetition_penalty"], b.const([-1, 1, 1])], label="repetition_penalty")
     x, kv, codes = names["inputs_embeds"], past, []
     for p in range(POSITIONS):
@@ -113,14 +115,14 @@ def build_frame(lm, layout: Layout, graph_inputs: list, graph_outputs: list):
                 seen = b.op("Greater", [row, b.const(0.0, np.float32)], label="seen")  # [B, 1, width]
                 logits = b.op("Where", [seen, penalised, logits])
             codes.append((sampler if p == 0 else audio_sampler)(logits, p))  # [B, 1]
-            code = b.op("Min", [codes[-1], b.const([[c - 1]])], label="stop_row") if p == 0 else codes[-1]
-            rows = b.op("Add", [code, b.const([[p * c]])], label="row") if p else code
+            code = b.op("Min", [codes[-1], b.const([[c - 1]], ct)], label="stop_row") if p == 0 else codes[-1]
+            rows = b.op("Add", [code, b.const([[p * c]], ct)], label="row") if p else code
             x = b.op("Gather", [table, rows], label="embed")  # [B, 1, H]
     with b.scope("codes"):
         frame = b.op("Concat", codes, axis=1)  # [B, 7]
-        stop = b.op("Greater", [codes[0], b.const([[c - 1]])], label="stop")  # code C: the stop id
-        frame = b.op("Where", [stop, b.const([[c] * POSITIONS]), frame])
-    return frame_model(b, graph_outputs, frame, x, kv)
+        stop = b.op("Greater", [codes[0], b.const([[c - 1]], ct)], label="stop")  # code C: the stop id
+        frame = b.op("Where", [stop, b.const([[c] * POSITIONS], ct), frame])
+    return frame_model(b, graph_outputs, frame, x, kv, capture)
 
 
 class LmStep(nn.Module):
@@ -146,7 +148,7 @@ def build_lm_step(lm, graph_inputs: list, graph_outputs: list):
     b = GraphBuilder("lm_step")
     names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
     flat = [names[n] for n in kv_cache.names(kv_cache.INPUT, cfg.num_hidden_layers)]
-    last, presents = cached_stack(b, lm.model, "llama", cfg.max_position_embeddings, names["inputs_embeds"],
+    last, presents, _ = cached_stack(b, lm.model, "llama", cfg.max_position_embeddings, names["inputs_embeds"],
                                   list(zip(flat[::2], flat[1::2])), names[kv_cache.LENGTHS])
     outs = {"hidden": last, **dict(zip(kv_cache.names(kv_cache.OUTPUT, cfg.num_hidden_layers),
                                        [t for pair in presents for t in pair]))}

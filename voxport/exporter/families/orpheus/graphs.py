@@ -11,7 +11,7 @@ from voxport.exporter.families.orpheus.frame import FrameStep, LmStep, build_fra
 from voxport.exporter.families.orpheus.layout import POSITIONS, Layout
 from voxport.exporter.families.orpheus.wrappers import Embed, SnacDecode, SnacStream, SnacWindow
 from voxport.exporter.kernels import fusable
-from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance, capture_twin
 from voxport.exporter.torch_steps import static_step_inputs
 
 F32, I64 = "float32", "int64"
@@ -36,6 +36,14 @@ def embed(lm) -> GraphSpec:
         check_sizes=[{"batch": 1, "seq": 9}, {"batch": 3, "seq": 1}, {"batch": 1, "seq": 1}],
         tolerance={"inputs_embeds": Tolerance(rtol=1e-6)},  # a gather: exact
     )
+
+
+def frame_capture(lm, layout: Layout) -> list[GraphSpec]:
+    """The frame graph WebGPU captures (spec.capture_twin), where the frame is written with fused ops."""
+    if not fusable(lm.config):
+        return []
+    return [capture_twin(frame(lm, layout), lambda inputs, outputs: build_frame(lm, layout, inputs, outputs,
+                                                                                capture=True))]
 
 
 def frame(lm, layout: Layout) -> GraphSpec:

@@ -31,7 +31,7 @@ from voxport.errors import CheckpointError
 from voxport.exporter.families.qwen3_tts import codec, graphs, presets, speaker, vocab
 from voxport.exporter.families.qwen3_tts.precision import QWEN_PRECISION
 from voxport.exporter.shared_graphs import kv_cache_contract
-from voxport.exporter.spec import Family, GraphSpec, register
+from voxport.exporter.spec import Family, GraphSpec, capture_entry, register
 
 TOKENIZER_FILE = "tokenizer.json"
 # the chat format around the text (qwen-tts-hf's inference wrapper); the reference slices the
@@ -95,7 +95,8 @@ class Qwen3TtsFamily(Family):
 
     def graphs(self) -> list[GraphSpec]:
         m = self.model
-        specs = [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m)]
+        specs = [graphs.prompt_embed(m), graphs.talker(m), graphs.code_predictor(m), graphs.frame(m),
+                 *graphs.frame_capture(m)]
         if m.speaker_encoder is not None:  # Base checkpoints: voice cloning from reference audio
             specs.append(graphs.speaker_encoder(m))
         return [*specs, *codec.codec_graphs(m.speech_tokenizer.model)]
@@ -135,6 +136,7 @@ class Qwen3TtsFamily(Family):
                 "frame": {"graph": "frame", "codes": "codes", "noise": "noise",
                           "embeds": {"input": "inputs_embeds", "output": "next_embeds"},
                           "cache": kv_cache_contract(tc, tc.max_position_embeddings),
+                          **capture_entry(graphs.frame_capture(self.model)),
                           # the next text token's embedding joins each frame's input (streaming text)
                           "per_frame": [{"input": "text_embed", "source": "trailing_text"}],
                           # the reference's talker logits processors (applied when greedy too): repetition

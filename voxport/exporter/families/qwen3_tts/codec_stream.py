@@ -25,7 +25,7 @@ def to_streaming(module: nn.Module) -> StreamingModule:
     """A conv-side module of the codec decoder -> its streaming counterpart (same weights, no copies)."""
     kind = type(module).__name__.removeprefix(_PREFIX)
     if kind == "CausalConvNet":  # left padding = effective kernel - stride, as the batch forward pads
-        return StreamingConv1d(module.conv, module.padding)
+        return StreamingConv1d(module.conv, module.padding, as_2d=True)
     if kind == "CausalTransConvNet":
         if module.left_pad != 0:
             raise CheckpointError(f"streaming needs transposed convs trimmed on the right, got left_pad={module.left_pad}")

@@ -19,11 +19,12 @@ import numpy as np
 from torch import nn
 
 
-def build_frame(model, graph_inputs: list, graph_outputs: list):
-    """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch >= 1."""
+def build_frame(model, graph_inputs: list, graph_outputs: list, capture: bool = False):
+    """ONNX ModelProto with the frame GraphSpec's inputs/outputs (its TensorSpecs, in order). Batch >= 1.
+    capture: the form WebGPU graph capture takes (blocks.Sampler, cache_lengths)."""
     from voxport.exporter import kv_cache
     from voxport.exporter.blocks import (LlamaStack, Sampler, _np, cached_stack, frame_model, linear_bias, linear_t,
-                                         rope_caches, row_lengths, row_sum)
+                                         rope_caches, row_lengths, row_sum, zero_rows)
     from voxport.exporter.onnx_builder import GraphBuilder
 
     talker = model.talker
@@ -33,9 +34,11 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
     names = {t.name: b.input(t.name, t.dtype, t.shape) for t in graph_inputs}
     flat = [names[n] for n in kv_cache.names(kv_cache.INPUT, tc.num_hidden_layers)]
     past = list(zip(flat[::2], flat[1::2]))
-    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"], vocab=tc.vocab_size)
+    sampler = Sampler(b, names["temperature"], names["top_k"], names["top_p"], names["noise"], vocab=tc.vocab_size,
+                      capture=capture)
     predictor_sampler = Sampler(b, names["predictor_temperature"], names["predictor_top_k"], names["predictor_top_p"],
-                                gumbel=sampler.gumbel, name="predictor_sampling", vocab=cp.config.vocab_size)
+                                gumbel=sampler.gumbel, name="predictor_sampling", vocab=cp.config.vocab_size,
+                                capture=capture)
 
     def linear(x: str, lin: nn.Linear, name: str, label: str) -> str:
         y = b.op("MatMul", [x, b.weight(f"{name}.weight", linear_t(lin))], label=label)
@@ -43,8 +46,8 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
         return y if bias is None else b.op("Add", [y, b.weight(f"{name}.bias", bias)], label=label)
 
     with b.scope("talker"):
-        last, presents = cached_stack(b, talker.model, "talker", tc.max_position_embeddings,
-                                      names["inputs_embeds"], past, names[kv_cache.LENGTHS])  # [B, 1, H]
+        last, presents, seqlens = cached_stack(b, talker.model, "talker", tc.max_position_embeddings,
+                                               names["inputs_embeds"], past, names[kv_cache.LENGTHS], capture)
         logits = linear(last, talker.codec_head, "talker.codec_head", "codec_head")  # [B, 1, V]
         with b.scope("repetition_penalty"):
             p = b.op("Reshape", [names["repetition_penalty"], b.const([-1, 1, 1])], label="penalty")
@@ -62,14 +65,15 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
     # positions 0..groups-1 are all the predictor ever sees in a frame
     pstack = LlamaStack(b, d, "predictor", rope_caches(b, "predictor", d.rotary_emb, groups))
     project = cp.small_to_mtp_projection
-    kv = pstack.fixed_cache(last, groups)
+    rows = zero_rows(b, seqlens) if capture else None
+    kv = pstack.fixed_cache(last, groups, rows)
     for i in range(groups - 1):  # step i samples group i + 1
         with b.scope("predictor", f"step{i}"):
             x = b.op("Concat", [last, embeds[0]], axis=1) if i == 0 else embeds[-1]  # [B, 2 | 1, H]
             if isinstance(project, nn.Linear):
                 x = linear(x, project, "predictor.small_to_mtp_projection", "projection")
             pos = i + 1  # the last position this step writes
-            h, kv = pstack(x, kv, *row_lengths(b, x, pos), seq=2 if i == 0 else 1, last_only=i == 0)
+            h, kv = pstack(x, kv, *row_lengths(b, x, pos, rows), seq=2 if i == 0 else 1, last_only=i == 0)
             logits = linear(h, cp.lm_head[i], f"predictor.lm_head.{i}", "head")  # [B, 1, Vp]
             codes.append(predictor_sampler(logits, i + 1))
             embeds.append(b.op("Gather", [b.weight(f"predictor.codec_embedding.{i}.weight",
@@ -80,4 +84,4 @@ def build_frame(model, graph_inputs: list, graph_outputs: list):
         summed = row_sum(b, b.op("Concat", embeds, axis=1), len(embeds))  # [B, 1, H]
         next_embeds = b.op("Add", [summed, names["text_embed"]], label="text")
 
-    return frame_model(b, graph_outputs, frame, next_embeds, presents)
+    return frame_model(b, graph_outputs, frame, next_embeds, presents, capture)

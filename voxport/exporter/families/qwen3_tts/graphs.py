@@ -12,7 +12,7 @@ from voxport.exporter.kernels import fusable
 from voxport.exporter.families.qwen3_tts import speaker, wrappers
 from voxport.exporter.families.qwen3_tts.frame import FrameStep
 from voxport.exporter.families.qwen3_tts.fused import build_frame
-from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance
+from voxport.exporter.spec import GraphSpec, TensorSpec, Tolerance, capture_twin
 from voxport.exporter.shared_graphs import code_step_graph, kv_specs, lm_step_graph
 from voxport.exporter.torch_steps import static_step_inputs
 
@@ -56,6 +56,14 @@ def code_predictor(model) -> GraphSpec:
     tc = model.talker.config
     return code_step_graph("code_predictor", wrappers.CodePredictorStep(model), tc.code_predictor_config,
                            "talker_hidden_state", tc.hidden_size, tc.num_code_groups - 1)
+
+
+def frame_capture(model) -> list[GraphSpec]:
+    """The frame graph WebGPU captures (spec.capture_twin), where the frame is written with fused ops."""
+    tc = model.talker.config
+    if not fusable(tc, tc.code_predictor_config):
+        return []
+    return [capture_twin(frame(model), lambda inputs, outputs: build_frame(model, inputs, outputs, capture=True))]
 
 
 def frame(model) -> GraphSpec:

@@ -31,6 +31,8 @@ def _stand_in(name: str) -> types.ModuleType:
     mod = types.ModuleType(name)
 
     def missing(attr):
+        if attr.startswith("__"):  # probes such as inspect's hasattr(module, "__file__") expect AttributeError
+            raise AttributeError(attr)
         raise ImportError(f"{name}.{attr}: not available (voxport loads only Qwen3-TTS's 12 Hz codec)")
 
     mod.__getattr__ = missing
