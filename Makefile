@@ -10,7 +10,7 @@ HAPROXY  := /usr/sbin/haproxy
 WEB_STAMP := web/node_modules/.package-lock.json
 PORT ?= 8000
 
-.PHONY: export test install web demo bench bench-quick clean
+.PHONY: export test install web demo bench bench-quick llama-tts clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench: $(STAMP) $(WEB_STAMP) $(CHROMIUM)
 
 bench-quick: $(STAMP)
 	$(BIN)/voxport bench --quick --preset tiny
+
+# llama.cpp's llama-tts and llama-quantize for the bench's peer row (never part of `make test`): the
+# llama.cpp that the llama-cpp-python sdist vendors, fetched with pip and built with cmake into
+# build/llama.cpp (~10-20 min on 2 cores). Then: VOXPORT_LLAMA_CPP=<the tree it prints> voxport bench ...
+llama-tts: $(STAMP)
+	PYTHON=$(BIN)/python bench/build_llama_tts.sh build/llama.cpp
 
 # The browser demo on http://127.0.0.1:$(PORT)/ (exports the tiny preset first if needed).
 demo: $(STAMP) $(WEB_STAMP)

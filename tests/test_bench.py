@@ -64,6 +64,9 @@ def test_quick_codes_identical_to_pytorch(quick):
     # the report says so, next to the speed-up
     assert rows[("fused", "fp32")]["speedup_vs_pytorch"] > 0
     assert "| identical |" in quick[1].with_suffix(".md").read_text()
+    # llama.cpp's peer row: the family of the artifact's checkpoint has no llama-tts runner, built or not
+    assert quick[0]["presets"][0]["peers"] == {"llama-tts": {"skipped": "llama.cpp's llama-tts runs no csm checkpoint"}}
+    assert "llama-tts: skipped (llama.cpp's llama-tts runs no csm checkpoint)." in quick[1].with_suffix(".md").read_text()
 
 
 def test_roofline_counts_each_reader(tmp_path):
@@ -107,19 +110,3 @@ def test_qwen_rows_draw_the_reference_codes(qwen_dir, tmp_path):
     for key in (("fused", "fp32"), ("steps", "fp32")):
         assert np.array_equal(np.array(rows[key]["codes"]), ref), key
     assert rows[("fused", "fp32")]["calls_per_frame"] == 1 and rows[("steps", "fp32")]["calls_per_frame"] == 17
-
-
-def test_a_peer_that_is_not_built_is_a_skipped_row_with_its_reason(monkeypatch, tmp_path):
-    from voxport.bench import peers, report
-
-    monkeypatch.delenv("VOXPORT_LLAMA_TTS", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))  # no llama-tts on it
-    row = peers.llama_tts("dual_track")
-    assert "llama-tts is not built on this machine" in row["skipped"] and "VOXPORT_LLAMA_TTS" in row["skipped"]
-    assert "only the dual_track prompt format" in peers.llama_tts("chat_template")["skipped"]
-    fake = tmp_path / "llama-tts"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
-    assert "no runner for it yet" in peers.llama_tts("dual_track")["skipped"]
-    lines = report._peer_lines({"peers": {"llama-tts": row}})
-    assert lines == [f"llama-tts: skipped ({row['skipped']})."]

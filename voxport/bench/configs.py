@@ -11,6 +11,7 @@ FIRST_AUDIO_REPEATS = 3
 BROWSER_FRAMES, BROWSER_FRAMES_LARGE = 16, 6  # headless Chromium, wasm (tiny; full-size presets)
 PROFILE_FRAMES = 6  # the per-operator profile of each fused graph (full runs only)
 BASELINE_WINDOWS = 4  # --baseline: alternating windows per precision (the result is their median)
+PEER_WINDOWS, PEER_WINDOWS_QUICK = 3, 2  # another engine's runs per precision, each followed by one of voxport's
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,30 @@ def _baseline_lines(rows) -> list[str]:
 
 
 def _peer_lines(preset: dict) -> list[str]:
-    return [f"{name}: skipped ({row['skipped']})." for name, row in preset.get("peers", {}).items() if "skipped" in row]
+    lines = []
+    for name, peer in preset.get("peers", {}).items():
+        if "skipped" in peer:
+            lines.append(f"{name}: skipped ({peer['skipped']}).")
+            continue
+        lines += [f"{name} on the same checkpoint, text and threads, its runs interleaved with voxport's fused path "
+                  "(first audio: it writes the WAV only at the end):", "",
+                  "| configuration | ms/frame | codec ms/frame | RTF | first audio ms | peak RSS MB | voxport same windows "
+                  "(ms/frame + codec, first audio, RSS) | voxport faster per frame / codec | load average |",
+                  "|" + "---|" * 9]
+        for r in peer["rows"]:
+            if "error" in r:
+                lines.append(f"| {r['label']} | error: {r['error']} |" + " |" * 7)
+                continue
+            v = r.get("voxport_interleaved")
+            mine = (f"{v['ms_per_frame']} + {v['codec_ms_per_frame']}, {v['first_audio_ms']:.0f} ms, {v['peak_rss_mb']} MB"
+                    if v else "-")
+            ratio = (f"{r['ms_per_frame']['median'] / v['ms_per_frame']:.2f}x / "
+                     f"{r['codec_ms_per_frame'] / v['codec_ms_per_frame']:.2f}x" if v else "-")
+            lines.append(f"| {r['label']} | {r['ms_per_frame']['median']:.1f} | {r['codec_ms_per_frame']:.1f} | "
+                         f"{r['rtf']:.2f} | {r['first_audio_ms']:.0f} | {r['peak_rss_mb']} | {mine} | {ratio} | "
+                         f"{r.get('load_average', '-')} |")
+        lines.append("")
+    return lines
 
 
 def _browser_lines(rows) -> list[str]:

@@ -19,8 +19,8 @@ import numpy as np
 from voxport.bench import machine, peers, roofline
 from voxport.bench.compare import interleaved
 from voxport.bench.graph_stats import node_counts
-from voxport.bench.configs import (BASELINE_WINDOWS, BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PROFILE_FRAMES,
-                           QUICK_FRAMES, Config, configs)
+from voxport.bench.configs import (BASELINE_WINDOWS, BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PEER_WINDOWS,
+                                   PEER_WINDOWS_QUICK, PROFILE_FRAMES, QUICK_FRAMES, TEN_WORDS, Config, configs)
 from voxport.bench.runners import measure
 from voxport import manifest as mf
 from voxport.dtypes import DTYPES
@@ -118,12 +118,24 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
         shared = [d for d in have if d in mf.load(baseline)["dtypes"]]
         out["vs_baseline"] = [interleaved(art, baseline, d, frames, BASELINE_WINDOWS, threads,
                                           onnx_providers(device), progress) for d in shared]
-    out["peers"] = {"llama-tts": peers.llama_tts(generation["prompt"]["format"])}
+    out["peers"] = {"llama-tts": _llama_tts(art, manifest, have, quick, frames, threads, device, frame_ms, progress)}
     if browser and generation["prompt"]["format"] in PAGE_PROMPT_FORMATS:
         out["browser"] = _browser(art, have, manifest["source"].get("name") == "tiny", progress)
     elif browser:
         out["browser"] = {"skipped": f"the page does not build the {generation['prompt']['format']} prompt format yet"}
     return out
+
+
+def _llama_tts(art: Path, manifest: dict, dtypes: list[str], quick: bool, frames: int, threads: int, device: str,
+               frame_ms: float, progress) -> dict:
+    """llama.cpp's llama-tts on the same checkpoint, text and thread count, its runs interleaved with
+    windows of voxport's fused path at the same precision."""
+    def voxport_window(dtype: str) -> dict:
+        cfg = Config("fused", dtype)
+        return summarize(cfg, measure(cfg, art, frames, threads, device), frame_ms, None, None)
+
+    return peers.llama_tts(manifest, dtypes, TEN_WORDS, frames, threads or os.cpu_count(),
+                           PEER_WINDOWS_QUICK if quick else PEER_WINDOWS, voxport_window, progress)
 
 
 # the prompt formats voxport-web builds (web/src/runtime/prompt.js PROMPT_FORMATS)

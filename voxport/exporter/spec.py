@@ -104,6 +104,9 @@ class Family:
     # per graph: how its fp16/q8/q4/q4f16 variants are made (exporter/precision.py); a graph not
     # listed gets GraphPrecision(): MatMul weights quantized, everything else as exported
     precision: dict[str, GraphPrecision] = {}
+    # whether llama.cpp's llama-tts runs this family's checkpoints once its convert_hf_to_gguf.py has
+    # converted them (`voxport bench` measures it beside voxport; llama_tts_refusal says which ones)
+    llama_tts: bool = False
 
     @classmethod
     def claims(cls, config: dict) -> bool:
@@ -118,6 +121,12 @@ class Family:
     def check_dir(cls, path: Path, config: dict) -> None:
         """Cheap structural checks beyond config.json and the weights (tokenizer files, sub-models):
         raise CheckpointError naming what is missing and where."""
+
+    @classmethod
+    def llama_tts_refusal(cls, path: Path, config: dict) -> str | None:
+        """Why llama.cpp's converter or llama-tts cannot take this checkpoint (None: they can), for a
+        family with `llama_tts`."""
+        return None
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu"):

@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxport.errors import CheckpointError
-from voxport.exporter.families.qwen3_tts import codec, graphs, presets, speaker
+from voxport.exporter.families.qwen3_tts import codec, graphs, presets, speaker, vocab
 from voxport.exporter.families.qwen3_tts.precision import QWEN_PRECISION
 from voxport.exporter.shared_graphs import kv_cache_contract
 from voxport.exporter.spec import Family, GraphSpec, capture_entry, register
@@ -47,6 +47,22 @@ class Qwen3TtsFamily(Family):
     model_types = ("qwen3_tts",)
     presets = presets.PRESETS
     precision = QWEN_PRECISION
+    llama_tts = True  # llama.cpp's Qwen3-TTS runner: talker in libllama, predictor and codec in mtmd
+
+    @classmethod
+    def llama_tts_refusal(cls, path: Path, config: dict) -> str | None:
+        """What llama.cpp's converter and runner need of a checkpoint, as they were found to need it."""
+        if config.get("architectures") != ["Qwen3TTSForConditionalGeneration"]:
+            return (f"config.json's architectures is {config.get('architectures')}, not the released "
+                    "['Qwen3TTSForConditionalGeneration'] llama.cpp's converter picks its model class by")
+        if config.get("tts_model_type") != "base":
+            return (f"llama-tts runs only Base checkpoints; this one is {config.get('tts_model_type')} (its converted "
+                    "speaker model has no speaker-encoder tensors and does not load)")
+        size = vocab.bpe_size(path)
+        if size < vocab.QWEN2_TOKENS:
+            return (f"the checkpoint's tokenizer has {size} tokens, not the released Qwen2 vocabulary llama.cpp's "
+                    "converter recognises (the tiny presets' is a stand-in)")
+        return None
 
     @classmethod
     def build_preset(cls, preset, out: Path) -> None:

@@ -30,9 +30,10 @@ _DIALECT = {"dylan": "beijing_dialect", "eric": "sichuan_dialect"}
 # released text-side ids (Qwen2 vocabulary 151936)
 _TEXT_IDS = dict(im_start_token_id=151644, im_end_token_id=151645, tts_pad_token_id=151671,
                  tts_bos_token_id=151672, tts_eos_token_id=151673)
+# their names in the released tokenizer (llama.cpp's Qwen3-TTS runner finds them by name)
 TEXT_SPECIALS = {"<|im_start|>": "im_start_token_id", "<|im_end|>": "im_end_token_id",
-                 "<|tts_pad|>": "tts_pad_token_id", "<|tts_text_bos|>": "tts_bos_token_id",
-                 "<|tts_text_eod|>": "tts_eos_token_id"}
+                 "<tts_pad>": "tts_pad_token_id", "<tts_text_bos>": "tts_bos_token_id",
+                 "<tts_text_eod>": "tts_eos_token_id"}
 GENERATION_CONFIG = {"do_sample": True, "repetition_penalty": 1.05, "temperature": 0.9, "top_p": 1.0,
                      "top_k": 50, "subtalker_dosample": True, "subtalker_temperature": 0.9,
                      "subtalker_top_k": 50, "subtalker_top_p": 1.0, "max_new_tokens": 8192}
@@ -60,8 +61,9 @@ class QwenPreset:
     speaker_encoder: dict = field(default_factory=dict)
     model_size: str = "0b6"
     seed: int = 0
-    # the files' version, in the cache key: 2 writes the released `architectures` (cached 1s are rebuilt)
-    layout: int = 2
+    # the files' version, in the cache key (older caches are rebuilt): 2 writes the released
+    # `architectures`, 3 the released special-token names and, full size, the released vocabulary
+    layout: int = 3
 
 
 def _talker_full(hidden: int, ffn: int) -> dict:
@@ -96,6 +98,9 @@ PRESETS: dict[str, QwenPreset] = {
                                       TINY_CODEC, codebook_size=64, text_hidden_size=32, text_vocab_size=None),
     "qwen3-tts-0.6b": QwenPreset("qwen3-tts-0.6b", "custom_voice", _talker_full(1024, 3072), _PREDICTOR_FULL,
                                  FULL_CODEC),
+    # Base: what llama.cpp's llama-tts runs (a CustomVoice checkpoint has no speaker encoder for it)
+    "qwen3-tts-0.6b-base": QwenPreset("qwen3-tts-0.6b-base", "base", _talker_full(1024, 3072), _PREDICTOR_FULL,
+                                      FULL_CODEC, speaker_encoder=dict(enc_dim=1024)),
     "qwen3-tts-1.7b": QwenPreset("qwen3-tts-1.7b", "custom_voice", _talker_full(2048, 6144), _PREDICTOR_FULL,
                                  FULL_CODEC, model_size="1b7"),
 }
@@ -112,7 +117,7 @@ def build_tokenizer(vocab_size: int = 512):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(TEXT_SPECIALS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|tts_pad|>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<tts_pad>")
 
 
 def _shift(ids: dict, by: int) -> dict:
@@ -181,9 +186,18 @@ def save_checkpoint(model, codec, tokenizer, out: Path) -> None:
 
 
 def build_preset(preset: QwenPreset, out: Path) -> None:
-    # the full presets ship the Qwen2 vocabulary's ids with a small stand-in tokenizer: the graphs
-    # never read the tokenizer, and the ids a prompt's specials use come from config.json
-    tokenizer = build_tokenizer()
+    # tiny: a stand-in tokenizer trained offline (its size is the text vocabulary); full size: the
+    # released Qwen2 vocabulary, fetched once (vocab.py), so a converter that checks the tokenizer
+    # (llama.cpp's) takes the files, and text tokenises as the released model's does
+    if preset.text_vocab_size is None:
+        tokenizer = build_tokenizer()
+    else:
+        from voxport.exporter.families.qwen3_tts import vocab
+        from voxport.fsutil import cache_root
+
+        tokenizer = vocab.tokenizer_from_gguf(vocab.vocab_file(cache_root()))
+        ids = {attr: tokenizer.convert_tokens_to_ids(t) for t, attr in TEXT_SPECIALS.items()}
+        assert ids == _TEXT_IDS, ids  # config.json's ids are the released ones
     codec = randomize_codec(build_codec(preset.codec, preset.seed), preset.seed)
     save_checkpoint(build_model(preset, tokenizer), codec, tokenizer, out)
 
