@@ -7,7 +7,7 @@ import onnxruntime as ort
 
 from voxport.fsutil import sha256_file
 
-GRAPHS = {"embed", "backbone", "depth", "frame", "mimi_decoder", "mimi_decoder_stream", "mimi_encoder"}
+GRAPHS = {"embed", "backbone", "depth", "frame", "frame_capture", "mimi_decoder", "mimi_decoder_stream", "mimi_encoder"}
 
 
 def test_manifest_lists_every_graph_with_hash_and_io(tiny_dir):

@@ -16,8 +16,8 @@ def test_parity_passes_and_writes_reports(tiny_dir, capsys):
     assert r["waveform"]["rel"] <= 1e-4 and r["waveform"]["samples"] == 50 * 1920
     # every graph checked at several shapes, including an empty and a long past
     cases = {(c["graph"], tuple(sorted((k, str(v)) for k, v in c["case"].items()))) for c in r["graphs"]}
-    assert {g for g, _ in cases} == {"embed", "backbone", "depth", "frame", "mimi_decoder", "mimi_decoder_stream",
-                                     "mimi_encoder"}
+    assert {g for g, _ in cases} == {"embed", "backbone", "depth", "frame", "frame_capture", "mimi_decoder",
+                                     "mimi_decoder_stream", "mimi_encoder"}
     assert any(g == "backbone" and dict(c)["past"] == "0" for g, c in cases)
     assert any(g == "backbone" and int(dict(c)["past"]) >= 300 for g, c in cases)
     # the frame graph's static cache: rows of different lengths in one call

@@ -90,7 +90,8 @@ def test_undeclared_graph_gets_the_default_policy(tiny_checkpoint):
 def test_fidelity_gates_pass_with_margin(fidelity, tiny_dir):
     assert fidelity["ok"], fidelity["failures"]
     rows = fidelity["summary"]
-    graphs = {"embed", "backbone", "depth", "frame", "mimi_decoder", "mimi_decoder_stream", "mimi_encoder"}
+    graphs = {"embed", "backbone", "depth", "frame", "frame_capture", "mimi_decoder", "mimi_decoder_stream",
+              "mimi_encoder"}
     assert {(r["graph"], r["dtype"]) for r in rows} == {(g, d) for g in graphs for d in DTYPES}
     # the frame graph's sampled outputs (codes, next_embeds) are gated in fp32 only: one flipped argmax
     # on random near-flat logits changes them wholesale

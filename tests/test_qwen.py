@@ -22,8 +22,8 @@ def test_parity_passes(qwen_dir, capsys):
     assert main(["parity", str(qwen_dir), "--frames", str(FRAMES)]) == 0
     r = json.loads((qwen_dir / "parity.json").read_text())
     assert r["ok"] and not r["failures"]
-    assert {c["graph"] for c in r["graphs"]} == {"prompt_embed", "talker", "code_predictor", "frame", "codec_decoder",
-                                                 "codec_decoder_stream", "codec_encoder"}
+    assert {c["graph"] for c in r["graphs"]} == {"prompt_embed", "talker", "code_predictor", "frame", "frame_capture",
+                                                 "codec_decoder", "codec_decoder_stream", "codec_encoder"}
     assert all(c["max_abs"] <= c["allowed"] for c in r["graphs"])
     g = r["greedy"]
     assert g["identical"] and g["frames_reference"] >= FRAMES and g["agreement_per_frame"] == [1.0] * g["frames_onnx"]
