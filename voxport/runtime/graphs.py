@@ -29,6 +29,7 @@ class Graphs:
         self.threads = threads
         self.profile_dir = profile_dir  # benchmarks: onnxruntime's per-node profile of every session
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._checked: set[str] = set()  # graphs whose files passed the hash check (released ones too)
         self._lock = threading.Lock()
         mf.check_files(self.dir, self.manifest, graphs=[])  # tokenizer and template files
 
@@ -41,7 +42,7 @@ class Graphs:
     def _session(self, name: str) -> ort.InferenceSession:
         if name not in self._sessions:
             path = mf.graph_path(self.dir, self.manifest, name, self.dtype)
-            mf.check_files(self.dir, self.manifest, graphs=[name], dtype=self.dtype)
+            self.check([name])
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             if self.threads:
@@ -58,6 +59,13 @@ class Graphs:
             except Exception as e:
                 raise ArtifactError(f"{path}: onnxruntime could not load it ({str(e).splitlines()[0][:200]})") from None
         return self._sessions[name]
+
+    def check(self, names: list[str]) -> None:
+        """Hash-check these graphs' files now (each once: a released session reloads unchecked)."""
+        todo = [n for n in names if n not in self._checked]
+        if todo:
+            mf.check_files(self.dir, self.manifest, graphs=todo, dtype=self.dtype)
+            self._checked.update(todo)
 
     def release(self, name: str) -> None:
         """Drop a graph's session (its memory goes with the last reference); a later call loads it again."""

@@ -45,13 +45,13 @@ def run(artifact_dir: Path, device: str = "cpu", frames: int = 50, progress=prin
     manifest = mf.load(artifact_dir)
     t0 = time.time()
     rt = Runtime(artifact_dir, providers=onnx_providers(device))
-    # Every graph's files hash-checked before the (large) PyTorch reference is loaded.
-    mf.check_files(artifact_dir, manifest, graphs=list(manifest["graphs"]), dtype="fp32")
     ckpt = source_checkpoint(manifest, cache_root)
     if checkpoint.family_of(ckpt.path).splits_parity():
+        rt.graphs.check(list(manifest["graphs"]))  # before the (large) PyTorch reference is loaded
         graph_rows, rows = _two_phases(rt, ckpt, frames, device, progress)
     else:
-        for name in manifest["graphs"]:  # a graph onnxruntime refuses fails before the reference loads
+        # every graph hash-checked and loaded before the reference: a refused one fails first
+        for name in manifest["graphs"]:
             rt.graphs.session(name)
         family = _loaded(ckpt, device)
         graph_rows = []
