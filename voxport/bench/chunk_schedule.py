@@ -9,10 +9,11 @@ A chunk of n frames costs one codec call: larger chunks cost less per frame (Qwe
 2 cores: 8 frames per call 29% less than 1), but the first audio waits for the first chunk, and a
 chunk must be ready before the audio before it has played out.
 
-Modes (KIND:THREADS, onnxruntime threads per session): `serial` decodes each chunk between frame
-calls (`Speech` alone); `engine` makes the frames in an engine's thread (runtime/engine.py, one
-slot, as the server does) while this thread decodes, so the codec overlaps the next frames: with
-one thread each, the frame graph and the codec each keep one core."""
+Modes (KIND:THREADS or KIND:THREADS+CODEC_THREADS, onnxruntime threads per session; the codec's
+count defaults to the others'): `serial` decodes each chunk between frame calls (`Speech` alone);
+`engine` makes the frames in an engine's thread (runtime/engine.py, one slot, as the server does)
+while this thread decodes, so the codec overlaps the next frames: with one thread each, the frame
+graph and the codec each keep one core."""
 
 from __future__ import annotations
 
@@ -49,11 +50,15 @@ def one(rt, schedule, frames: int, seed: int, engine=None) -> dict:
             "frame_ms": 1000 * s["stages"]["frames_s"] / max(1, s["frames"] - 1)}
 
 
-def parse_mode(mode: str, threads: int) -> tuple[str, int]:
+def parse_mode(mode: str, threads: int) -> tuple[str, int, int]:
+    """KIND[:THREADS[+CODEC_THREADS]] -> (kind, frame threads, codec threads)."""
     kind, _, n = mode.partition(":")
-    if kind not in ("serial", "engine") or (n and not n.isdigit()) or (n and int(n) < 1):
-        raise InputError(f"mode {mode!r}: expected serial or engine, optionally :THREADS (e.g. engine:1)")
-    return kind, int(n) if n else threads
+    counts = n.split("+") if n else []
+    if kind not in ("serial", "engine") or len(counts) > 2 or any(not c.isdigit() or int(c) < 1 for c in counts):
+        raise InputError(f"mode {mode!r}: expected serial or engine, optionally :THREADS or :THREADS+CODEC_THREADS "
+                         "(e.g. engine:1, engine:2+1)")
+    frame = int(counts[0]) if counts else threads
+    return kind, frame, int(counts[1]) if len(counts) == 2 else frame
 
 
 def measure(artifact_dir: Path, dtype: str = "fp32", frames: int = 48, repeats: int = 5, threads: int = 2,
@@ -66,8 +71,8 @@ def measure(artifact_dir: Path, dtype: str = "fp32", frames: int = 48, repeats: 
     kinds = {m: parse_mode(m, threads) for m in modes}  # every mode checked before anything loads
     runners = {}
     try:
-        for m, (kind, n) in kinds.items():
-            rt = Runtime(artifact_dir, threads=n, dtype=dtype)
+        for m, (kind, n, codec_n) in kinds.items():
+            rt = Runtime(artifact_dir, threads=n, dtype=dtype, codec_threads=codec_n)
             rt.load_streaming()
             runners[m] = rt, Engine(rt, 1) if kind == "engine" else None
             one(rt, (1,), 4, seed, runners[m][1])  # warm-up
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--modes", nargs="+", help="serial[:THREADS] and/or engine[:THREADS] (default serial)")
+    p.add_argument("--modes", nargs="+", help="serial[:THREADS[+CODEC_THREADS]] and/or engine[:...] (default serial)")
     p.add_argument("--json", help="also write the result here")
     a = p.parse_args(argv)
     try:
