@@ -61,6 +61,13 @@ def parse_mode(mode: str, threads: int) -> tuple[str, int, int]:
     return kind, frame, int(counts[1]) if len(counts) == 2 else frame
 
 
+def parse_schedule(text: str) -> tuple[int, ...]:
+    parts = text.split(",")
+    if not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise InputError(f"schedule {text!r}: expected frames per call >= 1, comma-separated (e.g. 1,4,8)")
+    return tuple(int(p) for p in parts)
+
+
 def measure(artifact_dir: Path, dtype: str = "fp32", frames: int = 48, repeats: int = 5, threads: int = 2,
             seed: int = 7, schedules: dict | None = None, modes: list[str] | None = None) -> dict:
     from voxport.runtime.engine import Engine
@@ -109,10 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--modes", nargs="+", help="serial[:THREADS[+CODEC_THREADS]] and/or engine[:...] (default serial)")
+    p.add_argument("--schedules", nargs="+", help="frames per call, e.g. 1,4 1,8 (default: the built-in set)")
     p.add_argument("--json", help="also write the result here")
     a = p.parse_args(argv)
     try:
-        result = measure(Path(a.artifact), a.dtype, a.frames, a.repeats, a.threads, modes=a.modes)
+        result = measure(Path(a.artifact), a.dtype, a.frames, a.repeats, a.threads, modes=a.modes,
+                         schedules=a.schedules and {s: parse_schedule(s) for s in a.schedules})
     except InputError as e:
         p.exit(2, f"error: {e}\n")
     if a.json:
