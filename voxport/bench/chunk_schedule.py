@@ -13,7 +13,10 @@ Modes (KIND:THREADS or KIND:THREADS+CODEC_THREADS, onnxruntime threads per sessi
 count defaults to the others'): `serial` decodes each chunk between frame calls (`Speech` alone);
 `engine` makes the frames in an engine's thread (runtime/engine.py, one slot, as the server does)
 while this thread decodes, so the codec overlaps the next frames: with one thread each, the frame
-graph and the codec each keep one core."""
+graph and the codec each keep one core.
+
+Each row is the median over repeats; `best_rtf` is the least disturbed repeat, and `other_cores` the
+cores other processes kept busy during a run (median): on a shared machine read a row with both."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 from voxport.bench.configs import TEN_WORDS
+from voxport.bench.machine import OtherCpu
 from voxport.errors import InputError
 
 SCHEDULES = {"1": (1,), "2": (2,), "4": (4,), "8": (8,), "1,2,4": (1, 2, 4), "1,2,4,8": (1, 2, 4, 8),
@@ -36,6 +40,7 @@ def one(rt, schedule, frames: int, seed: int, engine=None) -> dict:
 
     speech = Speech(rt, TEN_WORDS, max_frames=frames, chunk_frames=schedule, sampling=Sampling(0.9, 50), seed=seed,
                     engine=engine)
+    others = OtherCpu()
     t0, played, stall, first = time.perf_counter(), 0.0, 0.0, None
     for pcm in speech:
         now = time.perf_counter() - t0
@@ -47,7 +52,7 @@ def one(rt, schedule, frames: int, seed: int, engine=None) -> dict:
     s = speech.stats
     return {"frames": s["frames"], "first_audio_ms": 1000 * first, "rtf": s["rtf"], "stall_ms": 1000 * stall,
             "codec_ms_per_frame": 1000 * s["stages"]["codec_s"] / max(1, s["frames"]),
-            "frame_ms": 1000 * s["stages"]["frames_s"] / max(1, s["frames"] - 1)}
+            "frame_ms": 1000 * s["stages"]["frames_s"] / max(1, s["frames"] - 1), "other_cores": others.cores() or 0.0}
 
 
 def parse_mode(mode: str, threads: int) -> tuple[str, int, int]:
@@ -96,13 +101,16 @@ def measure(artifact_dir: Path, dtype: str = "fp32", frames: int = 48, repeats: 
     for (m, name), rs in runs.items():
         row = {"mode": m, "schedule": name, "frames": rs[0]["frames"]}
         row.update({k: round(statistics.median(x[k] for x in rs), 2) for k in rs[0] if k != "frames"})
+        row["best_rtf"] = round(min(x["rtf"] for x in rs), 2)  # the least disturbed repeat on a shared machine
+        row["runs"] = [{k: round(v, 2) for k, v in x.items()} for x in rs]
         rows.append(row)
     return {"artifact": str(artifact_dir), "dtype": dtype, "threads": threads, "frames": frames,
             "repeats": repeats, "modes": modes, "rows": rows}
 
 
 def table(result: dict) -> str:
-    keys = ["mode", "schedule", "frames", "first_audio_ms", "rtf", "stall_ms", "codec_ms_per_frame", "frame_ms"]
+    keys = ["mode", "schedule", "frames", "first_audio_ms", "rtf", "best_rtf", "stall_ms", "codec_ms_per_frame", "frame_ms",
+            "other_cores"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in result["rows"]]
     return "\n".join(lines)

@@ -78,3 +78,32 @@ def read_bandwidth(threads: int, gib: float = 1.0, repeats: int = 5) -> float:
         return w.numel() * 4 / statistics.median(times) / 1e9
     finally:
         torch.set_num_threads(before)
+
+
+class OtherCpu:
+    """Cores other processes kept busy between `start()` and `cores()` (Linux /proc; None elsewhere):
+    on a shared machine a timing means little without it (the load average lags by a minute and
+    counts this process too)."""
+
+    def __init__(self):
+        self.start()
+
+    @staticmethod
+    def _ticks() -> tuple[int, int] | None:
+        try:
+            cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            mine = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):
+            return None
+        busy = sum(cpu) - cpu[3] - cpu[4]  # all but idle and iowait
+        return busy, int(mine[11]) + int(mine[12])  # this process's utime + stime, every thread
+
+    def start(self) -> None:
+        self._t, self._at = self._ticks(), time.perf_counter()
+
+    def cores(self) -> float | None:
+        now, t = self._ticks(), time.perf_counter() - self._at
+        if now is None or self._t is None or t <= 0:
+            return None
+        others = (now[0] - self._t[0]) - (now[1] - self._t[1])
+        return max(0.0, others / os.sysconf("SC_CLK_TCK") / t)
