@@ -66,3 +66,32 @@ def test_the_bench_decodes_beside_an_engine_and_refuses_an_unknown_mode(qwen_dir
     assert all(r["first_audio_ms"] > 0 and r["rtf"] > 0 for r in rows.values())
     with pytest.raises(InputError, match="mode 'pipe:1': expected serial or engine"):
         measure(qwen_dir, modes=["serial", "pipe:1"])
+
+
+def test_modes_split_threads_between_the_frame_and_the_codec(qwen_dir):
+    from voxport.bench.chunk_schedule import parse_mode, parse_schedule
+
+    assert parse_mode("engine:2+1", 2) == ("engine", 2, 1)
+    assert parse_mode("serial", 2) == ("serial", 2, 2) and parse_mode("engine:1", 2) == ("engine", 1, 1)
+    for bad in ("engine:1+0", "engine:1+1+1", "serial:+1", "serial:2+"):
+        with pytest.raises(InputError, match=f"mode {bad!r}: expected serial or engine"):
+            parse_mode(bad, 2)
+    assert parse_schedule("1,4,8") == (1, 4, 8)
+    with pytest.raises(InputError, match="schedule '1,0': expected frames per call >= 1"):
+        parse_schedule("1,0")
+    # the codec's session gets its own count, every other session the runtime's
+    rt = Runtime(qwen_dir, threads=2, dtype="q4", codec_threads=1)
+    rt.load_streaming()
+    codec = rt.rt["codec_stream"]["graph"]
+    threads = {g: s.get_session_options().intra_op_num_threads for g, s in rt.graphs._sessions.items()}
+    assert threads.pop(codec) == 1 and set(threads.values()) == {2}, threads
+
+
+def test_rows_say_how_busy_the_machine_was(qwen_dir):
+    from voxport.bench.chunk_schedule import measure
+
+    result = measure(qwen_dir, dtype="q4", frames=4, repeats=2, threads=1, schedules={"1,4": (1, 4)},
+                     modes=["engine:1+1"])
+    (row,) = result["rows"]
+    assert len(row["runs"]) == 2 and row["best_rtf"] == min(r["rtf"] for r in row["runs"]) <= row["rtf"]
+    assert all(r["other_cores"] >= 0 for r in row["runs"])

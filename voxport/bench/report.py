@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 COLUMNS = ["configuration", "ms/frame (median)", "p10-p90", "x PyTorch", "RTF", "first audio ms",
-           "codec ms/frame", "peak RSS MB", "calls/frame", "codes = PyTorch", "x roofline"]
+           "codec ms/frame", "streamed: RTF, first audio ms (other cores busy)", "peak RSS MB", "calls/frame",
+           "codes = PyTorch", "x roofline"]
 
 
 def _cells(r: dict) -> list[str]:
@@ -16,8 +17,16 @@ def _cells(r: dict) -> list[str]:
     codes = "" if same is None else ("identical" if same["identical"] else
                                      f"{sum(a == 1.0 for a in same['agreement_per_frame'])}/{r['frames']} frames")
     return [r["label"], f"{m['median']:.1f}", f"{m['p10']:.0f}-{m['p90']:.0f}", str(r.get("speedup_vs_pytorch", "1.00")),
-            f"{r['rtf']:.2f}", f"{r['first_audio_ms']:.0f}", f"{r['codec_ms_per_frame']:.1f}", str(r["peak_rss_mb"]),
+            f"{r['rtf']:.2f}", f"{r['first_audio_ms']:.0f}", f"{r['codec_ms_per_frame']:.1f}", _streamed(r.get("streamed")),
+            str(r["peak_rss_mb"]),
             str(r["calls_per_frame"] or "-"), codes, str(r.get("x_roofline", "-"))]
+
+
+def _streamed(st: dict | None) -> str:
+    if not st:
+        return "-"
+    busy = "" if st["other_cores"] is None else f" ({st['other_cores']:.1f})"
+    return f"{st['rtf']:.2f}, {st['first_audio_ms']:.0f}{busy}"
 
 
 def markdown(result: dict, stem: str) -> str:
@@ -31,7 +40,9 @@ def markdown(result: dict, stem: str) -> str:
              f"{result['bandwidth_gbs']} GB/s (weights streamed through a matrix-vector product).", ""]
     for p in result["presets"]:
         lines += [f"## {p['preset']}", "", f"Artifacts: `{p['artifact']}`. One frame is {p['frame_ms']:.0f} ms of audio; "
-                  "RTF = (median frame time + codec time per frame) / frame duration.", "",
+                  "RTF = (median frame time + codec time per frame, one frame per codec call) / frame duration; "
+                  "streamed: wall time / audio time of the utterance as `voxport speak` streams it (the manifest's "
+                  "codec chunk schedule), with the cores other processes kept busy meanwhile.", "",
                   "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(_cells(r)) + " |" for r in p["results"]]
         lines += ["", "codes = PyTorch: fp32 must be identical (greedy); below fp32 the codes of random-weight "

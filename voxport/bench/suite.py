@@ -54,6 +54,11 @@ def summarize(cfg: Config, raw: dict, frame_ms: float, ref: dict | None, floor: 
         "calls_per_frame": raw["calls_per_frame"],
         "codes": raw["codes"],
     })
+    if "streamed" in raw:  # wall time / audio time as `voxport speak` streams it (the manifest's codec chunks)
+        st = raw["streamed"]
+        row["streamed"] = {"rtf": round(st["rtf"], 3), "first_audio_ms": round(1e3 * st["first_audio_s"], 1),
+                           "chunk_frames": st["chunk_frames"],
+                           "other_cores": None if st["other_cores"] is None else round(st["other_cores"], 2)}
     if ref and "error" not in ref:
         ref_med = statistics.median(ref["frame_s"][1:] or ref["frame_s"])
         row["speedup_vs_pytorch"] = round(1e3 * ref_med / med, 2)
