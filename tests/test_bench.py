@@ -47,6 +47,12 @@ def test_quick_result_schema(quick):
         assert roof["bytes_read_per_frame"] > roof["bytes_stored"] * 0.5 and roof["floor_ms"] > 0
         assert rows[("fused", d)]["x_roofline"] == pytest.approx(
             rows[("fused", d)]["ms_per_frame"]["median"] / roof["floor_ms"], rel=0.02)
+    # the fused rows also time the utterance streamed as `voxport speak` does: tiny's manifest names no
+    # codec schedule, so one frame a call
+    for d in ("fp32", "q4"):
+        st = rows[("fused", d)]["streamed"]
+        assert st["chunk_frames"] == [1] and st["rtf"] > 0 and st["first_audio_ms"] > 0 and st["other_cores"] >= 0
+    assert "streamed: RTF, first audio ms (other cores busy)" in path.with_suffix(".md").read_text()
     # one runtime call per frame fused; embed + backbone + 31 depth steps in the step loop
     assert rows[("fused", "fp32")]["calls_per_frame"] == 1
     assert rows[("steps", "fp32")]["calls_per_frame"] == 33
@@ -110,3 +116,6 @@ def test_qwen_rows_draw_the_reference_codes(qwen_dir, tmp_path):
     for key in (("fused", "fp32"), ("steps", "fp32")):
         assert np.array_equal(np.array(rows[key]["codes"]), ref), key
     assert rows[("fused", "fp32")]["calls_per_frame"] == 1 and rows[("steps", "fp32")]["calls_per_frame"] == 17
+    # streamed with the manifest's codec chunk schedule (a small first chunk, larger ones after)
+    schedule = json.loads((qwen_dir / "manifest.json").read_text())["runtime"]["codec_stream"]["chunk_schedule"]
+    assert rows[("fused", "fp32")]["streamed"]["chunk_frames"] == schedule and len(schedule) > 1
