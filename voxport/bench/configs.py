@@ -17,7 +17,8 @@ PEER_WINDOWS, PEER_WINDOWS_QUICK = 3, 2  # another engine's runs per precision, 
 @dataclass(frozen=True)
 class Config:
     engine: str  # "pytorch" (transformers generate), "steps" (33 graph calls a frame), "fused" (1 call),
-    # "profile" (the fused graph under onnxruntime's profiler; not a timing)
+    # "profile" (the fused graph under onnxruntime's profiler; not a timing), "streamed" (one request
+    # through the server's engine, the codec beside the frames: runners.streamed)
     dtype: str  # weights precision; the reference is always fp32
 
     @property

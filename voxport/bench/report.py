@@ -25,6 +25,8 @@ def _cells(r: dict) -> list[str]:
 def _streamed(st: dict | None) -> str:
     if not st:
         return "-"
+    if "error" in st:
+        return f"error: {st['error']}"
     busy = "" if st["other_cores"] is None else f" ({st['other_cores']:.1f})"
     return f"{st['rtf']:.2f}, {st['first_audio_ms']:.0f}{busy}"
 
@@ -41,8 +43,9 @@ def markdown(result: dict, stem: str) -> str:
     for p in result["presets"]:
         lines += [f"## {p['preset']}", "", f"Artifacts: `{p['artifact']}`. One frame is {p['frame_ms']:.0f} ms of audio; "
                   "RTF = (median frame time + codec time per frame, one frame per codec call) / frame duration; "
-                  "streamed: wall time / audio time of the utterance as `voxport speak` streams it (the manifest's "
-                  "codec chunk schedule), with the cores other processes kept busy meanwhile.", "",
+                  "streamed: wall time / audio time of one request as the server streams it (frames in the engine's "
+                  "thread, the manifest's codec chunk schedule decoded beside them, one onnxruntime thread per "
+                  "session), with the cores other processes kept busy meanwhile.", "",
                   "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(_cells(r)) + " |" for r in p["results"]]
         lines += ["", "codes = PyTorch: fp32 must be identical (greedy); below fp32 the codes of random-weight "

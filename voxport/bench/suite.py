@@ -54,11 +54,6 @@ def summarize(cfg: Config, raw: dict, frame_ms: float, ref: dict | None, floor: 
         "calls_per_frame": raw["calls_per_frame"],
         "codes": raw["codes"],
     })
-    if "streamed" in raw:  # wall time / audio time as `voxport speak` streams it (the manifest's codec chunks)
-        st = raw["streamed"]
-        row["streamed"] = {"rtf": round(st["rtf"], 3), "first_audio_ms": round(1e3 * st["first_audio_s"], 1),
-                           "chunk_frames": st["chunk_frames"],
-                           "other_cores": None if st["other_cores"] is None else round(st["other_cores"], 2)}
     if ref and "error" not in ref:
         ref_med = statistics.median(ref["frame_s"][1:] or ref["frame_s"])
         row["speedup_vs_pytorch"] = round(1e3 * ref_med / med, 2)
@@ -69,6 +64,16 @@ def summarize(cfg: Config, raw: dict, frame_ms: float, ref: dict | None, floor: 
         row["roofline_ms"] = round(floor, 2)
         row["x_roofline"] = round(med / floor, 2)
     return row
+
+
+def _streamed(raw: dict) -> dict:
+    """Wall time / audio time of one request through the server's path (runners.streamed)."""
+    if "error" in raw:
+        return {"error": raw["error"]}
+    return {"rtf": round(raw["rtf"], 3), "first_audio_ms": round(1e3 * raw["first_audio_s"], 1),
+            "chunk_frames": raw["chunk_frames"], "frames": raw["frames"], "threads": "1+1",
+            "other_cores": None if raw["other_cores"] is None else round(raw["other_cores"], 2),
+            "peak_rss_mb": round(raw["peak_rss_mb"])}
 
 
 def _brief(r: dict) -> str:
@@ -110,6 +115,9 @@ def run_preset(preset: str, art: Path, dtypes: list[str], quick: bool, frames: i
             ref = raw
         floor = floors.get(cfg.dtype, {}).get("floor_ms") if cfg.engine != "pytorch" else None
         rows.append(summarize(cfg, raw, frame_ms, None if cfg.engine == "pytorch" else ref, floor))
+        if cfg.engine == "fused" and "error" not in raw:
+            progress(f"bench: {preset}: {cfg.dtype} streamed as the server streams one request")
+            rows[-1]["streamed"] = _streamed(measure(Config("streamed", cfg.dtype), art, frames, threads, device))
         if cfg.engine == "fused" and not quick and "error" not in raw:
             progress(f"bench: {preset}: onnxruntime profile of the fused {cfg.dtype} frame graph")
             rows[-1]["profile"] = measure(Config("profile", cfg.dtype), art, PROFILE_FRAMES, threads, device)
