@@ -193,6 +193,7 @@ def _serve(a) -> int:
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
           max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir,
           dtype=a.dtype, threads=a.threads, quiet=a.quiet, batching=not a.no_batching, context=a.context,
+          batch_codec=not a.no_codec_batching,
           allow_origins=a.allow_origin or [], allow_hosts=a.allow_host or [], public_paths=a.public_path or [],
           limits={k: getattr(a, k) for k in LIMIT_FLAGS})
     return 0
@@ -333,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-batching", action="store_true",
                    help="run each stream's frames in its own batch-1 loop instead of one batched frame call per "
                    "step for all streams of a model (for comparison)")
+    v.add_argument("--no-codec-batching", action="store_true",
+                   help="with batching, each stream runs its own codec calls in its own thread instead of one "
+                   "codec call per step for all streams (for comparison)")
     v.add_argument("--context", type=int, metavar="POSITIONS",
                    help="cache positions per stream (prompt + generated frames; default: the model's whole "
                    "context). Longer texts are spoken as several utterances; each batching slot holds this many. "

@@ -296,7 +296,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
           max_streams: int = 4, max_queue: int = 8, queue_timeout: float = 10.0, voices_dir: Path | None = None,
           dtype: str = "fp32", threads: int = 1, quiet: bool = False, allow_origins: list[str] = (),
           allow_hosts: list[str] = (), public_paths: list[str] = (), limits: dict | None = None,
-          batching: bool = True, context: int | None = None) -> None:
+          batching: bool = True, context: int | None = None, batch_codec: bool = True) -> None:
     """`voxport serve`: everything it can refuse is refused before it listens (one line each)."""
     from voxport import dtypes as dt
     from voxport.api.guard import check_key, check_origins
@@ -339,7 +339,7 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
                              f"or re-export with `voxport export MODEL --dtypes {dtype}`")
     page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir() and (WEB_ROOT / "dist" / "voxport-web.js").is_file()
     kw = {"max_streams": max_streams, "max_queue": max_queue, "queue_timeout": queue_timeout, "dtype": dtype,
-          "threads": threads, "batching": batching, "context": context, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
+          "threads": threads, "batching": batching, "batch_codec": batch_codec, "context": context, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
           **{k: limits[k] for k in ("body_timeout", "send_timeout", "idle_timeout") if k in limits}}
     if voices_dir is not None:
         kw["voices_dir"] = Path(voices_dir)

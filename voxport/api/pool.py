@@ -21,9 +21,10 @@ log = logging.getLogger("voxport.serve")
 
 class Models:
     def __init__(self, dirs: dict[str, Path], dtype: str = "fp32", threads: int = 0, streams: int = 4,
-                 batching: bool = True, context: int | None = None):
+                 batching: bool = True, context: int | None = None, batch_codec: bool = True):
         self.dirs, self.dtype, self.threads, self.context = dirs, dtype, threads, context
         self.streams, self.batching = streams, batching  # batching False: each stream its own batch-1 loop
+        self.batch_codec = batch_codec  # with batching: the codec calls too (the engine's codec thread)
         self._runtimes: dict[tuple[str, str], object] = {}
         self._engines: dict[tuple[str, str], Engine] = {}
         self._manifests: dict[str, dict | None] = {}
@@ -67,7 +68,7 @@ class Models:
                 rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads, context=self.context)
                 rt.load_streaming()
                 if self.batching:
-                    self._engines[key] = Engine(rt, self.streams)
+                    self._engines[key] = Engine(rt, self.streams, batch_codec=self.batch_codec)
                 self.load_s[f"{name}:{dtype}"] = round(time.perf_counter() - t, 3)
                 log.info("loaded %s:%s in %.2f s", name, dtype, self.load_s[f"{name}:{dtype}"])
                 self._runtimes[key] = rt

@@ -6,8 +6,9 @@
 
 Each mode is a server of its own, all started before the first level and measured in turn at every
 level (the order rotating), so a machine whose load changes affects them alike: `batched` (the
-default server: one frame call per step for every stream), `solo` (`--no-batching`: each stream its
-own batch-1 frame loop); `MODE:T` gives that server T onnxruntime threads instead of `--threads`, and
+default server: one frame call per step for every stream, and one codec call for every stream with a
+chunk due), `frames` (`--no-codec-batching`: frames batched, each stream its own codec calls), `solo`
+(`--no-batching`: each stream its own batch-1 frame loop); `MODE:T` gives that server T onnxruntime threads instead of `--threads`, and
 `MODE@DTYPE` serves that precision instead of `--dtype` (`batched@q4 batched@q8`: precisions compared
 in one run).
 
@@ -15,6 +16,7 @@ in one run).
     model, dtype        served name and precision
     mode, threads       the server's mode and onnxruntime threads per session
     mean_rows           batched: streams per frame call at this level (the engine's steps)
+    codec_rows          batched: streams per codec call at this level
     engine_busy         batched: the share of the level's wall time the engine spent in frame calls
     streams             clients at once (each sends `requests` requests, one after another)
     requests            requests completed at this level
@@ -70,13 +72,13 @@ def _one(port: int, model: str, seed: int, frames: int) -> tuple[float, float, i
 
 
 class _Server:
-    def __init__(self, artifact: Path, dtype: str, max_streams: int, threads: int, batching: bool = True):
+    def __init__(self, artifact: Path, dtype: str, max_streams: int, threads: int, mode: str = "batched"):
         self.voices = tempfile.TemporaryDirectory()
         t = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "voxport.cli", "serve", str(artifact), "--port", "0", "--dtype", dtype,
              "--max-streams", str(max_streams), "--threads", str(threads), "--voices-dir", self.voices.name, "--quiet",
-             *([] if batching else ["--no-batching"])],
+             *{"batched": [], "frames": ["--no-codec-batching"], "solo": ["--no-batching"]}[mode]],
             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
         line = ""
         while "serving on" not in line:
@@ -107,8 +109,8 @@ def _modes(modes: tuple[str, ...], threads: int, dtype: str) -> list[tuple[str, 
     for m in modes:
         head, _, precision = m.partition("@")
         name, _, t = head.partition(":")
-        if name not in ("batched", "solo") or (t and not t.isdigit()) or ("@" in m and precision not in dt.DTYPES):
-            raise ValueError(f"mode {m!r}: batched or solo, optionally :THREADS and @DTYPE ({', '.join(dt.DTYPES)})")
+        if name not in ("batched", "frames", "solo") or (t and not t.isdigit()) or ("@" in m and precision not in dt.DTYPES):
+            raise ValueError(f"mode {m!r}: batched, frames or solo, optionally :THREADS and @DTYPE ({', '.join(dt.DTYPES)})")
         out.append((name, int(t) if t else threads, precision or dtype))
     return out
 
@@ -144,7 +146,7 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
         model, servers = d.name, []
         try:
             for mode, t, precision in variants:
-                servers.append(_Server(d, precision, max(streams), t, batching=mode == "batched"))
+                servers.append(_Server(d, precision, max(streams), t, mode))
                 _one(servers[-1].port, model, 0, 2)  # warm-up: first-run allocations, not counted
             for k, n in enumerate(streams):
                 for j in range(len(servers)):
@@ -159,9 +161,11 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
                     steps = after["steps"] - before["steps"] if after else 0
                     mean_rows = round((after["rows"] - before["rows"]) / steps, 2) if steps else None
                     busy = round((after["busy_s"] - before["busy_s"]) / wall, 2) if after else None
+                    calls = after.get("codec_calls", 0) - before.get("codec_calls", 0) if after else 0
+                    codec_rows = round((after["codec_rows"] - before["codec_rows"]) / calls, 2) if calls else None
                     row = {"model": model, "dtype": precision, "mode": mode, "threads": t, "streams": n,
                            "requests": len(results), "frames": frames, "mean_rows": mean_rows,
-                           "engine_busy": busy,
+                           "engine_busy": busy, "codec_rows": codec_rows,
                            "ttfb_ms": {"p50": round(statistics.median(ttfb), 1), "p95": round(_pct(ttfb, 0.95), 1)},
                            "stream_ms": {"p50": round(statistics.median(total), 1), "p95": round(_pct(total, 0.95), 1)},
                            "streams_per_s": round(len(results) / wall, 2), "x_realtime": round(audio_s / wall, 2),
@@ -177,11 +181,11 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| model | dtype | mode (threads) | streams | rows per call | requests | TTFB p50 ms | TTFB p95 ms | "
-           "stream p50 ms | streams/s | x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 14]
+    out = ["| model | dtype | mode (threads) | streams | rows per call | codec rows | requests | TTFB p50 ms | TTFB p95 ms | "
+           "stream p50 ms | streams/s | x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 15]
     for r in rows:
         out.append(f"| {r['model']} | {r['dtype']} | {r['mode']} ({r['threads']}) | {r['streams']} | "
-                   f"{r['mean_rows'] or '-'} | {r['requests']} | {r['ttfb_ms']['p50']} | "
+                   f"{r['mean_rows'] or '-'} | {r['codec_rows'] or '-'} | {r['requests']} | {r['ttfb_ms']['p50']} | "
                    f"{r['ttfb_ms']['p95']} | {r['stream_ms']['p50']} | {r['streams_per_s']} | {r['x_realtime']} | "
                    f"{r['load_s']} ({r['session_load_s']}) | {r['rss_mb']} | {r['load_avg']} |")
     return "\n".join(out)
@@ -197,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per session in the server "
                    "(serve's default 1; 0: all cores)")
     p.add_argument("--modes", nargs="+", default=["batched"],
-                   help="servers to compare, measured in turn at each level: batched, solo (--no-batching), "
+                   help="servers to compare, measured in turn at each level: batched, frames "
+                   "(--no-codec-batching), solo (--no-batching), "
                    "each optionally :THREADS and @DTYPE (default: batched)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     a = p.parse_args(argv)

@@ -1,0 +1,103 @@
+"""The codec batched across streams (codec_stream.decode_rows, the engine's codec thread): a stream's
+audio from a call with other streams' rows is bit for bit its audio alone, whatever each stream's
+position (the codec state's offset), noise or look-ahead; the server's streams share codec calls."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from voxport.runtime.codec_stream import CodecStream, codec_rng, decode_rows
+from voxport.runtime.engine import Engine
+from voxport.runtime.runtime import Runtime
+from voxport.runtime.stream import Speech
+
+from tests.test_batch import TEXTS
+
+
+def _codes(rt: Runtime, frames: int, seed: int) -> np.ndarray:
+    # ids below 32: in range for every family's codebooks (tiny presets' are small)
+    return np.random.default_rng(seed).integers(0, 32, (frames, rt.rt["num_codebooks"]))
+
+
+@pytest.mark.parametrize("artifact", ["tiny_dir", "tiny_dir:q4", "orpheus_dir"])
+def test_a_streams_audio_in_a_batched_codec_call_is_bitwise_its_audio_alone(artifact, request):
+    name, _, dtype = artifact.partition(":")
+    # one intra-op thread, as the server runs its sessions: with two, a 3-row call splits a kernel's work
+    # otherwise than a 1-row call (row 0 of this test differed by 1e-6 on tiny fp32)
+    rt = Runtime(request.getfixturevalue(name), dtype=dtype or "fp32", threads=1)
+    # stream i decodes 3*i frames alone first, so the three are at different offsets when they share
+    # calls; orpheus' codec draws noise from each stream's own seed and looks ahead (no audio at first)
+    codes = [_codes(rt, 3 * i + 12, seed=i) for i in range(3)]
+    chunks = [[c[j:j + 1] for j in range(3 * i)] + [c[j:j + 2] for j in range(3 * i, len(c), 2)]
+              for i, c in enumerate(codes)]
+
+    alone = []
+    for i in range(3):
+        s = CodecStream(rt.graphs, rng=codec_rng(i))
+        alone.append(np.concatenate([*(s.decode(k) for k in chunks[i]), s.flush()]))
+    streams = [CodecStream(rt.graphs, rng=codec_rng(i)) for i in range(3)]
+    got = [[s.decode(k) for k in chunks[i][:3 * i]] for i, s in enumerate(streams)]
+    for step in range(6):  # then 12 frames each in 2-frame chunks, every call all three rows
+        for i, pcm in enumerate(decode_rows(streams, [chunks[i][3 * i + step] for i in range(3)])):
+            got[i].append(pcm)
+    for i, s in enumerate(streams):
+        audio = np.concatenate([*got[i], s.flush()])
+        assert audio.shape == alone[i].shape and audio.shape[0] > 0, i
+        assert np.array_equal(audio, alone[i]), (i, float(np.abs(audio - alone[i]).max()))
+
+
+def test_a_batched_codec_call_takes_chunks_of_one_length(tiny_dir):
+    rt = Runtime(tiny_dir)
+    a, b = CodecStream(rt.graphs), CodecStream(rt.graphs)
+    with pytest.raises(ValueError, match=r"a batched codec call takes chunks of one length, got \[1, 2\] frames"):
+        decode_rows([a, b], [_codes(rt, 1, 0), _codes(rt, 2, 1)])
+    assert a.calls == b.calls == 0  # nothing decoded, no state moved
+
+
+def test_engine_streams_share_codec_calls_and_each_gets_its_audio_alone(tiny_dir):
+    rt = Runtime(tiny_dir, threads=1)
+    alone = [np.concatenate(list(Speech(rt, TEXTS[i], max_frames=20 + 5 * i, seed=i))) for i in range(3)]
+    engine = Engine(rt, slots=3)
+    out, start = [None] * 3, threading.Barrier(3)
+
+    def run(i):
+        start.wait()
+        out[i] = np.concatenate(list(Speech(rt, TEXTS[i], max_frames=20 + 5 * i, seed=i, engine=engine)))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    stats = engine.stats()
+    engine.stop()
+    for i in range(3):
+        assert np.array_equal(out[i], alone[i]), i
+    # one call decoded several streams' chunks: fewer calls than chunks (each stream one chunk a frame)
+    assert stats["codec_rows"] == sum(20 + 5 * i for i in range(3)) and stats["codec_calls"] < stats["codec_rows"], stats
+
+
+def test_a_failed_codec_call_ends_its_streams_with_the_error_and_the_next_call_runs(tiny_dir, monkeypatch):
+    import voxport.runtime.engine as engine_mod
+
+    rt = Runtime(tiny_dir)
+    engine = Engine(rt, slots=2)
+    real, calls = engine_mod.decode_rows, []
+
+    def flaky(streams, codes):
+        calls.append(len(streams))
+        if len(calls) == 2:
+            raise RuntimeError("injected codec failure")
+        return real(streams, codes)
+
+    monkeypatch.setattr(engine_mod, "decode_rows", flaky)
+    with pytest.raises(RuntimeError, match="injected codec failure"):
+        list(Speech(rt, TEXTS[0], max_frames=6, engine=engine))
+    audio = np.concatenate(list(Speech(rt, TEXTS[1], max_frames=6, seed=4, engine=engine)))
+    engine.stop()
+    assert np.array_equal(audio, np.concatenate(list(Speech(rt, TEXTS[1], max_frames=6, seed=4))))
+    with pytest.raises(RuntimeError, match="the engine stopped"):
+        engine.codecs.decode(CodecStream(rt.graphs), _codes(rt, 1, 0))
