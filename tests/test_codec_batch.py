@@ -101,3 +101,10 @@ def test_a_failed_codec_call_ends_its_streams_with_the_error_and_the_next_call_r
     assert np.array_equal(audio, np.concatenate(list(Speech(rt, TEXTS[1], max_frames=6, seed=4))))
     with pytest.raises(RuntimeError, match="the engine stopped"):
         engine.codecs.decode(CodecStream(rt.graphs), _codes(rt, 1, 0))
+
+
+def test_the_codec_session_takes_its_own_thread_count(tiny_dir):
+    rt = Runtime(tiny_dir, threads=2, codec_threads=1)  # serve --threads 2 --codec-threads 1
+    threads = {g: rt.graphs.session(g).get_session_options().intra_op_num_threads
+               for g in (rt.contract.graph, rt.rt["codec_stream"]["graph"])}
+    assert threads == {rt.contract.graph: 2, rt.rt["codec_stream"]["graph"]: 1}

@@ -193,7 +193,7 @@ def _serve(a) -> int:
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
           max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir,
           dtype=a.dtype, threads=a.threads, quiet=a.quiet, batching=not a.no_batching, context=a.context,
-          batch_codec=not a.no_codec_batching,
+          batch_codec=not a.no_codec_batching, codec_threads=a.codec_threads,
           allow_origins=a.allow_origin or [], allow_hosts=a.allow_host or [], public_paths=a.public_path or [],
           limits={k: getattr(a, k) for k in LIMIT_FLAGS})
     return 0
@@ -331,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int, default=1,
                    help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "
                    "0: all cores)")
+    v.add_argument("--codec-threads", type=int, metavar="N",
+                   help="onnxruntime threads of the streaming codec's session (default: --threads); e.g. "
+                   "--threads 2 --codec-threads 1: frame calls on every core, the codec thread on one")
     v.add_argument("--no-batching", action="store_true",
                    help="run each stream's frames in its own batch-1 loop instead of one batched frame call per "
                    "step for all streams of a model (for comparison)")

@@ -47,6 +47,7 @@ class ServerConfig:
     # with batching, the streams' codec calls too: one call per step for every stream with a chunk due, in
     # a thread of its own (voxport/runtime/engine.py Codecs); False: each stream decodes in its own thread
     batch_codec: bool = True
+    codec_threads: int | None = None  # the streaming codec's session; None: `threads`
     # cache positions per stream (prompt + frames); None: the model's whole context. Texts are planned
     # into utterances that fit it; each engine slot is that long
     context: int | None = None
@@ -119,7 +120,7 @@ def build_app(config: ServerConfig, page_routes: list) -> Starlette:
                     exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error})
     app.state.config = config
     app.state.models = Models(config.models, config.dtype, config.threads, config.max_streams, config.batching,
-                              config.context, config.batch_codec)
+                              config.context, config.batch_codec, config.codec_threads)
     app.state.slots = Slots(config.max_streams, config.max_queue, config.queue_timeout)
     app.state.voices = voices.VoiceStore(config.voices_dir)
     # generation calls (one per chunk) get their own threads: never queued behind other blocking work
