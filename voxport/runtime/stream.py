@@ -102,7 +102,11 @@ class Speech:
         samples, first_audio = 0, None
         self.stats = {"stages": timer}
         codecs = self.engine.codecs if self.engine is not None else None  # the engine's batched codec calls
-        decode = (lambda chunk: codecs.decode(codec, chunk)) if codecs else codec.decode
+
+        def decode(chunk):
+            # until its first audio a stream decodes in its own thread: a newcomer's first chunk does not
+            # wait for a call carrying the others' chunks (the first byte); the same audio either way
+            return codecs.decode(codec, chunk) if codecs and first_audio is not None else codec.decode(chunk)
 
         def emit(pending):
             """Decode `pending` (none: flush the codec) and yield its audio, if any: a codec that looks
