@@ -122,3 +122,18 @@ def test_what_does_not_fit_is_named(tiny_dir, tmp_path, capsys):
     err = _one_line(capsys, "speak")
     assert "max_frames 300 and the prompt of even one word" in err and "lower max_frames to at most" in err, err
     assert not (tmp_path / "a.wav").exists() and not (tmp_path / "c.wav").exists()
+
+
+def test_reference_share_counts_the_audio(qwen_base_dir, tmp_path, capsys):
+    """Qwen3-TTS builds a reference's prompt only beside a target text: the share named in the error is the
+    reference's frames (12.5 per second of audio), not the few positions its prompt builder gives it alone."""
+    import re
+
+    ref = tone(tmp_path / "ref.wav", seconds=100.0, sr=24000)
+    assert main(["speak", str(qwen_base_dir), "Hello.", "--ref-audio", str(ref), "--ref-text", "Short.",
+                 "--max-frames", "3000", "-o", str(tmp_path / "a.wav")]) == 2
+    err = _one_line(capsys, "speak")
+    share = int(re.search(r"\((\d+) of them the reference", err).group(1))
+    rate = json.loads((qwen_base_dir / "manifest.json").read_text())["runtime"]["frame_rate"]
+    assert share >= 100.0 * rate, err
+    assert not (tmp_path / "a.wav").exists()

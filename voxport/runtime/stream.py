@@ -82,7 +82,13 @@ class Speech:
         self.max_frames = contract.max_frames(self.max_frames)
         limit, steps = self.rt.rt["max_positions"], contract.steps  # a frame takes `steps` positions
         shortest = self._tokens([*self.context, self._utterance("a")])
-        ref = f" ({self._tokens(self.context)} of them the reference: its transcript and audio)" if self.context else ""
+        ref = ""
+        if self.context:  # the reference's share: the shortest prompt with it less without it
+            try:
+                share = shortest - self._tokens([self._utterance("a")])
+                ref = f" ({share} of them the reference: its transcript and audio)"
+            except InputError:  # a format that speaks only with a reference
+                ref = " (the reference's transcript and audio included)"
         if shortest + 1 > limit:
             raise InputError(f"the prompt alone takes {shortest} of this model's {limit} context positions{ref}; "
                              "shorten the reference clip or its transcript")
