@@ -20,6 +20,7 @@ in one run).
     mean_rows           batched: streams per frame call at this level (the engine's steps)
     codec_rows          batched: streams per codec call at this level
     engine_busy         batched: the share of the level's wall time the engine spent in frame calls
+    step_ms             batched: the engine's mean step (joins and the frame call) at this level, ms
     streams             clients at once (each sends `requests` requests, one after another)
     requests            requests completed at this level
     ttfb_ms             {p50, p95}: request sent -> first audio byte (prompt + one frame + codec)
@@ -168,11 +169,12 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
                     steps = after["steps"] - before["steps"] if after else 0
                     mean_rows = round((after["rows"] - before["rows"]) / steps, 2) if steps else None
                     busy = round((after["busy_s"] - before["busy_s"]) / wall, 2) if after else None
+                    step_ms = round((after["busy_s"] - before["busy_s"]) / steps * 1e3, 1) if steps else None
                     calls = after.get("codec_calls", 0) - before.get("codec_calls", 0) if after else 0
                     codec_rows = round((after["codec_rows"] - before["codec_rows"]) / calls, 2) if calls else None
                     row = {"model": model, "dtype": precision, "mode": mode, "threads": t, "codec_threads": c, "streams": n,
                            "requests": len(results), "frames": frames, "mean_rows": mean_rows,
-                           "engine_busy": busy, "codec_rows": codec_rows,
+                           "engine_busy": busy, "step_ms": step_ms, "codec_rows": codec_rows,
                            "ttfb_ms": {"p50": round(statistics.median(ttfb), 1), "p95": round(_pct(ttfb, 0.95), 1)},
                            "stream_ms": {"p50": round(statistics.median(total), 1), "p95": round(_pct(total, 0.95), 1)},
                            "streams_per_s": round(len(results) / wall, 2), "x_realtime": round(audio_s / wall, 2),
@@ -188,12 +190,12 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| model | dtype | mode (threads) | streams | rows per call | codec rows | requests | TTFB p50 ms | TTFB p95 ms | "
-           "stream p50 ms | streams/s | x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 15]
+    out = ["| model | dtype | mode (threads) | streams | rows per call | step ms | codec rows | requests | TTFB p50 ms | TTFB p95 ms | "
+           "stream p50 ms | streams/s | x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 16]
     for r in rows:
         threads = r["threads"] if r.get("codec_threads") is None else f"{r['threads']}/{r['codec_threads']}"
         out.append(f"| {r['model']} | {r['dtype']} | {r['mode']} ({threads}) | {r['streams']} | "
-                   f"{r['mean_rows'] or '-'} | {r['codec_rows'] or '-'} | {r['requests']} | {r['ttfb_ms']['p50']} | "
+                   f"{r['mean_rows'] or '-'} | {r.get('step_ms') or '-'} | {r['codec_rows'] or '-'} | {r['requests']} | {r['ttfb_ms']['p50']} | "
                    f"{r['ttfb_ms']['p95']} | {r['stream_ms']['p50']} | {r['streams_per_s']} | {r['x_realtime']} | "
                    f"{r['load_s']} ({r['session_load_s']}) | {r['rss_mb']} | {r['load_avg']} |")
     return "\n".join(out)
