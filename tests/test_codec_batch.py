@@ -12,6 +12,7 @@ import pytest
 from voxport.runtime.codec_stream import CodecStream, codec_rng, decode_rows
 from voxport.runtime.engine import Engine
 from voxport.runtime.runtime import Runtime
+from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
 
 from tests.test_batch import TEXTS
@@ -110,3 +111,31 @@ def test_the_codec_session_takes_its_own_thread_count(tiny_dir):
     threads = {g: rt.graphs.session(g).get_session_options().intra_op_num_threads
                for g in (rt.contract.graph, rt.rt["codec_stream"]["graph"])}
     assert threads == {rt.contract.graph: 2, rt.rt["codec_stream"]["graph"]: 1}
+
+
+def test_a_server_with_a_chunk_schedule_gives_each_request_its_audio_alone(tiny_dir, tmp_path):
+    from voxport.runtime.audio import pcm16
+
+    from tests.api_helpers import api_server, health, speech
+
+    rt = Runtime(tiny_dir, threads=1)
+    texts = [TEXTS[0], TEXTS[2], TEXTS[3]]  # chunks of 1, 2, 2, ... frames: the 2-frame ones share calls
+    alone = [pcm16(np.concatenate(list(Speech(rt, t, max_frames=15, seed=i, sampling=Sampling(0.9, 50),
+                                              chunk_frames=(1, 2))))) for i, t in enumerate(texts)]
+    with api_server([tiny_dir], max_streams=3, chunk_frames=(1, 2), voices_dir=tmp_path) as port:
+        out, start = [None] * 3, threading.Barrier(3)
+
+        def client(i):
+            start.wait()
+            out[i] = speech(port, model="tiny", input=texts[i], seed=i, max_frames=15, temperature=0.9, top_k=50,
+                            response_format="pcm")
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        stats = health(port)["batches"]["tiny:fp32"]
+    assert [o[0] for o in out] == [200] * 3
+    assert [o[2] for o in out] == alone
+    assert stats["codec_calls"] < stats["codec_rows"] == 3 * 7, stats  # 15 frames: 1 + 7 x 2, the first alone

@@ -51,7 +51,9 @@ class ServerConfig:
     # cache positions per stream (prompt + frames); None: the model's whole context. Texts are planned
     # into utterances that fit it; each engine slot is that long
     context: int | None = None
-    chunk_frames: int | None = None  # frames per audio chunk; None: the manifest's chunk schedule
+    # frames per audio chunk, or a schedule (the i-th chunk of an utterance, the last repeating: serve
+    # --chunk-frames 1,4); None: the manifest's chunk schedule
+    chunk_frames: int | tuple[int, ...] | None = None
     max_input_chars: int = 4096  # OpenAI's limit for `input`
     max_body: int = 64 * 1024  # JSON bodies and WebSocket messages
     max_upload: int = 16 * 1024 * 1024  # a voice clip: 20 s of 48 kHz stereo WAV is 7.7 MB
