@@ -18,7 +18,7 @@ class Graphs:
     (onnxruntime's run is thread-safe); creating one is serialised so a graph is loaded once."""
 
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
-                 dtype: str = "fp32", profile_dir: Path | None = None):
+                 dtype: str = "fp32", profile_dir: Path | None = None, graph_threads: dict[str, int] | None = None):
         self.dir = Path(artifact_dir)
         self.manifest = mf.load(self.dir)
         self.dtype = dtype
@@ -27,6 +27,7 @@ class Graphs:
         self.rt = self.manifest["runtime"]
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
+        self.graph_threads = dict(graph_threads or {})  # graph name -> its own intra-op threads (0: all cores)
         self.profile_dir = profile_dir  # benchmarks: onnxruntime's per-node profile of every session
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._checked: set[str] = set()  # graphs whose files passed the hash check (released ones too)
@@ -45,8 +46,9 @@ class Graphs:
             self.check([name])
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
-            if self.threads:
-                opts.intra_op_num_threads = self.threads
+            threads = self.graph_threads.get(name, self.threads)
+            if threads:
+                opts.intra_op_num_threads = threads
             # Each session has its own thread pool, and a pool's threads spin after their work by
             # default: while the codec runs, the frame session's threads still hold the cores. On 2
             # cores, marvis-250m q4 with the codec between frames: 95 ms/frame spinning, 55 without.

@@ -59,8 +59,10 @@ def takes_voice_prompts(manifest: dict) -> bool:
 
 class Runtime:
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
-                 dtype: str = "fp32", context: int | None = None):
+                 dtype: str = "fp32", context: int | None = None, codec_threads: int | None = None):
         self.graphs = Graphs(artifact_dir, providers, threads, dtype)
+        if codec_threads is not None:  # the streaming codec's session apart (a server's codec thread)
+            self.graphs.graph_threads[self.graphs.rt["codec_stream"]["graph"]] = codec_threads
         self.rt = self.graphs.rt
         self.contract = FrameContract(self.rt)
         if context is not None:
