@@ -68,6 +68,8 @@ def test_a_damaged_manifest_is_one_line_everywhere(tiny_dir, tmp_path, capsys, c
     (["serve", "{tiny}", "--api-key", "two words"], "--api-key must be printable ASCII without spaces"),
     (["serve", "{tiny}", "--send-timeout", "0"], "--send-timeout must be a positive number, got 0.0"),
     (["serve", "{tiny}", "--max-connections", "-1"], "--max-connections must be a positive number"),
+    (["serve", "{tiny}", "--chunk-frames", "1,0"], "--chunk-frames must be frame counts >= 1 (e.g. 1,4), got 1,0"),
+    (["serve", "{tiny}", "--codec-threads", "-1"], "--threads and --codec-threads must be >= 0 (0: all cores), got -1"),
     (["serve", "{tiny}", "--allow-origin", "evil.example"], "--allow-origin 'evil.example': give an origin like"),
     (["serve", "{tiny}", "--public-path", "/models/"], "--public-path only means something with --api-key"),
     (["parity", "{tiny}", "--frames", "-1"], "--frames must be >= 1, got -1"),

@@ -32,15 +32,16 @@ def _open_stream(port: int, frames: int = 400, **body) -> http.client.HTTPRespon
 def test_a_generation_that_fails_mid_stream_ends_without_the_last_chunk(tiny_dir, tmp_path, monkeypatch):
     from voxport.runtime import codec_stream
 
-    decode, calls = codec_stream.CodecStream.decode, [0]
+    take, calls = codec_stream.CodecStream._take, [0]
 
-    def failing(self, codes):  # the fourth chunk's codec call fails, after three were sent
+    # every chunk's audio passes through _take, decoded alone or in the engine's batched codec call
+    def failing(self, audio, state):  # the fourth chunk's codec call fails, after three were sent
         calls[0] += 1
         if calls[0] == 4:
             raise RuntimeError("codec failed")
-        return decode(self, codes)
+        return take(self, audio, state)
 
-    monkeypatch.setattr(codec_stream.CodecStream, "decode", failing)
+    monkeypatch.setattr(codec_stream.CodecStream, "_take", failing)
     with api_server([tiny_dir], voices_dir=tmp_path) as port:
         r = _open_stream(port, frames=20)
         assert (r.status, r.headers["Transfer-Encoding"]) == (200, "chunked")

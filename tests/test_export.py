@@ -103,3 +103,18 @@ def test_frame_graph_is_fused_with_readable_names(tiny_dir):
     assert "/depth/step3/layers.1/attn/qkv/MatMulNBits" in {n.name for n in q4.node}
     # the 31 unrolled depth steps share one copy of each depth weight
     assert sum(t.name == "depth.layers.0.attn.qkv.weight" for t in g.initializer) == 1
+
+
+def test_stream_decoder_runs_its_first_seanet_conv_as_a_matmul(tiny_dir):
+    """The batch decoder's first SEANet conv ([out, in, 7]) is a MatMul on a [7 * in, out] weight in the
+    streaming decoder (the wasm build's Conv is slow over its 2 steps a frame); every other conv stays."""
+    def weights(name, op):
+        m = onnx.load(str(tiny_dir / "onnx" / f"{name}.onnx"), load_external_data=False)
+        dims = {i.name: list(i.dims) for i in m.graph.initializer}
+        return [dims[n.input[1]] for n in m.graph.node if n.op_type == op and n.input[1] in dims]
+
+    batch, stream = weights("mimi_decoder", "Conv"), weights("mimi_decoder_stream", "Conv")
+    (first,) = [w for w in batch if w not in stream]
+    out_ch, in_ch, k = first
+    assert k == 7 and len(stream) == len(batch) - 1
+    assert [in_ch * k, out_ch] in weights("mimi_decoder_stream", "MatMul")

@@ -63,6 +63,7 @@ def test_concurrent_requests_share_frame_calls_and_each_gets_its_solo_audio(tiny
         assert o[2] == a, (i, len(o[2]), len(a))
     # they did run together: some steps had several rows (one call for all of them)
     assert batches["max_rows"] >= 3 and batches["mean_rows"] > 1.0, batches
+    assert batches["codec_calls"] < batches["codec_rows"], batches  # and codec calls (engine.py Codecs)
     assert batches["active"] == 0 and batches["joins"] == 3 + utterances[3]  # each utterance joined once
 
 
@@ -102,15 +103,26 @@ def test_a_waiter_whose_client_leaves_gives_up_its_place(tiny_dir, tmp_path):
 def test_serve_bench_compares_the_batched_and_batch_1_servers_level_by_level(tiny_dir):
     from voxport.bench.serve_bench import _modes, markdown, run
 
-    rows = run([tiny_dir], dtype="fp32", streams=(1, 2), requests=1, frames=3, modes=("batched", "solo:1@q8"))
+    rows = run([tiny_dir], dtype="fp32", streams=(1, 2), requests=1, frames=3,
+               modes=("batched", "solo:1@q8", "frames~1,2"))
     assert [(r["streams"], r["mode"], r["dtype"]) for r in rows] == [
-        (1, "batched", "fp32"), (1, "solo", "q8"), (2, "solo", "q8"), (2, "batched", "fp32")]
+        (1, "batched", "fp32"), (1, "solo", "q8"), (1, "frames", "fp32"),
+        (2, "solo", "q8"), (2, "frames", "fp32"), (2, "batched", "fp32")]
     for r in rows:
         assert r["requests"] == r["streams"] and r["x_realtime"] > 0 and r["load_avg"] >= 0
         assert (r["mean_rows"] is None) == (r["mode"] == "solo")  # only the engine makes batched calls
-    assert "| batched (1) | 2 |" in markdown(rows) and "| tiny | q8 | solo (1) |" in markdown(rows)
-    with pytest.raises(ValueError, match=r"mode 'batched@q3': batched or solo, optionally :THREADS and @DTYPE"):
+        # only the batched server's codec thread counts codec calls
+        assert (r["codec_rows"] is None) == (r["mode"] != "batched")
+        assert r["chunk_frames"] == ([1, 2] if r["mode"] == "frames" else None)
+    table = markdown(rows)
+    assert "| batched (1) | 2 |" in table and "| tiny | q8 | solo (1) |" in table and "| frames (1, chunks 1,2) |" in table
+    with pytest.raises(ValueError, match=r"mode 'batched@q3': batched, frames or solo, optionally :THREADS\[/CODEC_THREADS\], "
+                       r"@DTYPE \(.*\) and ~CHUNK_FRAMES"):
         _modes(("batched@q3",), 1, "q4")
+    with pytest.raises(ValueError, match="~CHUNK_FRAMES"):
+        _modes(("batched~1,0",), 1, "q4")
+    assert _modes(("batched:2/1@q8", "solo~1,4"), 1, "q4") == [("batched", 2, 1, "q8", None),
+                                                             ("solo", 1, None, "q4", (1, 4))]
 
 
 def test_a_queued_websocket_that_closes_leaves_and_one_that_writes_keeps_its_text(tiny_dir, tmp_path):

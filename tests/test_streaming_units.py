@@ -35,20 +35,27 @@ def test_conv_transpose_stream_equals_batch(kernel, stride, groups):
             assert torch.allclose(got, full, atol=1e-5, rtol=1e-5), (chunks, (got - full).abs().max())
 
 
-@pytest.mark.parametrize("as_2d", [False, True])
+@pytest.mark.parametrize("form", ["conv", "as_2d", "as_matmul"])
 @pytest.mark.parametrize("kernel,stride,dilation,groups", [(7, 1, 1, 1), (3, 1, 2, 1), (4, 2, 1, 1), (1, 1, 1, 1),
-                                                           (7, 1, 3, 4)])
-def test_conv_stream_equals_causal_batch(kernel, stride, dilation, groups, as_2d):
+                                                           (7, 1, 3, 4), (5, 3, 2, 1)])
+def test_conv_stream_equals_causal_batch(kernel, stride, dilation, groups, form):
+    if form == "as_matmul" and groups > 1:
+        pytest.skip("the MatMul form takes groups = 1 (refused: test_conv_matmul_form_refuses_groups)")
     torch.manual_seed(kernel)
     conv = nn.Conv1d(4, 8, kernel, stride, dilation=dilation, groups=groups)
     context = (kernel - 1) * dilation + 1 - stride
     x = torch.randn(1, 4, 12)
     full = conv(nn.functional.pad(x, (context, 0)))  # causal batch: zeros on the left
-    mod = StreamingConv1d(conv, context, as_2d=as_2d)
+    mod = StreamingConv1d(conv, context, as_2d=form == "as_2d", as_matmul=form == "as_matmul")
     with torch.no_grad():
         for chunks in ([12], [stride] * (12 // stride), [2 * stride, stride, 12 - 3 * stride]):
             got = _stream(mod, x, chunks)
             assert torch.allclose(got, full, atol=1e-5, rtol=1e-5), (chunks, (got - full).abs().max())
+
+
+def test_conv_matmul_form_refuses_groups():
+    with pytest.raises(ValueError, match="groups 1"):
+        StreamingConv1d(nn.Conv1d(4, 8, 3, groups=2), 2, as_matmul=True)
 
 
 class _ConvNeXt(nn.Module):

@@ -187,12 +187,20 @@ def _speak_stream(rt, a, kw):
     return codes, {**speech.stats, "load_s": round(load_s, 4), "utterance_texts": [u["text"] for u in speech.utterances]}
 
 
+def _frame_counts(text: str) -> list[int]:
+    try:
+        return [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give frame counts separated by commas, e.g. 1,4; got {text!r}") from None
+
+
 def _serve(a) -> int:
     from voxport.serve import serve
 
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
           max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir,
           dtype=a.dtype, threads=a.threads, quiet=a.quiet, batching=not a.no_batching, context=a.context,
+          batch_codec=not a.no_codec_batching, codec_threads=a.codec_threads, chunk_frames=a.chunk_frames,
           allow_origins=a.allow_origin or [], allow_hosts=a.allow_host or [], public_paths=a.public_path or [],
           limits={k: getattr(a, k) for k in LIMIT_FLAGS})
     return 0
@@ -330,9 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int, default=1,
                    help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "
                    "0: all cores)")
+    v.add_argument("--chunk-frames", type=_frame_counts, metavar="N[,N...]",
+                   help="frames per audio chunk, or a schedule: the i-th chunk of an utterance has the i-th "
+                   "count, the last repeating (e.g. 1,4: the first byte after one frame, then fewer, larger "
+                   "codec calls); default: the model's chunk schedule in its manifest")
+    v.add_argument("--codec-threads", type=int, metavar="N",
+                   help="onnxruntime threads of the streaming codec's session (default: --threads); e.g. "
+                   "--threads 2 --codec-threads 1: frame calls on every core, the codec thread on one")
     v.add_argument("--no-batching", action="store_true",
                    help="run each stream's frames in its own batch-1 loop instead of one batched frame call per "
                    "step for all streams of a model (for comparison)")
+    v.add_argument("--no-codec-batching", action="store_true",
+                   help="with batching, each stream runs its own codec calls in its own thread instead of one "
+                   "codec call per step for all streams (for comparison)")
     v.add_argument("--context", type=int, metavar="POSITIONS",
                    help="cache positions per stream (prompt + generated frames; default: the model's whole "
                    "context). Longer texts are spoken as several utterances; each batching slot holds this many. "

@@ -296,7 +296,8 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
           max_streams: int = 4, max_queue: int = 8, queue_timeout: float = 10.0, voices_dir: Path | None = None,
           dtype: str = "fp32", threads: int = 1, quiet: bool = False, allow_origins: list[str] = (),
           allow_hosts: list[str] = (), public_paths: list[str] = (), limits: dict | None = None,
-          batching: bool = True, context: int | None = None) -> None:
+          batching: bool = True, context: int | None = None, batch_codec: bool = True,
+          codec_threads: int | None = None, chunk_frames: list[int] | None = None) -> None:
     """`voxport serve`: everything it can refuse is refused before it listens (one line each)."""
     from voxport import dtypes as dt
     from voxport.api.guard import check_key, check_origins
@@ -309,6 +310,11 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
         raise InputError(f"--port must be between 0 and 65535, got {port}")
     if max_streams < 1:
         raise InputError(f"--max-streams must be >= 1, got {max_streams}")
+    if threads < 0 or (codec_threads is not None and codec_threads < 0):
+        raise InputError(f"--threads and --codec-threads must be >= 0 (0: all cores), got "
+                         f"{threads if threads < 0 else codec_threads}")
+    if chunk_frames is not None and (not chunk_frames or any(n < 1 for n in chunk_frames)):
+        raise InputError(f"--chunk-frames must be frame counts >= 1 (e.g. 1,4), got {','.join(map(str, chunk_frames))}")
     if max_queue < 0:
         raise InputError(f"--max-queue must be >= 0, got {max_queue}")
     if not 0 <= queue_timeout <= 3600:
@@ -339,7 +345,8 @@ def serve(dirs: list[Path], port: int = 8000, host: str = "127.0.0.1", api_key: 
                              f"or re-export with `voxport export MODEL --dtypes {dtype}`")
     page = (WEB_ROOT / "node_modules" / "onnxruntime-web").is_dir() and (WEB_ROOT / "dist" / "voxport-web.js").is_file()
     kw = {"max_streams": max_streams, "max_queue": max_queue, "queue_timeout": queue_timeout, "dtype": dtype,
-          "threads": threads, "batching": batching, "context": context, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
+          "threads": threads, "batching": batching, "batch_codec": batch_codec, "codec_threads": codec_threads,
+          "chunk_frames": tuple(chunk_frames) if chunk_frames else None, "context": context, "api_key": api_key, "allow_origins": origins, "public_paths": list(public_paths),
           **{k: limits[k] for k in ("body_timeout", "send_timeout", "idle_timeout") if k in limits}}
     if voices_dir is not None:
         kw["voices_dir"] = Path(voices_dir)

@@ -44,10 +44,16 @@ class ServerConfig:
     # streams of one model step together (one frame call per step for all; voxport/runtime/engine.py);
     # False: each stream runs its own batch-1 frame loop in its own thread (the path before batching)
     batching: bool = True
+    # with batching, the streams' codec calls too: one call per step for every stream with a chunk due, in
+    # a thread of its own (voxport/runtime/engine.py Codecs); False: each stream decodes in its own thread
+    batch_codec: bool = True
+    codec_threads: int | None = None  # the streaming codec's session; None: `threads`
     # cache positions per stream (prompt + frames); None: the model's whole context. Texts are planned
     # into utterances that fit it; each engine slot is that long
     context: int | None = None
-    chunk_frames: int | None = None  # frames per audio chunk; None: the manifest's chunk schedule
+    # frames per audio chunk, or a schedule (the i-th chunk of an utterance, the last repeating: serve
+    # --chunk-frames 1,4); None: the manifest's chunk schedule
+    chunk_frames: int | tuple[int, ...] | None = None
     max_input_chars: int = 4096  # OpenAI's limit for `input`
     max_body: int = 64 * 1024  # JSON bodies and WebSocket messages
     max_upload: int = 16 * 1024 * 1024  # a voice clip: 20 s of 48 kHz stereo WAV is 7.7 MB
@@ -116,7 +122,7 @@ def build_app(config: ServerConfig, page_routes: list) -> Starlette:
                     exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error})
     app.state.config = config
     app.state.models = Models(config.models, config.dtype, config.threads, config.max_streams, config.batching,
-                              config.context)
+                              config.context, config.batch_codec, config.codec_threads)
     app.state.slots = Slots(config.max_streams, config.max_queue, config.queue_timeout)
     app.state.voices = voices.VoiceStore(config.voices_dir)
     # generation calls (one per chunk) get their own threads: never queued behind other blocking work

@@ -21,9 +21,12 @@ log = logging.getLogger("voxport.serve")
 
 class Models:
     def __init__(self, dirs: dict[str, Path], dtype: str = "fp32", threads: int = 0, streams: int = 4,
-                 batching: bool = True, context: int | None = None):
+                 batching: bool = True, context: int | None = None, batch_codec: bool = True,
+                 codec_threads: int | None = None):
         self.dirs, self.dtype, self.threads, self.context = dirs, dtype, threads, context
         self.streams, self.batching = streams, batching  # batching False: each stream its own batch-1 loop
+        self.batch_codec = batch_codec  # with batching: the codec calls too (the engine's codec thread)
+        self.codec_threads = codec_threads  # the streaming codec's session (None: `threads`)
         self._runtimes: dict[tuple[str, str], object] = {}
         self._engines: dict[tuple[str, str], Engine] = {}
         self._manifests: dict[str, dict | None] = {}
@@ -64,10 +67,11 @@ class Models:
         with self._lock:  # one load per key even when the first requests arrive together
             if key not in self._runtimes:
                 t = time.perf_counter()
-                rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads, context=self.context)
+                rt = open_runtime(self.dirs[name], dtype=dtype, threads=self.threads, context=self.context,
+                                  codec_threads=self.codec_threads)
                 rt.load_streaming()
                 if self.batching:
-                    self._engines[key] = Engine(rt, self.streams)
+                    self._engines[key] = Engine(rt, self.streams, batch_codec=self.batch_codec)
                 self.load_s[f"{name}:{dtype}"] = round(time.perf_counter() - t, 3)
                 log.info("loaded %s:%s in %.2f s", name, dtype, self.load_s[f"{name}:{dtype}"])
                 self._runtimes[key] = rt

@@ -54,7 +54,8 @@ class Live:
     """One `Speech` over sentences that arrive later, run in its own thread; what it makes (PCM bytes,
     events) goes to `out` on the event loop, in order."""
 
-    def __init__(self, rt, opts, chunk_frames: int, with_codes: bool, loop, out: asyncio.Queue, engine=None):
+    def __init__(self, rt, opts, chunk_frames: int | tuple | None, with_codes: bool, loop, out: asyncio.Queue,
+                 engine=None):
         self.inbox: queue.Queue = queue.Queue()
         self.cancel = threading.Event()
         self.loop, self.out, self.with_codes = loop, out, with_codes

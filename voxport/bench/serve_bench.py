@@ -6,16 +6,23 @@
 
 Each mode is a server of its own, all started before the first level and measured in turn at every
 level (the order rotating), so a machine whose load changes affects them alike: `batched` (the
-default server: one frame call per step for every stream), `solo` (`--no-batching`: each stream its
-own batch-1 frame loop); `MODE:T` gives that server T onnxruntime threads instead of `--threads`, and
+default server: one frame call per step for every stream, and one codec call for every stream with a
+chunk due), `frames` (`--no-codec-batching`: frames batched, each stream its own codec calls), `solo`
+(`--no-batching`: each stream its own batch-1 frame loop); `MODE:T` gives that server T onnxruntime
+threads instead of `--threads` (`MODE:T/C`: and C for its codec session, `--codec-threads`),
+`MODE~1,4` serves that chunk schedule (`--chunk-frames`), and
 `MODE@DTYPE` serves that precision instead of `--dtype` (`batched@q4 batched@q8`: precisions compared
 in one run).
 
 `run(dirs, dtype, streams, requests, frames) -> list[dict]`, one dict per directory x level x mode:
     model, dtype        served name and precision
     mode, threads       the server's mode and onnxruntime threads per session
+    codec_threads       the codec session's threads where the mode gives them (MODE:T/C), else None
+    chunk_frames        the chunk schedule where the mode gives one (MODE~1,4: serve --chunk-frames)
     mean_rows           batched: streams per frame call at this level (the engine's steps)
+    codec_rows          batched: streams per codec call at this level
     engine_busy         batched: the share of the level's wall time the engine spent in frame calls
+    step_ms             batched: the engine's mean step (joins and the frame call) at this level, ms
     streams             clients at once (each sends `requests` requests, one after another)
     requests            requests completed at this level
     ttfb_ms             {p50, p95}: request sent -> first audio byte (prompt + one frame + codec)
@@ -70,13 +77,16 @@ def _one(port: int, model: str, seed: int, frames: int) -> tuple[float, float, i
 
 
 class _Server:
-    def __init__(self, artifact: Path, dtype: str, max_streams: int, threads: int, batching: bool = True):
+    def __init__(self, artifact: Path, dtype: str, max_streams: int, threads: int, mode: str = "batched",
+                 codec_threads: int | None = None, chunk_frames: tuple | None = None):
         self.voices = tempfile.TemporaryDirectory()
         t = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "voxport.cli", "serve", str(artifact), "--port", "0", "--dtype", dtype,
              "--max-streams", str(max_streams), "--threads", str(threads), "--voices-dir", self.voices.name, "--quiet",
-             *([] if batching else ["--no-batching"])],
+             *{"batched": [], "frames": ["--no-codec-batching"], "solo": ["--no-batching"]}[mode],
+             *([] if codec_threads is None else ["--codec-threads", str(codec_threads)]),
+             *([] if chunk_frames is None else ["--chunk-frames", ",".join(map(str, chunk_frames))])],
             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
         line = ""
         while "serving on" not in line:
@@ -101,15 +111,22 @@ class _Server:
         self.voices.cleanup()
 
 
-def _modes(modes: tuple[str, ...], threads: int, dtype: str) -> list[tuple[str, int, str]]:
-    """"batched", "solo:1", "batched@q8", "solo:2@q4" -> (mode, threads, precision)."""
+def _modes(modes: tuple[str, ...], threads: int, dtype: str) -> list[tuple]:
+    """"batched", "solo:1", "batched@q8", "solo:2@q4", "batched:2/1", "batched~1,4" -> (mode, threads,
+    codec threads, precision, chunk schedule or None)."""
     out = []
     for m in modes:
-        head, _, precision = m.partition("@")
+        spec, _, sched = m.partition("~")
+        head, _, precision = spec.partition("@")
         name, _, t = head.partition(":")
-        if name not in ("batched", "solo") or (t and not t.isdigit()) or ("@" in m and precision not in dt.DTYPES):
-            raise ValueError(f"mode {m!r}: batched or solo, optionally :THREADS and @DTYPE ({', '.join(dt.DTYPES)})")
-        out.append((name, int(t) if t else threads, precision or dtype))
+        t, _, c = t.partition("/")
+        counts = sched.split(",") if "~" in m else []
+        if (name not in ("batched", "frames", "solo") or (t and not t.isdigit()) or ("/" in head and not c.isdigit())
+                or ("@" in spec and precision not in dt.DTYPES) or not all(n.isdigit() and int(n) > 0 for n in counts)):
+            raise ValueError(f"mode {m!r}: batched, frames or solo, optionally :THREADS[/CODEC_THREADS], @DTYPE "
+                             f"({', '.join(dt.DTYPES)}) and ~CHUNK_FRAMES (e.g. ~1,4)")
+        out.append((name, int(t) if t else threads, int(c) if c else None, precision or dtype,
+                    tuple(int(n) for n in counts) or None))
     return out
 
 
@@ -143,13 +160,13 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
         d = Path(d).resolve()
         model, servers = d.name, []
         try:
-            for mode, t, precision in variants:
-                servers.append(_Server(d, precision, max(streams), t, batching=mode == "batched"))
+            for mode, t, c, precision, chunks in variants:
+                servers.append(_Server(d, precision, max(streams), t, mode, c, chunks))
                 _one(servers[-1].port, model, 0, 2)  # warm-up: first-run allocations, not counted
             for k, n in enumerate(streams):
                 for j in range(len(servers)):
                     i = (j + k) % len(servers)  # rotate which mode goes first
-                    (mode, t, precision), srv = variants[i], servers[i]
+                    (mode, t, c, precision, chunks), srv = variants[i], servers[i]
                     load_avg = os.getloadavg()[0]
                     before = srv.health()["batches"].get(f"{model}:{precision}")
                     results, wall = _level(srv, model, n, requests, frames)
@@ -159,9 +176,13 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
                     steps = after["steps"] - before["steps"] if after else 0
                     mean_rows = round((after["rows"] - before["rows"]) / steps, 2) if steps else None
                     busy = round((after["busy_s"] - before["busy_s"]) / wall, 2) if after else None
-                    row = {"model": model, "dtype": precision, "mode": mode, "threads": t, "streams": n,
+                    step_ms = round((after["busy_s"] - before["busy_s"]) / steps * 1e3, 1) if steps else None
+                    calls = after.get("codec_calls", 0) - before.get("codec_calls", 0) if after else 0
+                    codec_rows = round((after["codec_rows"] - before["codec_rows"]) / calls, 2) if calls else None
+                    row = {"model": model, "dtype": precision, "mode": mode, "threads": t, "codec_threads": c,
+                           "chunk_frames": list(chunks) if chunks else None, "streams": n,
                            "requests": len(results), "frames": frames, "mean_rows": mean_rows,
-                           "engine_busy": busy,
+                           "engine_busy": busy, "step_ms": step_ms, "codec_rows": codec_rows,
                            "ttfb_ms": {"p50": round(statistics.median(ttfb), 1), "p95": round(_pct(ttfb, 0.95), 1)},
                            "stream_ms": {"p50": round(statistics.median(total), 1), "p95": round(_pct(total, 0.95), 1)},
                            "streams_per_s": round(len(results) / wall, 2), "x_realtime": round(audio_s / wall, 2),
@@ -177,11 +198,13 @@ def run(dirs: list[Path], dtype: str = "q4", streams: tuple[int, ...] = (1, 2, 4
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| model | dtype | mode (threads) | streams | rows per call | requests | TTFB p50 ms | TTFB p95 ms | "
-           "stream p50 ms | streams/s | x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 14]
+    out = ["| model | dtype | mode (threads) | streams | rows per call | step ms | codec rows | requests | TTFB p50 ms | TTFB p95 ms | "
+           "stream p50 ms | streams/s | x real time | load s (sessions) | RSS MB | load avg |", "|" + "---|" * 16]
     for r in rows:
-        out.append(f"| {r['model']} | {r['dtype']} | {r['mode']} ({r['threads']}) | {r['streams']} | "
-                   f"{r['mean_rows'] or '-'} | {r['requests']} | {r['ttfb_ms']['p50']} | "
+        threads = r["threads"] if r.get("codec_threads") is None else f"{r['threads']}/{r['codec_threads']}"
+        threads = f"{threads}, chunks {','.join(map(str, r['chunk_frames']))}" if r.get("chunk_frames") else threads
+        out.append(f"| {r['model']} | {r['dtype']} | {r['mode']} ({threads}) | {r['streams']} | "
+                   f"{r['mean_rows'] or '-'} | {r.get('step_ms') or '-'} | {r['codec_rows'] or '-'} | {r['requests']} | {r['ttfb_ms']['p50']} | "
                    f"{r['ttfb_ms']['p95']} | {r['stream_ms']['p50']} | {r['streams_per_s']} | {r['x_realtime']} | "
                    f"{r['load_s']} ({r['session_load_s']}) | {r['rss_mb']} | {r['load_avg']} |")
     return "\n".join(out)
@@ -197,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per session in the server "
                    "(serve's default 1; 0: all cores)")
     p.add_argument("--modes", nargs="+", default=["batched"],
-                   help="servers to compare, measured in turn at each level: batched, solo (--no-batching), "
+                   help="servers to compare, measured in turn at each level: batched, frames "
+                   "(--no-codec-batching), solo (--no-batching), "
                    "each optionally :THREADS and @DTYPE (default: batched)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     a = p.parse_args(argv)
@@ -212,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = run(a.dirs, a.dtype, tuple(a.streams), a.requests, a.frames, a.threads,
                progress=lambda m: print(m, file=sys.stderr, flush=True),
-               modes=tuple(f"{m}:{t}@{d}" for m, t, d in variants))
+               modes=tuple(f"{m}:{t}{'' if c is None else f'/{c}'}@{d}{'~' + ','.join(map(str, k)) if k else ''}"
+                           for m, t, c, d, k in variants))
     print(markdown(rows))
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2))

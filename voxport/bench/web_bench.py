@@ -7,8 +7,10 @@ directory x precision x backend x wasm thread count.
 
 Precision variants are the ones `voxport export --dtypes` wrote (manifest format 3); a directory
 without the asked variant gives an error row, not a failure. Each row is a fresh page (cold Cache
-Storage) running the library on its main thread: load, speak 2 frames to warm up (kernels compiled, buffers allocated),
-then speak TEXT (ten words) greedily for up to `frames` frames with one frame per codec call.
+Storage) running the library on its main thread: load, speak 2 frames to warm up (buffers allocated, sessions' first
+runs done), then speak TEXT (ten words) greedily for up to `frames` frames with one frame per codec call. V8 is
+still moving onnxruntime's hot wasm functions from baseline to optimized code then (docs/design.md, "wasm: where
+the page's time goes"): a row is a fresh page's first utterance, not the steady state of a page in use.
 
 `run(dirs, dtypes, threads, frames, backends) -> list[dict]`, one dict per run with the keys
     model             the directory's name

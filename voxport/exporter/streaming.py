@@ -57,14 +57,27 @@ class StreamingConv1d(StreamingModule):
     sums (1e-6 relative). onnxruntime's CPU runs 1-D Convs through im2col + GEMM but rewrites 2-D
     ones into its blocked NCHWc kernels (AVX-512: 16 channels a block): the Qwen3-TTS 12 Hz codec's
     streaming decoder (31 Convs, 4.9 GFLOP a frame) measured 40% less per frame at 1 frame a call
-    and 12% less at 8 (q4, 2 threads, interleaved)."""
+    and 12% less at 8 (q4, 2 threads, interleaved).
 
-    def __init__(self, conv: nn.Conv1d, context: int, as_2d: bool = False):
+    `as_matmul`: export it as `kernel` strided slices of the input stacked on the channel axis, times a
+    constant [kernel * in, out] weight (one MatMul, groups = 1, no padding). For a wide conv over few
+    output steps (Mimi's first SEANet conv, 512 -> 1,024 channels, kernel 7, 2 steps a frame) onnxruntime's
+    Conv is slow, and in the wasm build pathologically so: 12-19 ms a call against 0.9 ms as a MatMul
+    (whose constant weight onnxruntime prepacks), 1.2 ms natively (voxport/bench/wasm_profile.py). Over
+    many steps the Conv is faster (1,920 steps, 64 -> 32 channels: wasm 0.9 vs 1.3 ms)."""
+
+    def __init__(self, conv: nn.Conv1d, context: int, as_2d: bool = False, as_matmul: bool = False):
         super().__init__()
-        self.conv, self.context, self.as_2d = conv, int(context), as_2d
+        self.conv, self.context, self.as_2d, self.as_matmul = conv, int(context), as_2d, as_matmul
         self.stride = int(conv.stride[0])
         if as_2d:  # a view of the weight: one initializer in the graph
             self.register_buffer("weight_2d", conv.weight.detach().unsqueeze(2), persistent=False)
+        if as_matmul:
+            if as_2d or conv.groups != 1 or int(conv.padding[0]) != 0:
+                raise ValueError("the MatMul form takes a plain conv: groups 1, no padding, not also as_2d")
+            # row j * in + c is tap j of input channel c, the order the slices are stacked in
+            self.register_buffer("weight_mm", conv.weight.detach().permute(2, 1, 0).reshape(-1, conv.out_channels),
+                                 persistent=False)
 
     def state_specs(self):
         # a 1x1 conv needs no past: no state, rather than an empty one a runtime would have to feed
@@ -78,12 +91,23 @@ class StreamingConv1d(StreamingModule):
         return y, [buf[..., buf.shape[-1] - self.context:]]
 
     def _conv(self, x):
+        if self.as_matmul:
+            return self._matmul(x)
         if not self.as_2d:
             return self.conv(x)
         c = self.conv
         y = nn.functional.conv2d(x.unsqueeze(2), self.weight_2d, c.bias, (1, self.stride), (0, c.padding[0]),
                                  (1, c.dilation[0]), c.groups)
         return y.squeeze(2)
+
+    def _matmul(self, x):
+        k, d, s = int(self.conv.kernel_size[0]), int(self.conv.dilation[0]), self.stride
+        steps = (x.shape[-1] - (k - 1) * d - 1) // s + 1
+        taps = torch.cat([x[..., j * d: j * d + (steps - 1) * s + 1: s] for j in range(k)], dim=1)  # [B, k*in, T]
+        y = taps.transpose(1, 2) @ self.weight_mm
+        if self.conv.bias is not None:
+            y = y + self.conv.bias
+        return y.transpose(1, 2)
 
 
 class StreamingConvTranspose1d(StreamingModule):

@@ -53,20 +53,40 @@ class CodecStream:
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """codes [frames, K] (consecutive frames of one stream) -> waveform [frames * frame_size] (less
         at the start of a stream whose graph looks ahead)."""
-        sess = self.graphs.session(self.graph)
-        names = ["audio_values", *self.outputs]
-        feeds = {"audio_codes": codes.T[None].astype(np.int64), **self.state,
-                 **codec_noise(self.noise, self.rng, codes.shape[0])}
-        out = sess.run(names, feeds)
-        self.state = {self.outputs[n]: t for n, t in zip(names[1:], out[1:])}
+        return decode_rows([self], [codes])[0]
+
+    def _take(self, audio: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+        """One call's output for this stream: keep its new state, drop the look-ahead's start."""
+        self.state = state
         self.calls += 1
-        audio = out[0][0, 0]
         cut = min(self.skip, audio.shape[0])
         self.skip -= cut
         return audio[cut:]
 
-    def flush(self) -> np.ndarray:
-        """The audio the look-ahead still holds (nothing for a graph without one)."""
+    def flush(self, decode=None) -> np.ndarray:
+        """The audio the look-ahead still holds (nothing for a graph without one); `decode`: what runs
+        the call (default this stream's own `decode`)."""
         if not self.delay:
             return np.zeros(0, np.float32)
-        return self.decode(np.full((self.delay, self.codebooks), self.flush_code, np.int64))
+        return (decode or self.decode)(np.full((self.delay, self.codebooks), self.flush_code, np.int64))
+
+
+def decode_rows(streams: list[CodecStream], codes: list[np.ndarray]) -> list[np.ndarray]:
+    """One codec call for several streams of one runtime, each a row (their states stacked on the batch
+    axis, split again after): stream i's chunk codes[i] [frames, K] -> its waveform, as its own
+    `decode` gives it. Every chunk has the same number of frames (a call's rows share the frames axis)."""
+    frames = {c.shape[0] for c in codes}
+    if len(frames) != 1:
+        raise ValueError(f"a batched codec call takes chunks of one length, got {sorted(frames)} frames")
+    first = streams[0]
+    sess = first.graphs.session(first.graph)
+    names = ["audio_values", *first.outputs]
+    feeds = {"audio_codes": np.stack([c.T for c in codes]).astype(np.int64)}
+    for name in first.state:
+        feeds[name] = np.concatenate([s.state[name] for s in streams])
+    noise = [codec_noise(s.noise, s.rng, codes[0].shape[0]) for s in streams]  # each stream draws its own
+    for name in noise[0]:
+        feeds[name] = np.concatenate([n[name] for n in noise])
+    out = sess.run(names, feeds)
+    return [s._take(out[0][i, 0], {first.outputs[n]: t[i:i + 1] for n, t in zip(names[1:], out[1:])})
+            for i, s in enumerate(streams)]

@@ -26,8 +26,8 @@ class Graphs:
             mf.variant(self.manifest, name, dtype, self.dir)
         self.rt = self.manifest["runtime"]
         self.providers = providers or ["CPUExecutionProvider"]
-        self.threads = threads  # onnxruntime intra-op threads per session (0: onnxruntime's default)
-        self.graph_threads = dict(graph_threads or {})  # graph name -> its own count (before it loads)
+        self.threads = threads
+        self.graph_threads = dict(graph_threads or {})  # graph name -> its own intra-op threads (0: all cores)
         self.profile_dir = profile_dir  # benchmarks: onnxruntime's per-node profile of every session
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._checked: set[str] = set()  # graphs whose files passed the hash check (released ones too)

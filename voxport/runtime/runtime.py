@@ -61,9 +61,9 @@ class Runtime:
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
                  dtype: str = "fp32", context: int | None = None, codec_threads: int | None = None):
         self.graphs = Graphs(artifact_dir, providers, threads, dtype)
+        if codec_threads is not None:  # the streaming codec's session apart (a server's codec thread)
+            self.graphs.graph_threads[self.graphs.rt["codec_stream"]["graph"]] = codec_threads
         self.rt = self.graphs.rt
-        if codec_threads is not None:  # the streaming codec's own count, e.g. 1 beside the frame calls
-            self.graphs.graph_threads[self.rt["codec_stream"]["graph"]] = codec_threads
         self.contract = FrameContract(self.rt)
         if context is not None:
             self.limit_context(context)

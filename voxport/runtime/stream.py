@@ -107,13 +107,19 @@ class Speech:
         codec, rng = CodecStream(rt.graphs, rng=codec_rng(self.seed)), np.random.default_rng(self.seed)
         samples, first_audio = 0, None
         self.stats = {"stages": timer}
+        codecs = self.engine.codecs if self.engine is not None else None  # the engine's batched codec calls
+
+        def decode(chunk):
+            # until its first audio a stream decodes in its own thread: a newcomer's first chunk does not
+            # wait for a call carrying the others' chunks (the first byte); the same audio either way
+            return codecs.decode(codec, chunk) if codecs and first_audio is not None else codec.decode(chunk)
 
         def emit(pending):
             """Decode `pending` (none: flush the codec) and yield its audio, if any: a codec that looks
             ahead returns nothing for its first frames, and no chunk is empty."""
             nonlocal samples, first_audio
             t = time.perf_counter()
-            pcm = codec.decode(np.stack(pending)) if pending else codec.flush()
+            pcm = decode(np.stack(pending)) if pending else codec.flush(decode)
             self.timings["codec_s"].append(time.perf_counter() - t)
             timer["codec_s"] += self.timings["codec_s"][-1]
             samples += pcm.shape[0]

@@ -20,15 +20,16 @@ from voxport.exporter.streaming import (ChannelsLast, Stateless, StreamingConv1d
 from voxport.errors import CheckpointError
 
 
-def to_streaming(module: nn.Module) -> StreamingModule:
-    """A SEANet module of Mimi -> its streaming counterpart (same weights, no copies)."""
+def to_streaming(module: nn.Module, as_matmul: bool = False) -> StreamingModule:
+    """A SEANet module of Mimi -> its streaming counterpart (same weights, no copies but a MatMul conv's
+    weight). as_matmul: a conv (MimiConv1d) runs as one MatMul (StreamingConv1d); other modules ignore it."""
     kind = type(module).__name__
     if kind == "MimiConv1d":
         if not module.causal or module.pad_mode not in ("constant", "zeros"):
             raise CheckpointError(f"streaming Mimi needs causal zero-padded convs, got causal={module.causal} "
                                   f"pad_mode={module.pad_mode!r}")
         c = module.conv
-        return StreamingConv1d(c, (c.kernel_size[0] - 1) * c.dilation[0] + 1 - c.stride[0])
+        return StreamingConv1d(c, (c.kernel_size[0] - 1) * c.dilation[0] + 1 - c.stride[0], as_matmul=as_matmul)
     if kind == "MimiConvTranspose1d":
         if not module.causal or module.padding_left != 0:
             raise CheckpointError("streaming Mimi needs causal transposed convs trimmed on the right")
@@ -37,7 +38,10 @@ def to_streaming(module: nn.Module) -> StreamingModule:
         block = StreamingSequential({f"{i}": to_streaming(m) for i, m in enumerate(module.block)})
         return StreamingResidual(block, to_streaming(module.shortcut))
     if kind == "MimiDecoder":
-        return StreamingSequential({f"layers.{i}": to_streaming(m) for i, m in enumerate(module.layers)})
+        # its first conv (512 -> 1,024 channels, kernel 7 at marvis-250m) sees the transformer's 2 steps a
+        # frame: as a MatMul, 12-19 ms less per codec call in the page's wasm build and 0.3-0.4 ms natively
+        # (StreamingConv1d); the later convs see 16-1,920 steps, where a Conv is as fast or faster
+        return StreamingSequential({f"layers.{i}": to_streaming(m, as_matmul=i == 0) for i, m in enumerate(module.layers)})
     if isinstance(module, (nn.ELU, nn.Identity)):
         return Stateless(module)
     raise CheckpointError(f"no streaming form for Mimi module {kind}")
