@@ -9,6 +9,9 @@ TEN_WORDS = "The old lighthouse keeper watched the storm roll in tonight."  # fi
 FULL_FRAMES, QUICK_FRAMES = 24, 10  # frames per timed generation; the prefill frame is reported apart
 FIRST_AUDIO_REPEATS = 3
 BROWSER_FRAMES, BROWSER_FRAMES_LARGE = 16, 6  # headless Chromium, wasm (tiny; full-size presets)
+# full-size presets: the page also speaks until this many codec calls have run, then times one more utterance
+# (V8 runs a fresh page's wasm in its baseline tier: in Node a codec call needed ~30 calls to reach its optimized speed)
+BROWSER_WARM_CALLS = 32
 PROFILE_FRAMES = 6  # the per-operator profile of each fused graph (full runs only)
 BASELINE_WINDOWS = 4  # --baseline: alternating windows per precision (the result is their median)
 PEER_WINDOWS, PEER_WINDOWS_QUICK = 3, 2  # another engine's runs per precision, each followed by one of voxport's

@@ -19,8 +19,9 @@ import numpy as np
 from voxport.bench import machine, peers, roofline
 from voxport.bench.compare import interleaved
 from voxport.bench.graph_stats import node_counts
-from voxport.bench.configs import (BASELINE_WINDOWS, BROWSER_FRAMES, BROWSER_FRAMES_LARGE, FULL_FRAMES, PEER_WINDOWS,
-                                   PEER_WINDOWS_QUICK, PROFILE_FRAMES, QUICK_FRAMES, TEN_WORDS, Config, configs)
+from voxport.bench.configs import (BASELINE_WINDOWS, BROWSER_FRAMES, BROWSER_FRAMES_LARGE, BROWSER_WARM_CALLS,
+                                   FULL_FRAMES, PEER_WINDOWS, PEER_WINDOWS_QUICK, PROFILE_FRAMES, QUICK_FRAMES,
+                                   TEN_WORDS, Config, configs)
 from voxport.bench.runners import measure
 from voxport import manifest as mf
 from voxport.dtypes import DTYPES
@@ -166,7 +167,7 @@ def _browser(art: Path, dtypes: list[str], tiny: bool, progress) -> list[dict] |
     try:
         # the precisions voxport-web chooses among on wasm (web/src/tts.js PREFERRED_DTYPES)
         return web_bench.run([art], dtypes=[d for d in ("fp32", "q8", "q4") if d in dtypes], threads=threads,
-                             frames=frames, log=progress)
+                             frames=frames, log=progress, warm_calls=0 if tiny else BROWSER_WARM_CALLS)
     except Exception as e:  # noqa: BLE001 - no Chromium on this machine is a recorded skip, not a crash
         return {"skipped": f"{type(e).__name__}: {e}"}
 
