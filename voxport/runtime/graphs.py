@@ -18,7 +18,7 @@ class Graphs:
     (onnxruntime's run is thread-safe); creating one is serialised so a graph is loaded once."""
 
     def __init__(self, artifact_dir: Path, providers: list[str] | None = None, threads: int = 0,
-                 dtype: str = "fp32", profile_dir: Path | None = None, graph_threads: dict[str, int] | None = None):
+                 dtype: str = "fp32", profile_dir: Path | None = None):
         self.dir = Path(artifact_dir)
         self.manifest = mf.load(self.dir)
         self.dtype = dtype
@@ -27,7 +27,8 @@ class Graphs:
         self.rt = self.manifest["runtime"]
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
-        self.graph_threads = dict(graph_threads or {})  # graph name -> its own intra-op threads (0: all cores)
+        # graph name -> its own intra-op threads (0: all cores), set before the graph loads (Runtime's codec_threads)
+        self.graph_threads: dict[str, int] = {}
         self.profile_dir = profile_dir  # benchmarks: onnxruntime's per-node profile of every session
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._checked: set[str] = set()  # graphs whose files passed the hash check (released ones too)
