@@ -86,6 +86,23 @@ def wait_for(predicate, timeout: float, step: float = 0.005) -> float:
     return time.perf_counter() - t0
 
 
+def together(n: int, fn, timeout: float = 120) -> list:
+    """fn(0) .. fn(n - 1), each in its own thread, all released at once; their results in order (None for
+    one that had not returned within `timeout`)."""
+    out, start = [None] * n, threading.Barrier(n)
+
+    def run(i):
+        start.wait()
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return out
+
+
 def wav_samples(path: Path) -> np.ndarray:
     return sf.read(path, dtype="int16")[0]
 

@@ -4,8 +4,6 @@ position (the codec state's offset), noise or look-ahead; the server's streams s
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -15,6 +13,7 @@ from voxport.runtime.runtime import Runtime
 from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
 
+from tests.api_helpers import together
 from tests.test_batch import TEXTS
 
 
@@ -62,17 +61,8 @@ def test_engine_streams_share_codec_calls_and_each_gets_its_audio_alone(tiny_dir
     rt = Runtime(tiny_dir, threads=1)
     alone = [np.concatenate(list(Speech(rt, TEXTS[i], max_frames=20 + 5 * i, seed=i))) for i in range(3)]
     engine = Engine(rt, slots=3)
-    out, start = [None] * 3, threading.Barrier(3)
-
-    def run(i):
-        start.wait()
-        out[i] = np.concatenate(list(Speech(rt, TEXTS[i], max_frames=20 + 5 * i, seed=i, engine=engine)))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    out = together(3, lambda i: np.concatenate(list(Speech(rt, TEXTS[i], max_frames=20 + 5 * i, seed=i,
+                                                            engine=engine))))
     stats = engine.stats()
     engine.stop()
     for i in range(3):
@@ -123,18 +113,8 @@ def test_a_server_with_a_chunk_schedule_gives_each_request_its_audio_alone(tiny_
     alone = [pcm16(np.concatenate(list(Speech(rt, t, max_frames=15, seed=i, sampling=Sampling(0.9, 50),
                                               chunk_frames=(1, 2))))) for i, t in enumerate(texts)]
     with api_server([tiny_dir], max_streams=3, chunk_frames=(1, 2), voices_dir=tmp_path) as port:
-        out, start = [None] * 3, threading.Barrier(3)
-
-        def client(i):
-            start.wait()
-            out[i] = speech(port, model="tiny", input=texts[i], seed=i, max_frames=15, temperature=0.9, top_k=50,
-                            response_format="pcm")
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        out = together(3, lambda i: speech(port, model="tiny", input=texts[i], seed=i, max_frames=15, temperature=0.9,
+                                           top_k=50, response_format="pcm"))
         stats = health(port)["batches"]["tiny:fp32"]
     assert [o[0] for o in out] == [200] * 3
     assert [o[2] for o in out] == alone

@@ -18,7 +18,7 @@ from voxport.runtime.sampling import Sampling
 from voxport.runtime.stream import Speech
 from websockets.sync.client import connect
 
-from tests.api_helpers import api_server, health, speech, wait_for
+from tests.api_helpers import api_server, health, speech, together, wait_for
 from tests.test_speech_load import _slow_stream
 
 # different lengths (frame limits, two sentences), voices, seeds and sampling settings
@@ -46,17 +46,7 @@ def test_concurrent_requests_share_frame_calls_and_each_gets_its_solo_audio(tiny
     assert utterances[3] >= 2 and set(utterances[:3]) == {1}
     assert len(set(alone)) == 4  # four different answers
     with api_server([tiny_dir], max_streams=4, voices_dir=tmp_path) as port:
-        start, out = threading.Barrier(4), [None] * 4
-
-        def client(i):
-            start.wait()
-            out[i] = speech(port, model="tiny", response_format="pcm", **REQUESTS[i])
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        out = together(4, lambda i: speech(port, model="tiny", response_format="pcm", **REQUESTS[i]))
         batches = health(port)["batches"]["tiny:fp32"]
     assert [o[0] for o in out] == [200] * 4
     for i, (o, a) in enumerate(zip(out, alone)):
@@ -163,17 +153,7 @@ def test_dual_track_requests_in_a_batch_each_get_their_solo_audio(qwen_dir, tmp_
                    sampling=Sampling(r["temperature"], r["top_k"], top_p=r.get("top_p")))
         alone.append(pcm16(np.concatenate(list(s))))
     with api_server([qwen_dir], max_streams=3, voices_dir=tmp_path) as port:
-        start, out = threading.Barrier(3), [None] * 3
-
-        def client(i):
-            start.wait()
-            out[i] = speech(port, model=qwen_dir.name, response_format="pcm", **reqs[i])
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        out = together(3, lambda i: speech(port, model=qwen_dir.name, response_format="pcm", **reqs[i]))
         batches = health(port)["batches"][f"{qwen_dir.name}:fp32"]
     assert len(set(alone)) == 3
     assert [o[0] for o in out] == [200] * 3 and [o[2] for o in out] == alone
