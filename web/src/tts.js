@@ -4,11 +4,12 @@
 import { Graphs, checkManifest, precisions } from './runtime/graphs.js';
 import { Runtime } from './runtime/runtime.js';
 import { Speech } from './runtime/stream.js';
+import { CodecStream } from './runtime/codec_stream.js';
 import { promptBuilder } from './runtime/prompt.js';
 import { completeSentences, strip } from './runtime/chunking.js';
 import { readWav } from './runtime/audio.js';
 import { ArtifactError, InputError } from './runtime/errors.js';
-import { browserFiles, browserSessions, decodeAudio, detectDevice, fetchJson } from './env/browser.js';
+import { WASM_CODEC_WARMUP, browserFiles, browserSessions, decodeAudio, detectDevice, fetchJson } from './env/browser.js';
 
 export const isNode = typeof process !== 'undefined' && Boolean(process.versions?.node) && typeof window === 'undefined';
 
@@ -37,7 +38,28 @@ async function environment(source, { ort, device, threads, wasmPaths, cache, cac
   const base = new URL(String(source).endsWith('/') ? source : `${source}/`, globalThis.location?.href).href;
   const offered = globalThis.crossOriginIsolated ? (navigator.hardwareConcurrency || 1) : 1;
   return { ort, files: browserFiles(base, { cache }), device: found.device, f16: found.f16,
-    ...browserSessions(ort, { threads: threads ?? offered, wasmPaths }) };
+    codecWarmup: found.device === 'wasm' ? WASM_CODEC_WARMUP : 0, ...browserSessions(ort, { threads: threads ?? offered, wasmPaths }) };
+}
+
+/** opts.warmup -> streaming-codec calls after the one-frame utterance (null: none at all). */
+function warmupCalls(warmup, envDefault) {
+  if (warmup === false || warmup === 0) return null;
+  if (warmup == null || warmup === true) return envDefault ?? 0;
+  if (!Number.isInteger(warmup) || warmup < 0) {
+    throw new InputError(`warmup must be true, false or a number of codec calls >= 0, got ${JSON.stringify(warmup)}`);
+  }
+  return warmup;
+}
+
+/** `calls` streaming-codec calls on zero codes with a state of their own (thrown away after). */
+async function warmCodec(graphs, calls, onProgress) {
+  const codec = new CodecStream(graphs), zeros = [new Array(graphs.rt.num_codebooks).fill(0)];
+  try {
+    for (let i = 1; i <= calls; i++) {
+      await codec.decode(zeros);
+      onProgress({ status: 'warmup', codecCalls: i, of: calls });
+    }
+  } finally { codec.close(); }
 }
 
 async function textFile(files, manifest, path) {
@@ -61,12 +83,15 @@ export class VoxportTTS {
    * (default: the device's cores in a cross-origin-isolated page, onnxruntime's choice in Node), ort
    * (the onnxruntime module: default onnxruntime-web/webgpu, or onnxruntime-node in Node), onProgress,
    * wasmPaths, cache (Cache Storage, default true), cacheDir (Node, for http(s) sources), warmup (default
-   * true: speak one frame before returning, so the first request does not pay the sessions' first-run costs),
+   * true: speak one frame before returning, so the first request does not pay the sessions' first-run costs,
+   * then on wasm call the streaming codec WASM_CODEC_WARMUP more times, env/browser.js; a number: that many
+   * codec calls after the frame; false: none),
    * capture (default false: on WebGPU, replay the frame under graph capture where the artifact has the
    * graph for it and the adapter takes it; stats.graph_capture says 'on', 'off' or why it was refused;
    * onnxruntime-web 1.30 refuses every frame graph at its first replay, docs/design.md).
    */
   static async load(source, opts = {}) {
+    warmupCalls(opts.warmup, 0);  // a bad value is refused before anything is fetched
     const env = await environment(source, opts);
     const manifest = checkManifest(await env.files.manifest(), env.files.where);
     const rt = manifest.runtime, gen = rt.generation;
@@ -88,12 +113,16 @@ export class VoxportTTS {
     const runtime = new Runtime(graphs, prompts, captureGraph);
     if (captureGraph) await runtime.useCapture();
     const tts = new VoxportTTS(runtime, { device: env.device, dtype, threads: env.threads, dtypes: available });
-    if (opts.warmup ?? true) {
+    const codecCalls = warmupCalls(opts.warmup, env.codecWarmup);
+    if (codecCalls != null) {
       // A session's first runs pay one-off costs (kernel set-up, and on wasm V8 compiling onnxruntime's
       // code): in a page (tiny, 1 thread) the first request's first audio took 1,021-1,120 ms against
-      // 170-258 ms for the next one. One frame spoken here moves that into loading.
+      // 170-258 ms for the next one. One frame spoken here moves that into loading; the codec calls
+      // after it give V8 time to move the codec's functions to its optimized tier.
       onProgress({ status: 'warmup' });
       await tts.generate('Hello.', { maxFrames: 1, temperature: 0, topK: 1 });
+      await warmCodec(graphs, codecCalls, onProgress);
+      graphs.timings = {};
       tts.stats = null;
     }
     onProgress({ status: 'ready' });

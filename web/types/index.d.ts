@@ -14,6 +14,9 @@ export interface ProgressEvent {
   bytes?: number;
   totalLoaded?: number;
   cached?: boolean;
+  /** 'warmup': the streaming-codec calls made so far of `of` (absent on the first 'warmup' event) */
+  codecCalls?: number;
+  of?: number;
 }
 
 export interface LoadOptions {
@@ -32,8 +35,10 @@ export interface LoadOptions {
   cache?: boolean;
   /** Node: where files of an http(s) artifact are kept (default: the OS temp dir) */
   cacheDir?: string;
-  /** speak one frame before returning, so the first request does not pay the sessions' first-run costs (default true) */
-  warmup?: boolean;
+  /** speak one frame before returning, so the first request does not pay the sessions' first-run costs,
+   * then (wasm) call the streaming codec 32 more times while V8 optimizes onnxruntime's code (default true);
+   * a number: that many codec calls after the frame; false: no warm-up */
+  warmup?: boolean | number;
   /** WebGPU: replay the frame under graph capture where the artifact has its capture graph (default false) */
   capture?: boolean;
 }

@@ -86,6 +86,12 @@ export async function detectDevice() {
       : `WebGPU: adapter ${name}${f16 ? ', shader-f16' : ''}` };
 }
 
+// Streaming-codec calls a wasm page's load makes after its one-frame warm-up. V8 runs onnxruntime's
+// wasm on its baseline tier first and recompiles the hot functions in the background: in fresh pages
+// (marvis-250m fp32, 2 threads, 2 cores) the first utterance's codec took 45-48 ms a call on average,
+// 32 after 32 calls here (1.7 s of loading that took 65 s), and about 20 once a page had made 36.
+export const WASM_CODEC_WARMUP = 32;
+
 /** onnxruntime-web sessions; threads: wasm threads (cross-origin isolation needed for more than one). */
 export function browserSessions(ort, { threads, wasmPaths }) {
   const isolated = globalThis.crossOriginIsolated === true;

@@ -1,0 +1,54 @@
+"""voxport-web's load-time warm-up, in Node (onnxruntime-node, the library's own source): a number asks
+for that many streaming-codec calls after the one-frame utterance, reported as progress events and kept
+out of the first request's stats; Node's default makes none (V8 tiering is a wasm matter); a bad value is
+refused with one message before anything is read."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from voxport.serve import WEB_ROOT
+
+SCRIPT = """
+const [lib, dir] = process.argv.slice(1);  // node -e: the arguments follow the executable
+const { VoxportTTS } = await import(lib);
+const warmups = (events) => (e) => { if (e.status === 'warmup') events.push(e); };
+const out = { asked: [], plain: [], errors: [] };
+const tts = await VoxportTTS.load(dir, { dtype: 'fp32', warmup: 3, onProgress: warmups(out.asked) });
+out.statsAfterLoad = tts.stats;
+const r = await tts.generate('Hello there.', { maxFrames: 2, temperature: 0, topK: 1, chunkFrames: 1 });
+out.requestCodecCalls = r.stats.graph_ms[tts.manifest.runtime.codec_stream.graph].calls;
+out.frames = r.codes.length;
+await tts.release();
+await (await VoxportTTS.load(dir, { dtype: 'fp32', onProgress: warmups(out.plain) })).release();
+for (const bad of [-1, 1.5, 'x']) {
+  try { await VoxportTTS.load(dir + '/no-such-dir', { warmup: bad }); out.errors.push(null); }
+  catch (e) { out.errors.push([e.name, e.message]); }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_codec_warmup_calls_progress_and_refusals(tiny_dir):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing")
+    if not (WEB_ROOT / "node_modules" / "onnxruntime-node").is_dir():
+        pytest.skip("web/node_modules/onnxruntime-node missing (`make test` runs npm ci)")
+    lib = (WEB_ROOT / "src" / "index.js").as_uri()
+    out = subprocess.run([node, "--input-type=module", "-e", SCRIPT, lib, str(tiny_dir)], capture_output=True, text=True,
+                         timeout=300, cwd=WEB_ROOT)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["asked"] == [{"status": "warmup"}] + [{"status": "warmup", "codecCalls": i, "of": 3} for i in (1, 2, 3)]
+    assert got["statsAfterLoad"] is None
+    # the request's own calls only: one per frame (the warm-up's four codec calls are not counted)
+    assert got["requestCodecCalls"] == got["frames"] == 2
+    assert got["plain"] == [{"status": "warmup"}]  # Node: the frame only
+    for bad, err in zip(("-1", "1.5", '"x"'), got["errors"]):
+        # refused before the (missing) directory is read
+        assert err == ["InputError", f"warmup must be true, false or a number of codec calls >= 0, got {bad}"]
