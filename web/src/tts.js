@@ -43,7 +43,7 @@ async function environment(source, { ort, device, threads, wasmPaths, cache, cac
 
 /** opts.warmup -> streaming-codec calls after the one-frame utterance (null: none at all). */
 function warmupCalls(warmup, envDefault) {
-  if (warmup === false || warmup === 0) return null;
+  if (warmup === false) return null;
   if (warmup == null || warmup === true) return envDefault ?? 0;
   if (!Number.isInteger(warmup) || warmup < 0) {
     throw new InputError(`warmup must be true, false or a number of codec calls >= 0, got ${JSON.stringify(warmup)}`);
