@@ -7,15 +7,13 @@ which also checks Node's static cache bound in place."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from voxport.errors import InputError
+from tests.web_helpers import node_library
 from voxport.runtime.sampling import Sampling
-from voxport.serve import WEB_ROOT
 
 TEXT = "Hello there, this is a test of chunks."
 FRAMES = 12
@@ -37,17 +35,7 @@ console.log(JSON.stringify(results));
 
 
 def run_node(artifact, requests: list[dict]) -> list[dict]:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node missing")
-    if not (WEB_ROOT / "node_modules" / "onnxruntime-node").is_dir():
-        pytest.skip("web/node_modules/onnxruntime-node missing (`make test` runs npm ci)")
-    lib = (WEB_ROOT / "src" / "index.js").as_uri()
-    out = subprocess.run([node, "--input-type=module", "-e", "import { createRequire } from 'node:module';"
-                          "const require = createRequire(import.meta.url);" + SCRIPT, lib, str(artifact)],
-                         input=json.dumps(requests), capture_output=True, text=True, timeout=300, cwd=WEB_ROOT)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return json.loads(node_library(SCRIPT, str(artifact), stdin=json.dumps(requests)))
 
 
 def python_chunks(runtime, **kw):

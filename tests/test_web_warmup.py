@@ -6,12 +6,8 @@ warm-up; a bad value is refused with one message before anything is read."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
-import pytest
-
-from voxport.serve import WEB_ROOT
+from tests.web_helpers import node_library
 
 SCRIPT = """
 const [lib, dir] = process.argv.slice(1);  // node -e: the arguments follow the executable
@@ -35,16 +31,7 @@ console.log(JSON.stringify(out));
 
 
 def test_codec_warmup_calls_progress_and_refusals(tiny_dir):
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node missing")
-    if not (WEB_ROOT / "node_modules" / "onnxruntime-node").is_dir():
-        pytest.skip("web/node_modules/onnxruntime-node missing (`make test` runs npm ci)")
-    lib = (WEB_ROOT / "src" / "index.js").as_uri()
-    out = subprocess.run([node, "--input-type=module", "-e", SCRIPT, lib, str(tiny_dir)], capture_output=True, text=True,
-                         timeout=300, cwd=WEB_ROOT)
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout)
+    got = json.loads(node_library(SCRIPT, str(tiny_dir)))
     assert got["asked"] == [{"status": "warmup"}] + [{"status": "warmup", "codecCalls": i, "of": 3} for i in (1, 2, 3)]
     assert got["statsAfterLoad"] is None
     # the request's own calls only: one per frame (the warm-up's four codec calls are not counted)

@@ -154,6 +154,21 @@ LIBRARY = """async () => {
 }"""
 
 
+def node_library(script: str, *args: str, stdin: str | None = None) -> str:
+    """Runs `script` as an ES module under Node with the library's entry as its first argument (`lib`,
+    then `args`), `require` defined; returns its stdout. Skips where Node or onnxruntime-node is missing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing")
+    if not (WEB_ROOT / "node_modules" / "onnxruntime-node").is_dir():
+        pytest.skip("web/node_modules/onnxruntime-node missing (`make test` runs npm ci)")
+    prelude = "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+    out = subprocess.run([node, "--input-type=module", "-e", prelude + script, (WEB_ROOT / "src" / "index.js").as_uri(),
+                          *args], input=stdin, capture_output=True, text=True, timeout=300, cwd=WEB_ROOT)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def use_library(page, **load):
     """window.lib on the page, its model loaded (wasm, fp32, one thread unless told otherwise)."""
     page.evaluate(LIBRARY)
