@@ -70,16 +70,13 @@ def test_the_bench_decodes_beside_an_engine_and_refuses_an_unknown_mode(qwen_dir
 
 
 def test_modes_split_threads_between_the_frame_and_the_codec(qwen_dir):
-    from voxport.bench.chunk_schedule import parse_mode, parse_schedule
+    from voxport.bench.chunk_schedule import parse_mode
 
     assert parse_mode("engine:2+1", 2) == ("engine", 2, 1)
     assert parse_mode("serial", 2) == ("serial", 2, 2) and parse_mode("engine:1", 2) == ("engine", 1, 1)
     for bad in ("engine:1+0", "engine:1+1+1", "serial:+1", "serial:2+"):
         with pytest.raises(InputError, match=re.escape(f"mode {bad!r}: expected serial or engine")):
             parse_mode(bad, 2)
-    assert parse_schedule("1,4,8") == (1, 4, 8)
-    with pytest.raises(InputError, match="schedule '1,0': expected frames per call >= 1"):
-        parse_schedule("1,0")
     # the codec's session gets its own count, every other session the runtime's
     rt = Runtime(qwen_dir, threads=2, dtype="q4", codec_threads=1)
     rt.load_streaming()
@@ -96,3 +93,15 @@ def test_rows_say_how_busy_the_machine_was(qwen_dir):
     (row,) = result["rows"]
     assert len(row["runs"]) == 2 and row["best_rtf"] == min(r["rtf"] for r in row["runs"]) <= row["rtf"]
     assert all(r["other_cores"] >= 0 for r in row["runs"])
+
+
+def test_a_chunk_schedule_as_typed():
+    """The one parser of "1,4" (speak and serve's --chunk-frames, the benchmarks' schedules)."""
+    from voxport.runtime.stream import parse_chunk_frames
+
+    assert parse_chunk_frames("1,4,8") == (1, 4, 8) and parse_chunk_frames(" 2, 4 ") == (2, 4)
+    assert parse_chunk_frames("3") == (3,)
+    for bad in ("1,0", "", "1,,2", "-1", "1.5", "\u00b2", "4,"):
+        with pytest.raises(InputError, match=re.escape(f"a schedule must be frame counts >= 1 separated by commas "
+                                                       f"(e.g. 1,4), got {bad!r}")):
+            parse_chunk_frames(bad, "a schedule")

@@ -49,16 +49,17 @@ def test_stream_cli_reports_one_call_per_frame_and_first_audio(tiny_dir, tmp_pat
 
 
 def test_raw_pcm_on_stdout_matches_the_wav(tiny_dir, tmp_path):
-    proc = _speak(tiny_dir, TEXT, "--greedy", "--max-frames", 6, "-o", "-", "--chunk-frames", 4)
-    assert proc.returncode == 0, proc.stderr.decode()
-    pcm = np.frombuffer(proc.stdout, "<i2")
-    assert pcm.shape == (6 * 1920,)
     wav = tmp_path / "w.wav"
     assert _speak(tiny_dir, TEXT, "--greedy", "--max-frames", 6, "-o", wav).returncode == 0
     ref, _ = sf.read(wav, dtype="int16")
-    # chunks of 4 frames and of 1 decode to floats up to 1.2e-5 apart (measured; 127 of 11520
-    # samples then land one int16 step apart): the arithmetic is the same, the chunking is not
-    assert np.abs(pcm.astype(int) - ref.astype(int)).max() <= 1
+    for chunks in ("4", "1,2"):  # chunks of 4 frames; a schedule: one frame, then two at a time
+        proc = _speak(tiny_dir, TEXT, "--greedy", "--max-frames", 6, "-o", "-", "--chunk-frames", chunks)
+        assert proc.returncode == 0, proc.stderr.decode()
+        pcm = np.frombuffer(proc.stdout, "<i2")
+        assert pcm.shape == (6 * 1920,)
+        # chunks of 4 frames and of 1 decode to floats up to 1.2e-5 apart (measured; 127 of 11520
+        # samples then land one int16 step apart): the arithmetic is the same, the chunking is not
+        assert np.abs(pcm.astype(int) - ref.astype(int)).max() <= 1, chunks
 
 
 def test_reader_closing_the_pipe_stops_generation_cleanly(tiny_dir, tmp_path):
@@ -100,7 +101,7 @@ def test_long_text_is_spoken_as_consecutive_utterances(tiny_dir):
 @pytest.mark.parametrize("flags, message", [
     (["--temperature", "-0.5"], "temperature must be >= 0"), (["--top-k", "0"], "top-k must be between 1"),
     (["--top-k", "2052"], "top-k must be between 1"),
-    (["--stream", "--chunk-frames", "0"], "--chunk-frames must be >= 1, got 0")])
+    (["--stream", "--chunk-frames", "0"], "--chunk-frames must be frame counts >= 1 separated by commas (e.g. 1,4), got '0'")])
 def test_bad_stream_settings_get_clear_errors(tiny_dir, tmp_path, capsys, flags, message):
     assert main(["speak", str(tiny_dir), TEXT, "-o", str(tmp_path / "x.wav"), *flags]) == 2
     assert message in capsys.readouterr().err

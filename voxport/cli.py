@@ -88,9 +88,9 @@ def _check_args(a) -> None:
         check_utf8(a.ref_text, "--ref-text")
     if not 0 <= a.seed < 2 ** 63:
         raise InputError(f"--seed must be between 0 and 2**63 - 1, got {a.seed}")
-    for flag, value in (("--max-frames", a.max_frames), ("--chunk-frames", a.chunk_frames)):
-        if value is not None and value < 1:
-            raise InputError(f"{flag} must be >= 1, got {value}")
+    if a.max_frames is not None and a.max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {a.max_frames}")
+    a.chunk_frames = _frame_counts(a.chunk_frames)
     if bool(a.ref_audio) != bool(a.ref_text):
         raise InputError("--ref-audio and --ref-text go together: the reference audio and its transcript")
 
@@ -187,11 +187,10 @@ def _speak_stream(rt, a, kw):
     return codes, {**speech.stats, "load_s": round(load_s, 4), "utterance_texts": [u["text"] for u in speech.utterances]}
 
 
-def _frame_counts(text: str) -> list[int]:
-    try:
-        return [int(n) for n in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give frame counts separated by commas, e.g. 1,4; got {text!r}") from None
+def _frame_counts(text: str | None) -> tuple[int, ...] | None:
+    from voxport.runtime.stream import parse_chunk_frames
+
+    return None if text is None else parse_chunk_frames(text, "--chunk-frames")
 
 
 def _serve(a) -> int:
@@ -200,7 +199,7 @@ def _serve(a) -> int:
     serve([Path(d) for d in a.dirs], port=a.port, host=a.host, api_key=a.api_key or None,
           max_streams=a.max_streams, max_queue=a.max_queue, queue_timeout=a.queue_timeout, voices_dir=a.voices_dir,
           dtype=a.dtype, threads=a.threads, quiet=a.quiet, batching=not a.no_batching, context=a.context,
-          batch_codec=not a.no_codec_batching, codec_threads=a.codec_threads, chunk_frames=a.chunk_frames,
+          batch_codec=not a.no_codec_batching, codec_threads=a.codec_threads, chunk_frames=_frame_counts(a.chunk_frames),
           allow_origins=a.allow_origin or [], allow_hosts=a.allow_host or [], public_paths=a.public_path or [],
           limits={k: getattr(a, k) for k in LIMIT_FLAGS})
     return 0
@@ -280,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text")
     s.add_argument("-o", "--output", default="out.wav", help="WAV file, or - for raw 16-bit mono PCM on stdout")
     s.add_argument("--stream", action="store_true", help="write audio as it is produced (the WAV grows per chunk)")
-    s.add_argument("--chunk-frames", type=int, default=None,
-                   help="frames per audio chunk when streaming (default: the model's chunk schedule in its manifest)")
+    s.add_argument("--chunk-frames", metavar="N[,N...]",
+                   help="frames per audio chunk when streaming, or a schedule (e.g. 1,4: the first chunk after one "
+                   "frame, then four at a time); default: the model's chunk schedule in its manifest")
     s.add_argument("--stats-json", help="write timing figures (first audio, real-time factor, stages) as JSON")
     s.add_argument("--step-graphs", action="store_true",
                    help="use the step graphs (a call per codebook) instead of the fused frame graph")
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=int, default=1,
                    help="onnxruntime threads per session (default 1: concurrent streams give the parallelism; "
                    "0: all cores)")
-    v.add_argument("--chunk-frames", type=_frame_counts, metavar="N[,N...]",
+    v.add_argument("--chunk-frames", metavar="N[,N...]",
                    help="frames per audio chunk, or a schedule: the i-th chunk of an utterance has the i-th "
                    "count, the last repeating (e.g. 1,4: the first byte after one frame, then fewer, larger "
                    "codec calls); default: the model's chunk schedule in its manifest")

@@ -29,6 +29,7 @@ from pathlib import Path
 from voxport.bench.configs import TEN_WORDS
 from voxport.bench.machine import OtherCpu
 from voxport.errors import InputError
+from voxport.runtime.stream import parse_chunk_frames
 
 SCHEDULES = {"1": (1,), "2": (2,), "4": (4,), "8": (8,), "1,2,4": (1, 2, 4), "1,2,4,8": (1, 2, 4, 8),
              "1,4": (1, 4), "1,8": (1, 8)}
@@ -64,13 +65,6 @@ def parse_mode(mode: str, threads: int) -> tuple[str, int, int]:
                          "(e.g. engine:1, engine:2+1)")
     frame = int(counts[0]) if counts else threads
     return kind, frame, int(counts[1]) if len(counts) == 2 else frame
-
-
-def parse_schedule(text: str) -> tuple[int, ...]:
-    parts = text.split(",")
-    if not all(p.isdigit() and int(p) >= 1 for p in parts):
-        raise InputError(f"schedule {text!r}: expected frames per call >= 1, comma-separated (e.g. 1,4,8)")
-    return tuple(int(p) for p in parts)
 
 
 def measure(artifact_dir: Path, dtype: str = "fp32", frames: int = 48, repeats: int = 5, threads: int = 2,
@@ -129,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     try:
         result = measure(Path(a.artifact), a.dtype, a.frames, a.repeats, a.threads, modes=a.modes,
-                         schedules=a.schedules and {s: parse_schedule(s) for s in a.schedules})
+                         schedules=a.schedules and {s: parse_chunk_frames(s, "a schedule") for s in a.schedules})
     except InputError as e:
         p.exit(2, f"error: {e}\n")
     if a.json:

@@ -114,19 +114,25 @@ class _Server:
 def _modes(modes: tuple[str, ...], threads: int, dtype: str) -> list[tuple]:
     """"batched", "solo:1", "batched@q8", "solo:2@q4", "batched:2/1", "batched~1,4" -> (mode, threads,
     codec threads, precision, chunk schedule or None)."""
+    from voxport.errors import InputError
+    from voxport.runtime.stream import parse_chunk_frames
+
     out = []
     for m in modes:
         spec, _, sched = m.partition("~")
         head, _, precision = spec.partition("@")
         name, _, t = head.partition(":")
         t, _, c = t.partition("/")
-        counts = sched.split(",") if "~" in m else []
+        try:
+            counts = parse_chunk_frames(sched) if "~" in m else ()
+        except InputError:
+            counts = None
         if (name not in ("batched", "frames", "solo") or (t and not t.isdigit()) or ("/" in head and not c.isdigit())
-                or ("@" in spec and precision not in dt.DTYPES) or not all(n.isdigit() and int(n) > 0 for n in counts)):
+                or ("@" in spec and precision not in dt.DTYPES) or counts is None):
             raise ValueError(f"mode {m!r}: batched, frames or solo, optionally :THREADS[/CODEC_THREADS], @DTYPE "
                              f"({', '.join(dt.DTYPES)}) and ~CHUNK_FRAMES (e.g. ~1,4)")
         out.append((name, int(t) if t else threads, int(c) if c else None, precision or dtype,
-                    tuple(int(n) for n in counts) or None))
+                    counts or None))
     return out
 
 

@@ -22,6 +22,15 @@ from voxport.runtime.sampling import Sampling
 from voxport.errors import InputError
 
 
+def parse_chunk_frames(text: str, what: str = "chunk frames") -> tuple[int, ...]:
+    """'1,4' -> (1, 4): a chunk schedule as people type it (the CLI, the benchmarks); InputError naming
+    `what` for anything but frame counts >= 1 separated by commas."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isascii() and p.isdigit() and int(p) >= 1 for p in parts):
+        raise InputError(f"{what} must be frame counts >= 1 separated by commas (e.g. 1,4), got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
 @dataclass
 class Speech:
     """One request. Iterate it for float32 PCM chunks; `codes` and `stats` fill in as it goes.
